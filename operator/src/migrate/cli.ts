@@ -1,0 +1,78 @@
+import type { Command } from "commander";
+import { formatStatusTable } from "./formatStatusTable.ts";
+import { MigrationError } from "./MigrationError.ts";
+import { type MigrationLog, migrateUp, migrationStatus } from "./runMigrations.ts";
+
+/** What the `migrate` commands need from their surroundings. */
+export interface MigrateCommandDeps {
+  /** Environment to read `DATABASE_URL` from when `--database-url` is not given; read when a command runs. */
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** Where the human-readable output goes (process.stdout in the binary, a buffer in tests). */
+  readonly stdout: { write(text: string): unknown };
+  readonly log?: MigrationLog;
+  /** Overrides the repository's `migrations/` (the `--dir` flag overrides both). */
+  readonly migrationsDir?: string;
+}
+
+interface MigrateFlags {
+  readonly databaseUrl?: string;
+  readonly dir?: string;
+}
+
+/**
+ * Adds `migrate up` and `migrate status` to a commander program. Errors are thrown (commander's
+ * `parseAsync` rejects), never turned into `process.exit`: the entry point decides the exit code.
+ * `status` also throws, after printing the table, when an applied migration was changed or is missing,
+ * so a CI step or an init container fails on drift.
+ */
+export function registerMigrateCommand(program: Command, deps: MigrateCommandDeps): Command {
+  const migrate = program
+    .command("migrate")
+    .description("Manage the PostgreSQL schema (numbered SQL migrations, applied in order)");
+
+  const withFlags = (command: Command) =>
+    command
+      // No default value in the option itself: commander would print the URL (and its password) in --help.
+      .option("--database-url <url>", "PostgreSQL connection string (default: env DATABASE_URL)")
+      .option("--dir <path>", "migrations directory (default: the migrations/ shipped with the operator)");
+
+  const resolve = (flags: MigrateFlags) => {
+    const db = flags.databaseUrl ?? deps.env["DATABASE_URL"];
+    if (db === undefined || db === "") {
+      throw new MigrationError("No database: pass --database-url or set DATABASE_URL");
+    }
+    const dir = flags.dir ?? deps.migrationsDir;
+    return {
+      db,
+      ...(dir === undefined ? {} : { dir }),
+      ...(deps.log === undefined ? {} : { log: deps.log }),
+    };
+  };
+
+  withFlags(migrate.command("up"))
+    .description("Apply pending migrations (safe to run concurrently; the others wait, then do nothing)")
+    .action(async (flags: MigrateFlags) => {
+      const result = await migrateUp(resolve(flags));
+      deps.stdout.write(
+        result.applied.length === 0
+          ? `Database schema is up to date (${result.alreadyApplied} migrations applied).\n`
+          : `Applied ${result.applied.length} migration(s):\n${result.applied.map((n) => `  ${n}\n`).join("")}`,
+      );
+    });
+
+  withFlags(migrate.command("status"))
+    .description("List migrations as applied, pending, changed or missing")
+    .action(async (flags: MigrateFlags) => {
+      const rows = await migrationStatus(resolve(flags));
+      deps.stdout.write(formatStatusTable(rows));
+      const drift = rows.filter((r) => r.state === "changed" || r.state === "missing");
+      if (drift.length > 0) {
+        throw new MigrationError(
+          `${drift.length} applied migration(s) changed or missing`,
+          drift.map((r) => r.name),
+        );
+      }
+    });
+
+  return migrate;
+}
