@@ -1,0 +1,122 @@
+import type { AnomalyStats } from "./anomaly.ts";
+import type { AlertState } from "./lifecycle.ts";
+import { readingsFor } from "./readings.ts";
+import type { Reading, ReadingsByDeviceMetric, Rule, WindowEntry } from "./types.ts";
+import { type WindowSpec, windowSpecOf } from "./window.ts";
+
+/** What one tenant's evaluation starts from. */
+export interface TenantInput {
+  readonly tenantId: string;
+  /** Parsed, enabled rules of this tenant (quarantined rows already set aside by `parseRule`). */
+  readonly rules: readonly Rule[];
+  /**
+   * Every device of the tenant. A rule without a `deviceId` is evaluated for each of these (plus any
+   * device that sent readings): a window must be able to age out and resolve, and an `absent`
+   * pattern must notice a device that sends nothing, even when the device has no new reading.
+   */
+  readonly deviceIds: readonly string[];
+  /** The tenant's readings that arrived since the previous tick. */
+  readonly readingsByDeviceMetric: ReadingsByDeviceMetric;
+  /** Tick timestamp, epoch ms. */
+  readonly now: number;
+}
+
+/** One (rule, device) pair to evaluate, and the Valkey state it needs. */
+export interface PairPlan {
+  /** Identity of the pair in {@link TenantState.pairs} (see {@link pairKey}). */
+  readonly key: string;
+  readonly rule: Rule;
+  readonly deviceId: string;
+  /** This tick's usable readings of (device, rule.metric), oldest first. */
+  readonly readings: readonly Reading[];
+  /** Keeps a window buffer: `readings` are appended, then it is trimmed to this spec at `now`. */
+  readonly window: WindowSpec | null;
+  /** Keeps rolling anomaly statistics. */
+  readonly anomaly: boolean;
+  /** Tracks the newest reading timestamp (seeded with `now` on first sight). */
+  readonly lastSeen: boolean;
+}
+
+/** Every pair of one tenant for one tick, in a deterministic order. */
+export interface TenantPlan {
+  readonly tenantId: string;
+  readonly now: number;
+  readonly pairs: readonly PairPlan[];
+}
+
+/** State of one pair, as loaded for this tick (after this tick's readings were appended). */
+export interface PairState {
+  /** The window buffer after append and trim, oldest first; `null` when the pair keeps none. */
+  readonly buffer: readonly WindowEntry[] | null;
+  /** Milliseconds left on the cooldown; ≤ 0 when there is none. */
+  readonly cooldownRemainingMs: number;
+  /** `null`: nothing learned yet (or the pair keeps no statistics). */
+  readonly anomaly: AnomalyStats | null;
+  /** Newest reading timestamp known (after this tick's readings); `null` when not tracked. */
+  readonly lastSeen: number | null;
+  readonly alert: AlertState;
+}
+
+/**
+ * Loaded state of one tenant, by {@link PairPlan.key}. A pair missing from the map means its state
+ * could not be loaded: its stateful conditions are unknown and it produces no state updates.
+ */
+export interface TenantState {
+  readonly pairs: ReadonlyMap<string, PairState>;
+}
+
+/** State for an evaluation without Valkey (fail-open path): every stateful condition is unknown. */
+export function emptyTenantState(): TenantState {
+  return { pairs: new Map() };
+}
+
+/** The identity of a (rule, device) pair; unambiguous whatever characters the ids contain. */
+export function pairKey(ruleId: string, deviceId: string): string {
+  return JSON.stringify([ruleId, deviceId]);
+}
+
+/**
+ * Expands one tenant's rules into (rule, device) pairs and says which state each needs: the pure
+ * first step of a tick, whose result `ValkeyState.loadTenantState` turns into one script call.
+ * A rule bound to a device yields that pair only; an unbound rule yields one pair per device in
+ * `deviceIds`, then per other device that sent readings of its metric (sorted, for determinism).
+ *
+ * @throws RangeError when a rule belongs to another tenant (a caller bug: keys would cross tenants)
+ */
+export function planTenant(input: TenantInput): TenantPlan {
+  const { tenantId, now, readingsByDeviceMetric } = input;
+  const pairs: PairPlan[] = [];
+  const seen = new Set<string>();
+  for (const rule of input.rules) {
+    if (rule.tenantId !== tenantId) {
+      throw new RangeError(`rule ${rule.id} belongs to tenant ${rule.tenantId}, not ${tenantId}`);
+    }
+    let devices: readonly string[];
+    if (rule.deviceId !== null) {
+      devices = [rule.deviceId];
+    } else {
+      const known = new Set(input.deviceIds);
+      const extra = [...readingsByDeviceMetric.keys()]
+        .filter((d) => !known.has(d) && readingsByDeviceMetric.get(d)?.has(rule.metric))
+        .sort();
+      devices = [...known, ...extra];
+    }
+    for (const deviceId of devices) {
+      const key = pairKey(rule.id, deviceId);
+      // Two rows with one id would share keys; evaluate the first only.
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const isPattern = rule.type === "pattern";
+      pairs.push({
+        key,
+        rule,
+        deviceId,
+        readings: readingsFor(readingsByDeviceMetric, deviceId, rule.metric),
+        window: rule.type === "window" || isPattern ? windowSpecOf(rule) : null,
+        anomaly: rule.type === "anomaly",
+        lastSeen: isPattern && rule.params.kind === "absent",
+      });
+    }
+  }
+  return { tenantId, now, pairs };
+}
