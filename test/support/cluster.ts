@@ -82,3 +82,15 @@ export async function eventually<T>(
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/** Installs (idempotently) the EvaluatorShardSet CRD from crds/ and waits until it is Established. */
+export async function installCrd(): Promise<void> {
+  const file = new URL("../../crds/evaluator.iot.dev_evaluatorshardsets.yaml", import.meta.url).pathname;
+  await kubectl(["apply", "--server-side", "--force-conflicts", "-f", file]);
+  await kubectl([
+    "wait",
+    "--for=condition=Established",
+    "crd/evaluatorshardsets.evaluator.iot.dev",
+    "--timeout=60s",
+  ]);
+}

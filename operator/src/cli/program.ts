@@ -1,0 +1,75 @@
+import { Command, Option } from "commander";
+import { compileOperatorConfig, type RawOperatorOptions } from "../config/operatorConfig.ts";
+import { registerMigrateCommand } from "../migrate/cli.ts";
+import { runOperator } from "../runOperator.ts";
+
+export interface ProgramDeps {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly stdout: { write(text: string): unknown };
+  /** Resolves when the process is asked to stop (first SIGTERM/SIGINT). */
+  readonly shutdownSignal: AbortSignal;
+}
+
+/** Builds the `evaluator-operator` CLI; tests drive it with their own deps (no process globals). */
+export function createProgram(deps: ProgramDeps): Command {
+  const program = new Command("evaluator-operator")
+    .description("Shards a multi-tenant alert-rule evaluator across Kubernetes Deployments")
+    .exitOverride();
+
+  const env = (name: string) => deps.env[name];
+  program
+    .command("run")
+    .description("Run the operator: watch EvaluatorShardSets and converge their shards")
+    .option("--kubeconfig <path>", "kubeconfig file (default: $KUBECONFIG, in-cluster, or ~/.kube/config)")
+    .addOption(
+      new Option("--namespaces <list>", "comma-separated namespaces to watch (default: all)").default(
+        env("WATCH_NAMESPACES") ?? "",
+      ),
+    )
+    .option("--no-leader-elect", "run without leader election (a single replica only)")
+    .option(
+      "--leader-election-namespace <ns>",
+      "namespace of the leader Lease (default: $POD_NAMESPACE or default)",
+    )
+    .option("--leader-election-id <name>", "name of the leader Lease", "evaluator-operator-leader")
+    .option("--leader-election-lease-duration <d>", "how long a Lease is valid without renewal", "15s")
+    .option(
+      "--leader-election-renew-deadline <d>",
+      "the leader steps down if it cannot renew within this",
+      "10s",
+    )
+    .option("--leader-election-retry-period <d>", "how often candidates retry and the leader renews", "2s")
+    .option("--metrics-bind-address <addr>", "address of /metrics", ":8080")
+    .option("--health-probe-bind-address <addr>", "address of /healthz and /readyz", ":8081")
+    .addOption(new Option("--log-level <level>", "log level").default(env("LOG_LEVEL") ?? "info"))
+    .option("--resync-period <d>", "how often every set is reconciled again", "30s")
+    .option("--workers <n>", "concurrent reconciles (of different sets)", "4")
+    .option("--no-assignments", "manage Deployments only, never the tenant assignments in PostgreSQL")
+    .option("--scale-up-timeout <d>", "Degraded after new shards stay unavailable this long", "5m")
+    .option("--drain-slack <d>", "extra time removed shards keep running after one tick interval", "5s")
+    .action(async (opts: Record<string, unknown>) => {
+      const raw: RawOperatorOptions = {
+        kubeconfig: opts["kubeconfig"] as string | undefined,
+        namespaces: opts["namespaces"] as string,
+        leaderElect: opts["leaderElect"] as boolean,
+        leaderElectionNamespace: opts["leaderElectionNamespace"] as string | undefined,
+        leaderElectionId: opts["leaderElectionId"] as string,
+        leaseDuration: opts["leaderElectionLeaseDuration"] as string,
+        renewDeadline: opts["leaderElectionRenewDeadline"] as string,
+        retryPeriod: opts["leaderElectionRetryPeriod"] as string,
+        metricsBindAddress: opts["metricsBindAddress"] as string,
+        healthProbeBindAddress: opts["healthProbeBindAddress"] as string,
+        logLevel: opts["logLevel"] as string,
+        resyncPeriod: opts["resyncPeriod"] as string,
+        workers: opts["workers"] as string,
+        assignments: opts["assignments"] as boolean,
+        scaleUpTimeout: opts["scaleUpTimeout"] as string,
+        drainSlack: opts["drainSlack"] as string,
+      };
+      const config = compileOperatorConfig(raw, deps.env);
+      await runOperator(config, { env: deps.env, shutdownSignal: deps.shutdownSignal });
+    });
+
+  registerMigrateCommand(program, { env: deps.env, stdout: deps.stdout });
+  return program;
+}

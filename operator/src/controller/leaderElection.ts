@@ -1,0 +1,184 @@
+import type * as k8s from "@kubernetes/client-node";
+import type { Logger } from "../log.ts";
+
+export interface LeaderElectionOptions {
+  coordination: k8s.CoordinationV1Api;
+  namespace: string;
+  name: string;
+  identity: string;
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
+  log: Logger;
+  onStartedLeading(): void;
+  /** Leadership lost (renew failed past the deadline, or another holder took it). The process should stop. */
+  onStoppedLeading(): void;
+  onLeaderChange?(isLeader: boolean): void;
+}
+
+/**
+ * A Lease's acquireTime/renewTime are MicroTime: the apiserver insists on exactly six fractional
+ * digits, which `Date#toISOString()` does not give.
+ */
+export function microTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+}
+
+function statusCode(err: unknown): number | undefined {
+  const e = err as { code?: number; statusCode?: number };
+  return e?.code ?? e?.statusCode;
+}
+
+/**
+ * Leader election on a coordination.k8s.io/v1 Lease, as client-go does it:
+ * - a candidate takes the Lease when it is free (no holder) or when its record has not changed for
+ *   leaseDurationSeconds of *local* observation (never comparing clocks across machines);
+ * - the holder renews every retryPeriod; failing to renew within renewDeadline, it steps down;
+ * - updates carry the read resourceVersion, so two candidates racing get one 409;
+ * - `release()` (on SIGTERM) clears the holder so a standby takes over at once.
+ */
+export class LeaderElector {
+  readonly #o: LeaderElectionOptions;
+  #leading = false;
+  #stopped = false;
+  #timer: NodeJS.Timeout | undefined;
+  #observed: { record: string; at: number } | undefined;
+  #lastRenew = 0;
+
+  constructor(options: LeaderElectionOptions) {
+    if (options.leaseDurationMs <= options.renewDeadlineMs) {
+      throw new Error("leader election: leaseDuration must be greater than renewDeadline");
+    }
+    this.#o = options;
+  }
+
+  get isLeader(): boolean {
+    return this.#leading;
+  }
+
+  start(): void {
+    void this.#tick();
+  }
+
+  async #tick(): Promise<void> {
+    if (this.#stopped) return;
+    try {
+      const acquired = await this.#tryAcquireOrRenew();
+      if (acquired) {
+        this.#lastRenew = Date.now();
+        if (!this.#leading) {
+          this.#leading = true;
+          this.#o.log.info({ lease: this.#o.name, identity: this.#o.identity }, "Became leader");
+          this.#o.onLeaderChange?.(true);
+          this.#o.onStartedLeading();
+        }
+      } else if (this.#leading) {
+        this.#loseLeadership("another holder took the Lease");
+        return;
+      }
+    } catch (err) {
+      this.#o.log.warn({ lease: this.#o.name, err: String(err) }, "Lease update failed");
+    }
+    if (this.#leading && Date.now() - this.#lastRenew > this.#o.renewDeadlineMs) {
+      this.#loseLeadership("could not renew the Lease within the renew deadline");
+      return;
+    }
+    if (!this.#stopped) this.#timer = setTimeout(() => void this.#tick(), this.#o.retryPeriodMs);
+  }
+
+  #loseLeadership(reason: string): void {
+    this.#leading = false;
+    this.#stopped = true;
+    this.#o.log.error({ lease: this.#o.name, reason }, "Lost leadership");
+    this.#o.onLeaderChange?.(false);
+    this.#o.onStoppedLeading();
+  }
+
+  async #tryAcquireOrRenew(): Promise<boolean> {
+    const { coordination, namespace, name, identity } = this.#o;
+    const now = Date.now();
+    const leaseDurationSeconds = Math.ceil(this.#o.leaseDurationMs / 1000);
+    let lease: k8s.V1Lease;
+    try {
+      lease = await coordination.readNamespacedLease({ name, namespace });
+    } catch (err) {
+      if (statusCode(err) !== 404) throw err;
+      await coordination.createNamespacedLease({
+        namespace,
+        body: {
+          metadata: { name, namespace },
+          spec: {
+            holderIdentity: identity,
+            leaseDurationSeconds,
+            acquireTime: microTime(now) as unknown as Date,
+            renewTime: microTime(now) as unknown as Date,
+            leaseTransitions: 0,
+          },
+        },
+      });
+      return true;
+    }
+    const spec = lease.spec ?? {};
+    const holder = spec.holderIdentity ?? "";
+    const record = `${holder}|${String(spec.renewTime ?? "")}|${lease.metadata?.resourceVersion ?? ""}`;
+    if (this.#observed?.record !== record) this.#observed = { record, at: now };
+    const heldByOther = holder !== "" && holder !== identity;
+    const duration = (spec.leaseDurationSeconds ?? leaseDurationSeconds) * 1000;
+    if (heldByOther && now - this.#observed.at < duration) return false;
+
+    const body: k8s.V1Lease = {
+      ...lease,
+      spec: {
+        ...spec,
+        holderIdentity: identity,
+        leaseDurationSeconds,
+        renewTime: microTime(now) as unknown as Date,
+        acquireTime: (holder === identity ? serialized(spec.acquireTime) : microTime(now)) as unknown as Date,
+        leaseTransitions: (spec.leaseTransitions ?? 0) + (holder === identity ? 0 : 1),
+      },
+    };
+    try {
+      await coordination.replaceNamespacedLease({ name, namespace, body });
+    } catch (err) {
+      if (statusCode(err) === 409) return false;
+      throw err;
+    }
+    return true;
+  }
+
+  /** Stops campaigning; if leading, hands the Lease back so a standby takes over without waiting. */
+  async release(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    if (!this.#leading) return;
+    this.#leading = false;
+    this.#o.onLeaderChange?.(false);
+    const { coordination, namespace, name, identity } = this.#o;
+    try {
+      const lease = await coordination.readNamespacedLease({ name, namespace });
+      if (lease.spec?.holderIdentity !== identity) return;
+      await coordination.replaceNamespacedLease({
+        name,
+        namespace,
+        body: {
+          ...lease,
+          spec: {
+            ...lease.spec,
+            holderIdentity: "",
+            leaseDurationSeconds: 1,
+            renewTime: microTime(Date.now()) as unknown as Date,
+            acquireTime: serialized(lease.spec.acquireTime) as unknown as Date,
+          },
+        },
+      });
+      this.#o.log.info({ lease: name }, "Released leadership");
+    } catch (err) {
+      this.#o.log.warn({ lease: name, err: String(err) }, "Could not release the Lease");
+    }
+  }
+}
+
+function serialized(t: Date | string | undefined): string | undefined {
+  if (t === undefined) return undefined;
+  return microTime(new Date(t).getTime());
+}

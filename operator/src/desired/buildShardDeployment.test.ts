@@ -1,0 +1,134 @@
+import type * as k8s from "@kubernetes/client-node";
+import { describe, expect, it } from "vitest";
+import { ANNOTATIONS, type EvaluatorShardSet } from "../api/types.ts";
+import { buildShardDeployment } from "./buildShardDeployment.ts";
+
+function shardSet(overrides: Partial<EvaluatorShardSet["spec"]> = {}): EvaluatorShardSet {
+  return {
+    apiVersion: "evaluator.iot.dev/v1alpha1",
+    kind: "EvaluatorShardSet",
+    metadata: {
+      name: "alerts",
+      namespace: "iot",
+      uid: "0b7e3c1e-1111-4222-8333-944445555666",
+      generation: 1,
+    },
+    spec: {
+      shards: 3,
+      evaluator: {
+        image: "ghcr.io/example/evaluator:1.0.0",
+        databaseSecretRef: { name: "evaluator-db" },
+        valkeySecretRef: { name: "evaluator-valkey", key: "uri" },
+      },
+      database: { secretRef: { name: "operator-db" } },
+      ...overrides,
+    },
+  };
+}
+
+const env = (d: k8s.V1Deployment) => d.spec?.template.spec?.containers[0]?.env ?? [];
+
+describe("buildShardDeployment", () => {
+  it("matches the file snapshot for shard 0", async () => {
+    await expect(JSON.stringify(buildShardDeployment(shardSet(), 0), null, 2)).toMatchFileSnapshot(
+      "__snapshots__/shard-0.deployment.json",
+    );
+  });
+
+  it.each([
+    [0, "alerts-shard-0"],
+    [1, "alerts-shard-1"],
+    [17, "alerts-shard-17"],
+  ])("shard %i is named %s and selects only its own pods", (i, name) => {
+    const d = buildShardDeployment(shardSet(), i);
+    expect(d.metadata?.name).toBe(name);
+    expect(d.spec?.selector.matchLabels).toEqual({
+      "evaluator.iot.dev/shardset": "alerts",
+      "evaluator.iot.dev/shard": String(i),
+    });
+    expect(env(d).find((e) => e.name === "SHARD_INDEX")?.value).toBe(String(i));
+  });
+
+  it("is owned by its set as the controller, so deleting the set garbage-collects it", () => {
+    const ref = buildShardDeployment(shardSet(), 0).metadata?.ownerReferences?.[0];
+    expect(ref).toMatchObject({
+      kind: "EvaluatorShardSet",
+      name: "alerts",
+      controller: true,
+      blockOwnerDeletion: true,
+    });
+  });
+
+  it("takes URLs only from Secret references", () => {
+    const e = env(buildShardDeployment(shardSet(), 0));
+    expect(e.find((x) => x.name === "DATABASE_URL")?.valueFrom?.secretKeyRef).toEqual({
+      name: "evaluator-db",
+      key: "url",
+    });
+    expect(e.find((x) => x.name === "VALKEY_URL")?.valueFrom?.secretKeyRef).toEqual({
+      name: "evaluator-valkey",
+      key: "uri",
+    });
+    expect(e.some((x) => /postgres:|redis:/.test(x.value ?? ""))).toBe(false);
+  });
+
+  it("runs non-root, read-only, without privilege escalation", () => {
+    const spec = buildShardDeployment(shardSet(), 0).spec?.template.spec;
+    expect(spec?.securityContext?.runAsNonRoot).toBe(true);
+    const sc = spec?.containers[0]?.securityContext;
+    expect(sc).toMatchObject({
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      runAsNonRoot: true,
+    });
+    expect(sc?.capabilities?.drop).toEqual(["ALL"]);
+  });
+
+  it("leaves the pod template unchanged when only the shard count changes", () => {
+    const a = buildShardDeployment(shardSet({ shards: 3 }), 1);
+    const b = buildShardDeployment(shardSet({ shards: 5 }), 1);
+    expect(b.spec?.template).toEqual(a.spec?.template);
+    expect(b.metadata?.annotations?.[ANNOTATIONS.inputHash]).toBe(
+      a.metadata?.annotations?.[ANNOTATIONS.inputHash],
+    );
+    expect(env(a).some((e) => e.name === "SHARD_COUNT")).toBe(false);
+  });
+
+  it("changes the input hash when the evaluator spec changes", () => {
+    const a = buildShardDeployment(shardSet(), 0);
+    const s = shardSet();
+    s.spec.evaluator.image = "ghcr.io/example/evaluator:1.0.1";
+    const b = buildShardDeployment(s, 0);
+    expect(b.metadata?.annotations?.[ANNOTATIONS.inputHash]).not.toBe(
+      a.metadata?.annotations?.[ANNOTATIONS.inputHash],
+    );
+  });
+
+  it("passes pod knobs through and never lets extraEnv override reserved variables", () => {
+    const d = buildShardDeployment(
+      shardSet({
+        evaluator: {
+          image: "img:1",
+          databaseSecretRef: { name: "db" },
+          valkeySecretRef: { name: "vk" },
+          nodeSelector: { pool: "evaluators" },
+          tolerations: [{ key: "dedicated", operator: "Equal", value: "evaluators", effect: "NoSchedule" }],
+          extraEnv: [
+            { name: "SHARD_INDEX", value: "9" },
+            { name: "FEATURE_X", value: "on" },
+          ],
+          tickIntervalSeconds: 30,
+          tenantBudgetMs: 2000,
+        },
+      }),
+      2,
+    );
+    const spec = d.spec?.template.spec;
+    expect(spec?.nodeSelector).toEqual({ pool: "evaluators" });
+    expect(spec?.tolerations?.[0]?.key).toBe("dedicated");
+    expect(env(d).filter((e) => e.name === "SHARD_INDEX")).toEqual([{ name: "SHARD_INDEX", value: "2" }]);
+    expect(env(d).find((e) => e.name === "FEATURE_X")?.value).toBe("on");
+    expect(env(d).find((e) => e.name === "TICK_INTERVAL_SECONDS")?.value).toBe("30");
+    expect(spec?.terminationGracePeriodSeconds).toBe(17);
+  });
+});

@@ -1,0 +1,163 @@
+import type * as k8s from "@kubernetes/client-node";
+import {
+  ANNOTATIONS,
+  API_VERSION,
+  DEFAULTS,
+  type EvaluatorShardSet,
+  KIND,
+  LABELS,
+  MANAGED_BY,
+} from "../api/types.ts";
+import { inputHash } from "./hash.ts";
+import { shardDeploymentName } from "./names.ts";
+
+/** Settings of the operator (not of the resource) that shape every shard Deployment. */
+export interface ShardDeploymentConfig {
+  /** Port of the evaluator's /metrics, /healthz and /readyz. */
+  readonly metricsPort: number;
+}
+
+export const DEFAULT_SHARD_DEPLOYMENT_CONFIG: ShardDeploymentConfig = { metricsPort: 9464 };
+
+/** Environment variables the operator sets itself; extraEnv may not override them. */
+export const RESERVED_ENV = ["SHARD_INDEX", "SHARD_SET", "DATABASE_URL", "VALKEY_URL"] as const;
+
+/**
+ * The whole desired Deployment of shard `index`: labels, owner reference, pod template and an
+ * input-hash annotation. Pure: no I/O, no clock.
+ *
+ * The pod template depends on the set's evaluator spec and the shard index only, never on the
+ * shard count or epoch: the evaluator reads those from `shard_sets` at run time, so a resize
+ * leaves the pod templates of the shards that stay byte-identical and restarts none of them.
+ */
+export function buildShardDeployment(
+  set: EvaluatorShardSet,
+  index: number,
+  cfg: ShardDeploymentConfig = DEFAULT_SHARD_DEPLOYMENT_CONFIG,
+): k8s.V1Deployment {
+  const { name, namespace, uid } = set.metadata;
+  const ev = set.spec.evaluator;
+  const tickIntervalSeconds = ev.tickIntervalSeconds ?? DEFAULTS.tickIntervalSeconds;
+  const tenantBudgetMs = ev.tenantBudgetMs ?? DEFAULTS.tenantBudgetMs;
+
+  const selectorLabels = { [LABELS.shardSet]: name, [LABELS.shard]: String(index) };
+  const labels = {
+    [LABELS.name]: "evaluator",
+    [LABELS.instance]: name,
+    [LABELS.component]: "shard",
+    [LABELS.managedBy]: MANAGED_BY,
+    ...selectorLabels,
+  };
+
+  const reserved = new Set<string>(RESERVED_ENV);
+  const env: k8s.V1EnvVar[] = [
+    { name: "SHARD_INDEX", value: String(index) },
+    { name: "SHARD_SET", value: `${namespace}/${name}` },
+    {
+      name: "DATABASE_URL",
+      valueFrom: {
+        secretKeyRef: {
+          name: ev.databaseSecretRef.name,
+          key: ev.databaseSecretRef.key ?? DEFAULTS.secretKey,
+        },
+      },
+    },
+    {
+      name: "VALKEY_URL",
+      valueFrom: {
+        secretKeyRef: { name: ev.valkeySecretRef.name, key: ev.valkeySecretRef.key ?? DEFAULTS.secretKey },
+      },
+    },
+    { name: "TICK_INTERVAL_SECONDS", value: String(tickIntervalSeconds) },
+    { name: "TENANT_BUDGET_MS", value: String(tenantBudgetMs) },
+    { name: "CONCURRENCY", value: String(ev.concurrency ?? DEFAULTS.concurrency) },
+    { name: "LOG_LEVEL", value: ev.logLevel ?? "info" },
+    { name: "METRICS_PORT", value: String(cfg.metricsPort) },
+    // The schema refuses reserved names; filtering again keeps an older object from overriding them.
+    ...(ev.extraEnv ?? []).filter((e) => !reserved.has(e.name)).map((e) => ({ ...e }) as k8s.V1EnvVar),
+  ];
+
+  const probe = (path: string, periodSeconds: number, failureThreshold: number): k8s.V1Probe => ({
+    httpGet: { path, port: "metrics" as unknown as k8s.IntOrString },
+    periodSeconds,
+    timeoutSeconds: 2,
+    failureThreshold,
+  });
+
+  const podSpec: k8s.V1PodSpec = {
+    automountServiceAccountToken: false,
+    enableServiceLinks: false,
+    // A shard finishes its running tenant on SIGTERM: allow one tenant budget plus slack.
+    terminationGracePeriodSeconds: Math.ceil(tenantBudgetMs / 1000) + 15,
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      runAsGroup: 65532,
+      seccompProfile: { type: "RuntimeDefault" },
+    },
+    containers: [
+      {
+        name: "evaluator",
+        image: ev.image,
+        imagePullPolicy: ev.imagePullPolicy ?? "IfNotPresent",
+        args: ["run"],
+        env,
+        ports: [{ name: "metrics", containerPort: cfg.metricsPort, protocol: "TCP" }],
+        startupProbe: probe("/healthz", 2, 30),
+        livenessProbe: probe("/healthz", 10, 3),
+        readinessProbe: probe("/readyz", 5, 2),
+        ...(ev.resources ? { resources: ev.resources as k8s.V1ResourceRequirements } : {}),
+        securityContext: {
+          allowPrivilegeEscalation: false,
+          readOnlyRootFilesystem: true,
+          runAsNonRoot: true,
+          privileged: false,
+          capabilities: { drop: ["ALL"] },
+        },
+        volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
+      },
+    ],
+    volumes: [{ name: "tmp", emptyDir: { sizeLimit: "64Mi" as unknown as string } }],
+  };
+  if (ev.nodeSelector) podSpec.nodeSelector = { ...ev.nodeSelector };
+  if (ev.tolerations) podSpec.tolerations = ev.tolerations as k8s.V1Toleration[];
+  if (ev.affinity) podSpec.affinity = ev.affinity as k8s.V1Affinity;
+  if (ev.priorityClassName) podSpec.priorityClassName = ev.priorityClassName;
+  if (ev.serviceAccountName) podSpec.serviceAccountName = ev.serviceAccountName;
+
+  const deployment: k8s.V1Deployment = {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: {
+      name: shardDeploymentName(name, index),
+      namespace,
+      labels,
+      ownerReferences: [
+        { apiVersion: API_VERSION, kind: KIND, name, uid, controller: true, blockOwnerDeletion: true },
+      ],
+    },
+    spec: {
+      replicas: 1,
+      revisionHistoryLimit: 3,
+      selector: { matchLabels: selectorLabels },
+      // The tick lease makes two pods of one shard safe, so roll with a surge and no gap.
+      strategy: {
+        type: "RollingUpdate",
+        rollingUpdate: { maxSurge: 1 as never, maxUnavailable: 0 as never },
+      },
+      template: {
+        metadata: {
+          labels,
+          annotations: {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": String(cfg.metricsPort),
+            ...(ev.podAnnotations ?? {}),
+          },
+        },
+        spec: podSpec,
+      },
+    },
+  };
+  deployment.metadata!.annotations = { [ANNOTATIONS.inputHash]: inputHash(deployment) };
+  return deployment;
+}

@@ -1,0 +1,112 @@
+import * as k8s from "@kubernetes/client-node";
+import {
+  API_VERSION,
+  type EvaluatorShardSet,
+  type EvaluatorShardSetStatus,
+  FIELD_MANAGER,
+  GROUP,
+  KIND,
+  PLURAL,
+  VERSION,
+} from "../api/types.ts";
+
+/** Every write the reconcile makes to Kubernetes, behind one narrow interface. */
+export interface KubeWriter {
+  /** Server-side apply under the operator's one field manager; returns the object as stored. */
+  applyDeployment(d: k8s.V1Deployment): Promise<k8s.V1Deployment>;
+  deleteDeployment(namespace: string, name: string): Promise<void>;
+  /** Replaces `.status` through the status subresource (a merge patch; absent fields are sent as null). */
+  patchStatus(set: EvaluatorShardSet, status: EvaluatorShardSetStatus): Promise<EvaluatorShardSet>;
+  event(set: EvaluatorShardSet, type: "Normal" | "Warning", reason: string, message: string): Promise<void>;
+  /** Reads one key of a Secret in the set's namespace. */
+  readSecretKey(namespace: string, name: string, key: string): Promise<string>;
+}
+
+export function statusCode(err: unknown): number | undefined {
+  const e = err as { code?: number; statusCode?: number };
+  return e?.code ?? e?.statusCode;
+}
+
+/** Status fields the operator owns; those not set are written as null so a merge patch removes them. */
+const STATUS_FIELDS: (keyof EvaluatorShardSetStatus)[] = [
+  "observedGeneration",
+  "shards",
+  "desiredShards",
+  "recommendedShards",
+  "readyShards",
+  "tenants",
+  "epoch",
+  "selector",
+  "lastScaleTime",
+  "reshard",
+  "lastReshard",
+  "metrics",
+  "conditions",
+];
+
+export function createKubeWriter(kc: k8s.KubeConfig, component = "evaluator-operator"): KubeWriter {
+  const objects = k8s.KubernetesObjectApi.makeApiClient(kc);
+  const apps = kc.makeApiClient(k8s.AppsV1Api);
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const custom = kc.makeApiClient(k8s.CustomObjectsApi);
+  const mergePatch = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch);
+
+  return {
+    async applyDeployment(d) {
+      return objects.patch(d, undefined, undefined, FIELD_MANAGER, true, k8s.PatchStrategy.ServerSideApply);
+    },
+    async deleteDeployment(namespace, name) {
+      try {
+        await apps.deleteNamespacedDeployment({ name, namespace, propagationPolicy: "Background" });
+      } catch (err) {
+        if (statusCode(err) !== 404) throw err;
+      }
+    },
+    async patchStatus(set, status) {
+      const body: Record<string, unknown> = {};
+      for (const f of STATUS_FIELDS) body[f] = status[f] ?? null;
+      return (await custom.patchNamespacedCustomObjectStatus(
+        {
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+          namespace: set.metadata.namespace,
+          name: set.metadata.name,
+          body: { status: body },
+        },
+        mergePatch,
+      )) as EvaluatorShardSet;
+    },
+    async event(set, type, reason, message) {
+      const now = new Date();
+      await core.createNamespacedEvent({
+        namespace: set.metadata.namespace,
+        body: {
+          metadata: { generateName: `${set.metadata.name}.`, namespace: set.metadata.namespace },
+          involvedObject: {
+            apiVersion: API_VERSION,
+            kind: KIND,
+            name: set.metadata.name,
+            namespace: set.metadata.namespace,
+            uid: set.metadata.uid,
+            ...(set.metadata.resourceVersion ? { resourceVersion: set.metadata.resourceVersion } : {}),
+          },
+          type,
+          reason,
+          message,
+          source: { component },
+          reportingComponent: component,
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
+        },
+      });
+    },
+    async readSecretKey(namespace, name, key) {
+      const secret = await core.readNamespacedSecret({ name, namespace });
+      const value = secret.data?.[key];
+      if (value === undefined) throw new Error(`Secret ${namespace}/${name} has no key "${key}"`);
+      return Buffer.from(value, "base64").toString("utf8");
+    },
+  };
+}

@@ -1,0 +1,135 @@
+import * as k8s from "@kubernetes/client-node";
+import { collectDefaultMetrics, Registry } from "prom-client";
+import { createAssignmentsResolver } from "./assignments/assignmentsResolver.ts";
+import type { OperatorConfig } from "./config/operatorConfig.ts";
+import { startHttpServer } from "./controller/httpServer.ts";
+import { LeaderElector } from "./controller/leaderElection.ts";
+import { type RunningController, startShardSetController } from "./controller/shardSetController.ts";
+import { DEFAULT_SHARD_DEPLOYMENT_CONFIG } from "./desired/buildShardDeployment.ts";
+import { createKubeWriter } from "./kube/kubeWriter.ts";
+import { createLogger } from "./log.ts";
+import { createOperatorMetrics } from "./metrics.ts";
+import type { FaultPoint } from "./reconcile/reconcileShardSet.ts";
+
+export interface RunDeps {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly shutdownSignal: AbortSignal;
+}
+
+/**
+ * The composition root of `evaluator-operator run`: the only place that builds clients. Resolves
+ * after a graceful shutdown; rejects when leadership is lost (the process must stop reconciling).
+ */
+export async function runOperator(config: OperatorConfig, deps: RunDeps): Promise<void> {
+  const log = createLogger(config.logLevel);
+  const kc = new k8s.KubeConfig();
+  if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
+  else kc.loadFromDefault();
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const metrics = createOperatorMetrics(registry);
+  const releasers: (() => Promise<void>)[] = [];
+
+  let controller: RunningController | undefined;
+  let controllerReady = false;
+  const metricsServer = await startHttpServer(config.metricsAddress, { registry });
+  const healthServer = await startHttpServer(config.healthAddress, {
+    ready: () => controllerReady || config.leaderElection.enabled,
+  });
+  releasers.push(async () => {
+    metricsServer.close();
+    healthServer.close();
+  });
+  log.info({ metricsPort: metricsServer.port, healthPort: healthServer.port }, "Serving metrics and probes");
+
+  const kube = createKubeWriter(kc);
+  const assignments = config.assignments ? createAssignmentsResolver({ kube, log }) : undefined;
+  if (assignments) releasers.push(() => assignments.close());
+
+  // Fault injection for crash tests: kill this process at a named reconcile step.
+  const crashAt = deps.env["EO_FAULT_CRASH_AT"] as FaultPoint | undefined;
+  const faults = crashAt
+    ? (point: FaultPoint) => {
+        if (point === crashAt) {
+          log.warn({ point }, "Fault injection: crashing");
+          process.kill(process.pid, "SIGKILL");
+        }
+      }
+    : undefined;
+
+  const startController = () => {
+    controller = startShardSetController({
+      kc,
+      namespaces: config.namespaces,
+      workers: config.workers,
+      resyncMs: config.resyncMs,
+      log,
+      metrics,
+      reconcile: {
+        kube,
+        ...(assignments ? { assignments: assignments.forSet } : {}),
+        clock: { now: () => Date.now() },
+        log,
+        config: {
+          shardDeployment: DEFAULT_SHARD_DEPLOYMENT_CONFIG,
+          scaleUpTimeoutMs: config.scaleUpTimeoutMs,
+          drainSlackMs: config.drainSlackMs,
+          resyncMs: config.resyncMs,
+        },
+        applied: new Map(),
+        ...(faults ? { faults } : {}),
+        onTenantsMoved: (set, moved) =>
+          metrics.tenantsMoved(set.metadata.namespace, set.metadata.name, moved),
+      },
+    });
+    void controller.started.then(() => {
+      controllerReady = true;
+    });
+  };
+
+  let lostLeadership: (err: Error) => void = () => {};
+  const leadershipLost = new Promise<never>((_, reject) => {
+    lostLeadership = reject;
+  });
+  leadershipLost.catch(() => {});
+
+  let elector: LeaderElector | undefined;
+  const le = config.leaderElection;
+  if (le.enabled) {
+    elector = new LeaderElector({
+      coordination: kc.makeApiClient(k8s.CoordinationV1Api),
+      namespace: le.namespace,
+      name: le.name,
+      identity: le.identity,
+      leaseDurationMs: le.leaseDurationMs,
+      renewDeadlineMs: le.renewDeadlineMs,
+      retryPeriodMs: le.retryPeriodMs,
+      log,
+      onStartedLeading: startController,
+      onStoppedLeading: () => lostLeadership(new Error("leadership lost")),
+      onLeaderChange: (isLeader) => metrics.setLeader(le.name, isLeader),
+    });
+    log.info({ lease: `${le.namespace}/${le.name}`, identity: le.identity }, "Campaigning for leadership");
+    elector.start();
+  } else {
+    metrics.setLeader("none", true);
+    startController();
+  }
+
+  const stopped = new Promise<void>((resolve) => {
+    if (deps.shutdownSignal.aborted) resolve();
+    deps.shutdownSignal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  let failure: unknown;
+  try {
+    await Promise.race([stopped, leadershipLost]);
+  } catch (err) {
+    failure = err;
+  }
+  log.info({ reason: failure ? String(failure) : "signal" }, "Shutting down");
+  await controller?.stop();
+  await elector?.release();
+  for (const release of releasers.reverse()) await release();
+  if (failure) throw failure;
+}
