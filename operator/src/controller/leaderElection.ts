@@ -44,6 +44,8 @@ export class LeaderElector {
   #timer: NodeJS.Timeout | undefined;
   #observed: { record: string; at: number } | undefined;
   #lastRenew = 0;
+  /** The tick in flight, so release() never races a renewal (it would lose with a 409). */
+  #inflight: Promise<void> = Promise.resolve();
 
   constructor(options: LeaderElectionOptions) {
     if (options.leaseDurationMs <= options.renewDeadlineMs) {
@@ -57,7 +59,13 @@ export class LeaderElector {
   }
 
   start(): void {
-    void this.#tick();
+    this.#schedule(0);
+  }
+
+  #schedule(ms: number): void {
+    this.#timer = setTimeout(() => {
+      this.#inflight = this.#tick();
+    }, ms);
   }
 
   async #tick(): Promise<void> {
@@ -83,7 +91,7 @@ export class LeaderElector {
       this.#loseLeadership("could not renew the Lease within the renew deadline");
       return;
     }
-    if (!this.#stopped) this.#timer = setTimeout(() => void this.#tick(), this.#o.retryPeriodMs);
+    if (!this.#stopped) this.#schedule(this.#o.retryPeriodMs);
   }
 
   #loseLeadership(reason: string): void {
@@ -150,6 +158,7 @@ export class LeaderElector {
   async release(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
+    await this.#inflight;
     if (!this.#leading) return;
     this.#leading = false;
     this.#o.onLeaderChange?.(false);

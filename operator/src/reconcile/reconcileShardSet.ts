@@ -145,9 +145,14 @@ export async function reconcileShardSet(
     let requeueAfterMs: number | undefined;
     let waitingMessage: string | undefined;
     for (;;) {
-      const keep = reshard ? Math.max(reshard.from, reshard.to) : committed;
-      await applyShards(keep);
-      if (!reshard) break;
+      if (!reshard) {
+        await applyShards(committed, committed);
+        break;
+      }
+      const widest = Math.max(reshard.from, reshard.to);
+      // While draining, removed shards that still run keep running, but one that is gone (deleted
+      // before a crash, or by hand) is not brought back: its tenants already have a new owner.
+      await applyShards(reshard.phase === "Draining" ? reshard.to : widest, widest);
 
       if (reshard.phase === "ScalingUp") {
         const fresh = range(reshard.to).filter((i) => i >= reshard!.from);
@@ -227,7 +232,7 @@ export async function reconcileShardSet(
         );
       }
       deps.faults?.("before-delete");
-      await applyShards(reshard.to);
+      await applyShards(reshard.to, reshard.to);
       deps.faults?.("after-delete");
       status.lastReshard = {
         from: reshard.from,
@@ -264,10 +269,13 @@ export async function reconcileShardSet(
       .filter((d) => d.metadata?.ownerReferences?.some((r) => r.controller && r.uid === set.metadata.uid));
   }
 
-  /** Applies shards [0, count) (skipping those already as desired) and deletes every other owned shard. */
-  async function applyShards(count: number): Promise<void> {
+  /**
+   * Applies shards [0, apply) (skipping those already as desired) and deletes every owned shard
+   * at index ≥ keep (or without a valid index).
+   */
+  async function applyShards(apply: number, keep: number): Promise<void> {
     const owned = ownedDeployments();
-    for (const i of range(count)) {
+    for (const i of range(apply)) {
       const desired = buildShardDeployment(set, i, deps.config.shardDeployment);
       const dname = desired.metadata!.name!;
       const hash = desired.metadata!.annotations![ANNOTATIONS.inputHash]!;
@@ -288,7 +296,7 @@ export async function reconcileShardSet(
     }
     for (const d of owned) {
       const i = shardIndexOf(d.metadata?.labels);
-      if (i !== undefined && i < count) continue;
+      if (i !== undefined && i < keep) continue;
       await deps.kube.deleteDeployment(namespace, d.metadata!.name!);
       deps.applied.delete(`${namespace}/${d.metadata!.name}`);
       log.info({ deployment: d.metadata?.name, shard: i }, "Deleted Deployment");
