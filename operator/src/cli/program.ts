@@ -1,4 +1,5 @@
 import { Command, Option } from "commander";
+import { registerShardsCommand } from "../assignments/cli.ts";
 import { compileOperatorConfig, type RawOperatorOptions } from "../config/operatorConfig.ts";
 import { registerMigrateCommand } from "../migrate/cli.ts";
 import { runOperator } from "../runOperator.ts";
@@ -71,5 +72,6 @@ export function createProgram(deps: ProgramDeps): Command {
     });
 
   registerMigrateCommand(program, { env: deps.env, stdout: deps.stdout });
+  registerShardsCommand(program, { env: deps.env, stdout: deps.stdout });
   return program;
 }

@@ -1,0 +1,81 @@
+import { readFileSync } from "node:fs";
+import type { Command } from "commander";
+import pg from "pg";
+import { planAssignment } from "../sharding/planAssignment.ts";
+import { createPgTenantAssignments } from "./pgTenantAssignments.ts";
+import { formatPlan, formatStatus } from "./shardsReport.ts";
+
+export interface ShardsCommandDeps {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly stdout: { write(text: string): unknown };
+}
+
+async function withPool<T>(url: string | undefined, fn: (pool: pg.Pool) => Promise<T>): Promise<T> {
+  if (!url) throw new Error("--database-url (or DATABASE_URL) is required");
+  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  pool.on("error", () => {
+    // Reported by the failing query.
+  });
+  try {
+    return await fn(pool);
+  } finally {
+    await pool.end();
+  }
+}
+
+function shardSetName(raw: string): string {
+  if (!/^[a-z0-9-]+\/[a-z0-9.-]+$/.test(raw))
+    throw new Error(`--shard-set: expected namespace/name, got "${raw}"`);
+  return raw;
+}
+
+/** `evaluator-operator shards plan|status`: a dry run of a resize, and the current per-shard load. */
+export function registerShardsCommand(program: Command, deps: ShardsCommandDeps): Command {
+  const shards = program.command("shards").description("Inspect and plan tenant assignments");
+
+  shards
+    .command("plan")
+    .description("Dry run: what resizing to N shards would move (changes nothing)")
+    .requiredOption("--shards <n>", "target shard count")
+    .requiredOption("--shard-set <namespace/name>", "the EvaluatorShardSet")
+    .option("--database-url <url>", "PostgreSQL connection string (default: $DATABASE_URL)")
+    .action(async (opts: { shards: string; shardSet: string; databaseUrl?: string }) => {
+      const n = Number(opts.shards);
+      if (!Number.isInteger(n) || n < 1 || n > 256)
+        throw new Error(`--shards: expected 1..256, got "${opts.shards}"`);
+      const set = shardSetName(opts.shardSet);
+      await withPool(opts.databaseUrl ?? deps.env["DATABASE_URL"], async (pool) => {
+        const { rows } = await pool.query<{ id: string; weight: number; shard_index: number | null }>(
+          readFileSync(new URL("./sql/select_tenant_loads.sql", import.meta.url), "utf8"),
+          [set],
+        );
+        const tenants = rows.map((r) => ({ id: r.id, weight: Number(r.weight), shard: r.shard_index }));
+        const current = await createPgTenantAssignments(pool, set).read();
+        deps.stdout.write(formatPlan(tenants, planAssignment(tenants, n), current.shardCount));
+      });
+    });
+
+  shards
+    .command("status")
+    .description("Per-shard tenants and load, and the shard set's epoch")
+    .requiredOption("--shard-set <namespace/name>", "the EvaluatorShardSet")
+    .option("--database-url <url>", "PostgreSQL connection string (default: $DATABASE_URL)")
+    .action(async (opts: { shardSet: string; databaseUrl?: string }) => {
+      const set = shardSetName(opts.shardSet);
+      await withPool(opts.databaseUrl ?? deps.env["DATABASE_URL"], async (pool) => {
+        const snapshot = await createPgTenantAssignments(pool, set).read();
+        const { rows } = await pool.query<{ shard_index: number | null; tenants: number; load: number }>(
+          readFileSync(new URL("./sql/shard_loads.sql", import.meta.url), "utf8"),
+          [set],
+        );
+        deps.stdout.write(
+          formatStatus(
+            set,
+            snapshot,
+            rows.map((r) => ({ shard: r.shard_index, tenants: r.tenants, load: r.load })),
+          ),
+        );
+      });
+    });
+  return shards;
+}
