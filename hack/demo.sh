@@ -1,25 +1,124 @@
 #!/usr/bin/env bash
-# The demo: brings up the whole system locally. Does all of its own set-up (Node 24, npm
-# dependencies, the cached control-plane toolchain) and leaves everything running.
-# Stop it with: npm run cluster down
+# The demo: brings up the whole system locally and shows it working. Does all of its own set-up
+# (Node 24, npm dependencies, the cached control-plane toolchain) and leaves everything running.
+#
+#   npm run demo            start (or reuse) everything and walk through a resize
+#   npm run demo -- down    stop the demo's processes and the local control plane
+#
+# Settings: DEMO_DATABASE_URL (default: a database evaluator_demo on 127.0.0.1:5432),
+#           DEMO_VALKEY_URL (default redis://127.0.0.1:6379/0), DEMO_TENANTS (default 300).
 set -euo pipefail
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 source "$HACK_DIR/lib.sh"
 
+DEMO_DIR=$CACHE_ROOT/demo
+NS=iot-demo
+SET=alerts
+DB_URL=${DEMO_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/evaluator_demo}
+VALKEY_URL=${DEMO_VALKEY_URL:-redis://127.0.0.1:6379/0}
+TENANTS=${DEMO_TENANTS:-300}
+OPERATOR=("node" "$REPO_DIR/operator/bin/evaluator-operator.ts")
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+
+# background NAME CMD...: runs CMD detached with its log in $DEMO_DIR/NAME.log, unless already running.
+background() {
+  local name=$1; shift
+  local pidfile=$DEMO_DIR/$name.pid
+  if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    say "$name already running (pid $(cat "$pidfile"))"
+    return
+  fi
+  setsid "$@" >"$DEMO_DIR/$name.log" 2>&1 < /dev/null &
+  echo $! > "$pidfile"
+  say "started $name (pid $!, log $DEMO_DIR/$name.log)"
+}
+
+stop_demo() {
+  local f pid
+  for f in "$DEMO_DIR"/*.pid; do
+    [[ -f $f ]] || continue
+    pid=$(cat "$f")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+      say "stopped $(basename "$f" .pid) (pid $pid)"
+    fi
+    rm -f "$f"
+  done
+}
+
+wait_ready() {
+  # wait_ready SHARDS: until the set reports SHARDS shards, all ready, nothing in flight.
+  local want=$1 deadline=$((SECONDS + 180)) got
+  until got=$(kubectl get ess "$SET" -n "$NS" -o jsonpath='{.status.shards}/{.status.readyShards}/{.status.reshard.phase}' 2>/dev/null) \
+      && [[ $got == "$want/$want/" ]]; do
+    (( SECONDS < deadline )) || die "timed out waiting for $want ready shards (status: $got); see $DEMO_DIR/operator.log"
+    sleep 1
+  done
+}
+
+if [[ "${1:-}" == "down" ]]; then
+  stop_demo
+  "$HACK_DIR/cluster.sh" down
+  exit 0
+fi
+
 ensure_node
 ensure_deps
+mkdir -p "$DEMO_DIR"
+
+step "Local Kubernetes control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)"
 "$HACK_DIR/cluster.sh" up
 eval "$("$HACK_DIR/cluster.sh" env)"
+kubectl get nodes >&2
 
-say "nodes of the local control plane:"
-kubectl get nodes -o wide >&2
+step "A clean slate: stop an earlier demo run and remove its shard set"
+stop_demo
+kubectl delete namespace "$NS" --ignore-not-found --wait=true >&2
+
+step "PostgreSQL: the demo database (recreated), migrations and sample tenants"
+node "$HACK_DIR/demo/seed.ts" "$DB_URL" "$NS/$SET" --recreate
+DATABASE_URL=$DB_URL "${OPERATOR[@]}" migrate up >&2
+node "$HACK_DIR/demo/seed.ts" "$DB_URL" "$NS/$SET" "$TENANTS" 10 >&2
+
+step "The EvaluatorShardSet CRD, Secrets and a sample set with 3 shards"
+kubectl apply --server-side -f "$REPO_DIR/crds/evaluator.iot.dev_evaluatorshardsets.yaml" >&2
+kubectl wait --for=condition=Established crd/evaluatorshardsets.evaluator.iot.dev --timeout=60s >&2
+kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >&2
+kubectl -n "$NS" create secret generic evaluator-database --from-literal=url="$DB_URL" --dry-run=client -o yaml | kubectl apply -f - >&2
+kubectl -n "$NS" create secret generic evaluator-valkey --from-literal=url="$VALKEY_URL" --dry-run=client -o yaml | kubectl apply -f - >&2
+# The sample, with a 10 s tick so the demo moves quickly.
+sed -e 's/^  shards: .*/  shards: 3/' -e 's/^  evaluator:$/  evaluator:\n    tickIntervalSeconds: 10\n    tenantBudgetMs: 2000/' \
+  "$REPO_DIR/crds/samples/evaluatorshardset-fixed.yaml" | kubectl apply -n "$NS" -f - >&2
+
+step "The operator (leader-elected, watching $NS)"
+background operator "${OPERATOR[@]}" run --kubeconfig "$KUBECONFIG" --namespaces "$NS" \
+  --leader-election-namespace "$NS" --metrics-bind-address 127.0.0.1:18080 --health-probe-bind-address 127.0.0.1:18081 \
+  --resync-period 10s --drain-slack 1s
+wait_ready 3
+kubectl get ess -n "$NS" >&2
+kubectl get deployments,pods -n "$NS" -o wide >&2
+DATABASE_URL=$DB_URL "${OPERATOR[@]}" shards status --shard-set "$NS/$SET" >&2
+
+step "A resize: the plan first (a dry run), then kubectl scale 3 → 4"
+DATABASE_URL=$DB_URL "${OPERATOR[@]}" shards plan --shard-set "$NS/$SET" --shards 4 >&2
+kubectl scale "ess/$SET" -n "$NS" --replicas=4 >&2
+wait_ready 4
+kubectl get ess -n "$NS" >&2
+DATABASE_URL=$DB_URL "${OPERATOR[@]}" shards status --shard-set "$NS/$SET" >&2
+kubectl get events -n "$NS" --field-selector involvedObject.kind=EvaluatorShardSet \
+  -o custom-columns=REASON:.reason,MESSAGE:.message >&2
+
 cat >&2 <<MSG
 
-The local control plane is running. Point kubectl at it with:
+The system is running. Point kubectl at the local control plane with:
 
   eval "\$(npm run --silent cluster env)"
-  kubectl get nodes
+  kubectl get ess -n $NS
+  kubectl scale ess/$SET -n $NS --replicas=2
 
-Stop everything with: npm run cluster down
+Logs: $DEMO_DIR/*.log   Stop everything: npm run demo -- down
 MSG

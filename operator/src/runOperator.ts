@@ -78,6 +78,7 @@ export async function runOperator(config: OperatorConfig, deps: RunDeps): Promis
           resyncMs: config.resyncMs,
         },
         applied: new Map(),
+        written: new Map(),
         ...(faults ? { faults } : {}),
         onTenantsMoved: (set, moved) =>
           metrics.tenantsMoved(set.metadata.namespace, set.metadata.name, moved),

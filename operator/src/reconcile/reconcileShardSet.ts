@@ -45,6 +45,12 @@ export interface ReconcileDeps {
   readonly config: ReconcileConfig;
   /** What the operator last applied per Deployment (`ns/name` → input hash and resulting generation). */
   readonly applied: Map<string, { hash: string; generation: number }>;
+  /**
+   * The set as our last status write left it, with the resourceVersions that write superseded.
+   * A reconcile that runs before the informer has seen our write would otherwise act on an older
+   * status (for instance finish a reshard twice).
+   */
+  readonly written: Map<string, { superseded: Set<string>; set: EvaluatorShardSet }>;
   readonly faults?: (point: FaultPoint) => void;
   readonly onTenantsMoved?: (set: EvaluatorShardSet, moved: number) => void;
 }
@@ -93,7 +99,10 @@ export async function reconcileShardSet(
   const cached = deps.sets.get(name, namespace);
   // Gone or going: the owner references garbage-collect the shard Deployments.
   if (!cached || cached.metadata.deletionTimestamp) return undefined;
-  let set = cached;
+  const memo = deps.written.get(key);
+  // resourceVersions are opaque: never compared for order, only matched against those we superseded.
+  let set = memo?.superseded.has(cached.metadata.resourceVersion ?? "") ? memo.set : cached;
+  if (set === cached) deps.written.delete(key);
   const log = deps.log.child({ shardset: key });
   const status: EvaluatorShardSetStatus = structuredClone(set.status ?? {});
   try {
@@ -116,7 +125,7 @@ export async function reconcileShardSet(
     const assignments = deps.assignments ? await deps.assignments(set) : undefined;
     const snapshot = assignments ? await assignments.read() : undefined;
     // The database is the truth about tenants; status is only its report (it may trail a crash).
-    const committed = snapshot?.shardCount ?? status.shards ?? 0;
+    const committed = snapshot ? (snapshot.shardCount ?? 0) : (status.shards ?? 0);
     if (snapshot) {
       status.epoch = snapshot.epoch;
       status.tenants = snapshot.tenants;
@@ -209,7 +218,9 @@ export async function reconcileShardSet(
           await event(
             "Normal",
             REASON.movingTenants,
-            `Moved ${result.moved} tenants (load ${round(result.movedLoad)}) to ${reshard.to} shards, epoch ${result.epoch}`,
+            reshard.from === 0
+              ? `Placed ${result.tenants} tenants on ${reshard.to} shards, epoch ${result.epoch}`
+              : `Moved ${result.moved} tenants (load ${round(result.movedLoad)}) to ${reshard.to} shards, epoch ${result.epoch}`,
           );
         }
         await persist(reshard.to, reshard);
@@ -383,7 +394,10 @@ export async function reconcileShardSet(
 
   async function writeStatus(): Promise<void> {
     if (stableStringify(set.status ?? {}) === stableStringify(status)) return;
+    const superseded = deps.written.get(key)?.superseded ?? new Set<string>();
+    if (set.metadata.resourceVersion) superseded.add(set.metadata.resourceVersion);
     set = await deps.kube.patchStatus(set, status);
+    deps.written.set(key, { superseded, set });
   }
 
   async function event(type: "Normal" | "Warning", reason: string, message: string): Promise<void> {
