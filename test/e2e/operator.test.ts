@@ -103,7 +103,7 @@ const env = (d: k8s.V1Deployment, n: string) =>
 
 describe("EvaluatorShardSet reconcile", () => {
   it("runs one Ready Deployment per shard, with names, env, labels, owner and security context", async () => {
-    const { ns } = await setup("three");
+    const { ns, op } = await setup("three");
     await kubectl(["apply", "-n", ns, "-f", "-"], manifest("alerts", 3));
     const set = await settled(ns, "alerts", 3);
 
@@ -140,6 +140,19 @@ describe("EvaluatorShardSet reconcile", () => {
     ).toHaveLength(3);
     expect(set.status?.selector).toBe("evaluator.iot.dev/shardset=alerts");
     expect(set.status?.conditions?.find((c) => c.type === "Ready")?.status).toBe("True");
+
+    // The operator's own metrics and probes.
+    const ports = op.logs.find((l) => l["msg"] === "Serving metrics and probes")!;
+    const metrics = await (await fetch(`http://127.0.0.1:${ports["metricsPort"]}/metrics`)).text();
+    expect(metrics).toMatch(
+      /controller_runtime_reconcile_total\{controller="evaluatorshardset",result="success"\} [1-9]/,
+    );
+    expect(metrics).toContain("controller_runtime_reconcile_time_seconds_bucket");
+    expect(metrics).toContain('workqueue_depth{name="evaluatorshardset"}');
+    expect(metrics).toContain("leader_election_master_status");
+    for (const probe of ["healthz", "readyz"]) {
+      expect((await fetch(`http://127.0.0.1:${ports["healthPort"]}/${probe}`)).status).toBe(200);
+    }
 
     const table = await kubectl(["get", "ess", "alerts", "-n", ns]);
     const [header, row] = table.trim().split("\n");

@@ -172,6 +172,65 @@ describe("reshard through the operator", () => {
     }
   });
 
+  it("reports an unreachable database as Degraded, moves nothing, and converges once it is reachable", async () => {
+    const w = await world("nodb", 500);
+    const op = operator(w);
+    await kubectl(["apply", "-n", w.ns, "-f", "-"], manifest(2));
+    await settled(w, 2);
+    const before = await assignment(w);
+
+    // Point the operator's Secret at a port where no database listens, then ask for a resize.
+    await kubectl(["delete", "secret", "operator-db", "-n", w.ns]);
+    await kubectl([
+      "create",
+      "secret",
+      "generic",
+      "operator-db",
+      "-n",
+      w.ns,
+      "--from-literal=url=postgres://postgres@127.0.0.1:9/none",
+    ]);
+    await kubectl(["scale", "ess/alerts", "-n", w.ns, "--replicas=3"]);
+    const degraded = await eventually(
+      async () => {
+        const c = (await getSet(w.ns)).status?.conditions?.find((x) => x.type === "Degraded");
+        return c?.status === "True" ? c : undefined;
+      },
+      { what: "Degraded=True" },
+    );
+    expect(degraded.reason).toBe("DatabaseUnavailable");
+    expect(degraded.message).toMatch(/database unreachable/);
+    const events = await kubectl([
+      "get",
+      "events",
+      "-n",
+      w.ns,
+      "--field-selector",
+      "reason=DatabaseUnavailable",
+      "-o",
+      "name",
+    ]);
+    expect(events.trim()).not.toBe("");
+    expect(await assignment(w)).toEqual(before);
+    expect(await epoch(w)).toBe(1);
+    expect(op.logs.some((l) => l["msg"] === "Reconcile failed; retrying with backoff")).toBe(true);
+
+    await kubectl(["delete", "secret", "operator-db", "-n", w.ns]);
+    await kubectl([
+      "create",
+      "secret",
+      "generic",
+      "operator-db",
+      "-n",
+      w.ns,
+      `--from-literal=url=${w.db.url}`,
+    ]);
+    const s = await settled(w, 3);
+    await expectConsistent(w, 3);
+    expect(s.status?.conditions?.find((x) => x.type === "Degraded")?.status).toBe("False");
+    expect(await epoch(w)).toBe(2);
+  });
+
   it.each(["after-scale-up", "before-commit", "after-commit", "before-delete", "after-delete"])(
     "converges to the planned state when killed at %s and restarted",
     async (point) => {

@@ -1,0 +1,556 @@
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import * as k8s from "@kubernetes/client-node";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import {
+  createTestNamespace,
+  eventually,
+  installCrd,
+  KUBECONFIG_PATH,
+  kubectl,
+  loadKubeConfig,
+  toolchainBin,
+} from "../support/cluster.ts";
+
+/**
+ * The Helm chart (helm/evaluator-operator): it lints, renders the least-privilege RBAC for both
+ * scopes (ClusterRole, or a Role per watched namespace), refuses bad values through its schema with
+ * a message naming the value, and installs on the real local apiserver, where the chart's
+ * ServiceAccount can do exactly what the operator needs. kwok plays the node, so the operator pods
+ * turn Running without the image being pulled.
+ * The CRD is installed cluster-wide by the suites (and never deleted); installs here pass --skip-crds.
+ */
+
+const run = promisify(execFile);
+const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const chart = join(repo, "helm", "evaluator-operator");
+const CRD_FILE = "evaluator.iot.dev_evaluatorshardsets.yaml";
+/** Never pulled: kwok fakes the pods. */
+const TEST_IMAGE = "registry.invalid/evaluator-operator";
+
+const kc = loadKubeConfig();
+const apps = kc.makeApiClient(k8s.AppsV1Api);
+const core = kc.makeApiClient(k8s.CoreV1Api);
+const rbac = kc.makeApiClient(k8s.RbacAuthorizationV1Api);
+
+/** Helm's cache, config and data of this file only: no user repositories or plugins leak in. */
+let helmHome: string;
+beforeAll(async () => {
+  helmHome = await mkdtemp(join(tmpdir(), "eo-helm-test-"));
+});
+afterAll(async () => {
+  await rm(helmHome, { recursive: true, force: true });
+});
+
+/** Runs the toolchain's helm against the local plane; resolves with stdout, rejects with stderr. */
+async function helm(args: string[]): Promise<string> {
+  const { stdout } = await run(join(toolchainBin(), "helm"), ["--kubeconfig", KUBECONFIG_PATH, ...args], {
+    maxBuffer: 16 * 1024 * 1024,
+    env: {
+      ...process.env,
+      HELM_CACHE_HOME: join(helmHome, "cache"),
+      HELM_CONFIG_HOME: join(helmHome, "config"),
+      HELM_DATA_HOME: join(helmHome, "data"),
+    },
+  });
+  return stdout;
+}
+
+/** Runs helm expecting it to fail; resolves with what it printed on stderr. */
+async function helmFailure(args: string[]): Promise<string> {
+  try {
+    await helm(args);
+  } catch (err) {
+    return String((err as { stderr?: unknown }).stderr ?? err);
+  }
+  throw new Error(`helm ${args.join(" ")} succeeded, expected a failure`);
+}
+
+interface Rule {
+  apiGroups?: string[];
+  resources?: string[];
+  resourceNames?: string[];
+  verbs: string[];
+}
+
+interface Manifest {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
+  // The rendered objects are only read, so the fields asserted on are reached through this.
+  // biome-ignore lint/suspicious/noExplicitAny: rendered manifests of many kinds
+  [field: string]: any;
+}
+
+/**
+ * `helm template` of the chart, parsed into plain JSON objects (the client's typed models, with the
+ * fields left unset dropped), as the apiserver would receive them.
+ */
+async function render(args: string[] = [], namespace = "evaluator-system"): Promise<Manifest[]> {
+  const out = await helm(["template", "rel", chart, "--namespace", namespace, ...args]);
+  return k8s
+    .loadAllYaml(out)
+    .filter((o) => o !== null && o !== undefined)
+    .map((o) => JSON.parse(JSON.stringify(o)) as Manifest);
+}
+
+function only(objects: Manifest[], kind: string, name?: string): Manifest {
+  const found = objects.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
+  expect(found, `exactly one ${kind}${name ? ` ${name}` : ""}`).toHaveLength(1);
+  return found[0]!;
+}
+
+const kinds = (objects: Manifest[]) => objects.map((o) => o.kind).sort();
+
+/** The rules the operator needs on what it manages (the RBAC table of the chart README). */
+const MANAGER_RULES: Rule[] = [
+  { apiGroups: ["evaluator.iot.dev"], resources: ["evaluatorshardsets"], verbs: ["get", "list", "watch"] },
+  {
+    apiGroups: ["evaluator.iot.dev"],
+    resources: ["evaluatorshardsets/status"],
+    verbs: ["get", "patch", "update"],
+  },
+  { apiGroups: ["evaluator.iot.dev"], resources: ["evaluatorshardsets/finalizers"], verbs: ["update"] },
+  {
+    apiGroups: ["apps"],
+    resources: ["deployments"],
+    verbs: ["get", "list", "watch", "create", "patch", "update", "delete"],
+  },
+  { apiGroups: [""], resources: ["secrets"], verbs: ["get"] },
+  { apiGroups: [""], resources: ["events"], verbs: ["create", "patch"] },
+];
+
+describe("the chart, rendered", () => {
+  it("passes helm lint --strict", async () => {
+    const out = await helm(["lint", "--strict", chart]);
+    expect(out).toContain("1 chart(s) linted, 0 chart(s) failed");
+  });
+
+  it("ships a byte-identical copy of crds/ (update it with hack/sync-chart-crds.sh)", async () => {
+    const source = await readFile(join(repo, "crds", CRD_FILE), "utf8");
+    const copy = await readFile(join(chart, "crds", CRD_FILE), "utf8");
+    expect(copy === source, `helm/evaluator-operator/crds/${CRD_FILE} differs from crds/${CRD_FILE}`).toBe(
+      true,
+    );
+    const withCrds = await render(["--include-crds"]);
+    const crd = only(withCrds, "CustomResourceDefinition");
+    expect(crd.metadata.name).toBe("evaluatorshardsets.evaluator.iot.dev");
+  });
+
+  it("renders, with default values, a ClusterRole of least privilege and a hardened, leader-elected Deployment", async () => {
+    const objects = await render();
+    expect(kinds(objects)).toEqual([
+      "ClusterRole",
+      "ClusterRoleBinding",
+      "Deployment",
+      "PodDisruptionBudget",
+      "Role",
+      "RoleBinding",
+      "Service",
+      "ServiceAccount",
+    ]);
+
+    const clusterRole = only(objects, "ClusterRole");
+    // Cluster-scoped names carry the release namespace, so two releases never collide.
+    expect(clusterRole.metadata.name).toBe("evaluator-system-rel-evaluator-operator");
+    expect(clusterRole["rules"]).toEqual(MANAGER_RULES);
+    const binding = only(objects, "ClusterRoleBinding");
+    expect(binding["roleRef"]).toEqual({
+      apiGroup: "rbac.authorization.k8s.io",
+      kind: "ClusterRole",
+      name: clusterRole.metadata.name,
+    });
+    expect(binding["subjects"]).toEqual([
+      { kind: "ServiceAccount", name: "rel-evaluator-operator", namespace: "evaluator-system" },
+    ]);
+
+    const deployment = only(objects, "Deployment");
+    const spec = deployment["spec"];
+    expect(spec.replicas).toBe(2);
+    const pod = spec.template.spec;
+    expect(pod.serviceAccountName).toBe(only(objects, "ServiceAccount").metadata.name);
+    expect(pod.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    const [container] = pod.containers;
+    expect(container.image).toBe("ghcr.io/example/evaluator-operator:0.1.0");
+    expect(container.command).toEqual(["node", "/app/operator/bin/evaluator-operator.ts"]);
+    expect(container.args).toEqual([
+      "run",
+      "--leader-election-namespace=$(POD_NAMESPACE)",
+      "--leader-election-id=rel-evaluator-operator-leader",
+      "--leader-election-lease-duration=15s",
+      "--leader-election-renew-deadline=10s",
+      "--leader-election-retry-period=2s",
+      "--metrics-bind-address=:8080",
+      "--health-probe-bind-address=:8081",
+      "--log-level=info",
+    ]);
+    expect(container.env).toEqual([
+      { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+      { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+    ]);
+    expect(container.livenessProbe.httpGet).toEqual({ path: "/healthz", port: "health" });
+    expect(container.readinessProbe.httpGet).toEqual({ path: "/readyz", port: "health" });
+    expect(container.ports).toContainEqual({ name: "health", containerPort: 8081, protocol: "TCP" });
+    expect(container.securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ["ALL"] },
+    });
+    expect(container.resources.requests).toBeDefined();
+    const antiAffinity = pod.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0];
+    expect(antiAffinity.podAffinityTerm.topologyKey).toBe("kubernetes.io/hostname");
+    expect(antiAffinity.podAffinityTerm.labelSelector.matchLabels).toEqual(spec.selector.matchLabels);
+
+    // The Lease Role names exactly the Lease the operator is told to use.
+    const leaseRole = only(objects, "Role");
+    expect(leaseRole.metadata.namespace).toBe("evaluator-system");
+    expect(leaseRole["rules"]).toEqual([
+      { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
+      {
+        apiGroups: ["coordination.k8s.io"],
+        resources: ["leases"],
+        resourceNames: ["rel-evaluator-operator-leader"],
+        verbs: ["get", "update"],
+      },
+    ]);
+
+    expect(only(objects, "PodDisruptionBudget")["spec"]).toEqual({
+      minAvailable: 1,
+      selector: { matchLabels: spec.selector.matchLabels },
+    });
+    const service = only(objects, "Service");
+    expect(service["spec"].selector).toEqual(spec.selector.matchLabels);
+    expect(service["spec"].ports).toEqual([
+      { name: "metrics", port: 8080, targetPort: "metrics", protocol: "TCP" },
+    ]);
+  });
+
+  it("switches to a Role and RoleBinding per watched namespace when watchNamespaces is set", async () => {
+    const objects = await render(["--set", "watchNamespaces={team-a,team-b}"]);
+    expect(objects.filter((o) => o.kind.startsWith("Cluster"))).toEqual([]);
+    for (const ns of ["team-a", "team-b"]) {
+      const role = objects.find((o) => o.kind === "Role" && o.metadata.namespace === ns);
+      expect(role?.["rules"], `Role in ${ns}`).toEqual(MANAGER_RULES);
+      const binding = objects.find((o) => o.kind === "RoleBinding" && o.metadata.namespace === ns);
+      expect(binding?.["roleRef"]).toEqual({
+        apiGroup: "rbac.authorization.k8s.io",
+        kind: "Role",
+        name: role?.metadata.name,
+      });
+      expect(binding?.["subjects"]).toEqual([
+        { kind: "ServiceAccount", name: "rel-evaluator-operator", namespace: "evaluator-system" },
+      ]);
+    }
+    const args: string[] = only(objects, "Deployment")["spec"].template.spec.containers[0].args;
+    expect(args).toContain("--namespaces=team-a,team-b");
+  });
+
+  it("drops Secret access with assignments.enabled=false, and the PDB with one replica", async () => {
+    const objects = await render([
+      "--set",
+      "assignments.enabled=false",
+      "--set",
+      "replicaCount=1",
+      "--set",
+      "leaderElection.enabled=false",
+    ]);
+    const rules: Rule[] = only(objects, "ClusterRole")["rules"];
+    expect(rules.flatMap((r) => r.resources ?? [])).not.toContain("secrets");
+    const args: string[] = only(objects, "Deployment")["spec"].template.spec.containers[0].args;
+    expect(args).toContain("--no-assignments");
+    expect(args).toContain("--no-leader-elect");
+    expect(args.some((a) => a.startsWith("--leader-election-"))).toBe(false);
+    // No leader election: no Lease Role; one replica: no PDB that would block every drain.
+    expect(kinds(objects)).toEqual([
+      "ClusterRole",
+      "ClusterRoleBinding",
+      "Deployment",
+      "Service",
+      "ServiceAccount",
+    ]);
+  });
+
+  it("renders the ServiceMonitor only when the cluster serves monitoring.coreos.com/v1", async () => {
+    const without = await render(["--set", "serviceMonitor.enabled=true"]);
+    expect(kinds(without)).not.toContain("ServiceMonitor");
+    const withApi = await render([
+      "--set",
+      "serviceMonitor.enabled=true",
+      "--api-versions",
+      "monitoring.coreos.com/v1/ServiceMonitor",
+    ]);
+    const monitor = only(withApi, "ServiceMonitor");
+    expect(monitor["spec"].endpoints).toEqual([
+      { port: "metrics", path: "/metrics", interval: "30s", scrapeTimeout: "10s" },
+    ]);
+    expect(monitor["spec"].selector.matchLabels).toEqual(only(withApi, "Service")["spec"].selector);
+  });
+
+  it("renders the migration hook Job only when enabled, with DATABASE_URL from the named Secret", async () => {
+    expect(kinds(await render())).not.toContain("Job");
+    const objects = await render([
+      "--set",
+      "migrations.enabled=true",
+      "--set",
+      "migrations.databaseSecretRef.name=evaluator-database",
+    ]);
+    const job = only(objects, "Job");
+    expect(job.metadata.annotations?.["helm.sh/hook"]).toBe("pre-install,pre-upgrade");
+    const container = job["spec"].template.spec.containers[0];
+    expect(container.command).toEqual(["node", "/app/operator/bin/evaluator-operator.ts"]);
+    expect(container.args).toEqual(["migrate", "up"]);
+    expect(container.env).toEqual([
+      { name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: "evaluator-database", key: "url" } } },
+    ]);
+    // The Job's pods must never count as operator pods (Service, PDB, anti-affinity).
+    expect(job["spec"].template.metadata.labels["app.kubernetes.io/component"]).toBe("migrations");
+
+    const err = await helmFailure(["template", "rel", chart, "--set", "migrations.enabled=true"]);
+    expect(err).toContain("migrations.databaseSecretRef.name is required");
+  });
+
+  it.each([
+    { set: ["--set", "replicaCount=-1"], says: ["/replicaCount", "minimum"] },
+    { set: ["--set", "image.tag=5"], says: ["/image/tag", "want string"] },
+    { set: ["--set", "logLevel=verbose"], says: ["/logLevel", "verbose"] },
+    { set: ["--set", "watchNamespaces={Team_A}"], says: ["/watchNamespaces/0", "Team_A"] },
+    { set: ["--set", "replicaKount=3"], says: ["replicaKount", "not allowed"] },
+  ])("refuses $set.1 through values.schema.json, naming the value", async ({ set, says }) => {
+    const err = await helmFailure(["template", "rel", chart, ...set]);
+    expect(err).toContain("values don't meet the specifications of the schema");
+    for (const s of says) expect(err).toContain(s);
+  });
+
+  it("refuses several replicas without leader election, saying why", async () => {
+    const err = await helmFailure(["template", "rel", chart, "--set", "leaderElection.enabled=false"]);
+    expect(err).toContain("replicaCount is 2 but leaderElection.enabled is false");
+  });
+});
+
+/** `kubectl auth can-i` as the chart's ServiceAccount: "yes" or "no". */
+async function canI(sa: { namespace: string; name: string }, args: string[]): Promise<string> {
+  const as = `--as=system:serviceaccount:${sa.namespace}:${sa.name}`;
+  try {
+    return (await kubectl(["auth", "can-i", ...args, as])).trim();
+  } catch (err) {
+    // can-i exits 1 when the answer is "no".
+    const stdout = String((err as { stdout?: unknown }).stdout ?? "").trim();
+    if (stdout === "no") return stdout;
+    throw err;
+  }
+}
+
+describe("the chart, installed on the local apiserver", () => {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+  });
+
+  beforeAll(async () => {
+    // Idempotent, shared with the other suites, never deleted.
+    await installCrd();
+  });
+
+  /** A fresh namespace and a release name nobody else uses; removed (with the release) afterwards. */
+  async function fresh(label: string): Promise<{ ns: string; release: string }> {
+    const ns = await createTestNamespace(kc, label);
+    const release = `eo-${randomBytes(3).toString("hex")}`;
+    cleanups.push(() => ns.remove());
+    cleanups.push(() =>
+      // If the test failed before uninstalling, cluster-scoped leftovers would outlive the namespace.
+      kubectl(["delete", "clusterrole,clusterrolebinding", "-l", `app.kubernetes.io/instance=${release}`]),
+    );
+    cleanups.push(() => helm(["uninstall", release, "--namespace", ns.name, "--wait", "--timeout", "60s"]));
+    return { ns: ns.name, release };
+  }
+
+  async function install(release: string, ns: string, extra: string[] = []): Promise<void> {
+    await helm([
+      "install",
+      release,
+      chart,
+      "--namespace",
+      ns,
+      "--skip-crds",
+      "--wait=watcher",
+      "--timeout",
+      "120s",
+      "--set",
+      `image.repository=${TEST_IMAGE}`,
+      ...extra,
+    ]);
+  }
+
+  async function runningPods(ns: string, release: string): Promise<k8s.V1Pod[]> {
+    const selector = `app.kubernetes.io/instance=${release},app.kubernetes.io/component=operator`;
+    return eventually(
+      async () => {
+        const pods = (await core.listNamespacedPod({ namespace: ns, labelSelector: selector })).items;
+        const running = pods.filter(
+          (p) =>
+            p.status?.phase === "Running" &&
+            p.status.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
+        );
+        return running.length === 2 ? running : undefined;
+      },
+      { what: `2 Running operator pods of ${release}` },
+    );
+  }
+
+  async function gone(probe: () => Promise<unknown>, what: string): Promise<void> {
+    await eventually(
+      async () => {
+        try {
+          await probe();
+          return undefined;
+        } catch (err) {
+          const e = err as { code?: number; statusCode?: number };
+          if ((e.code ?? e.statusCode) === 404) return true;
+          throw err;
+        }
+      },
+      { what: `${what} to be deleted` },
+    );
+  }
+
+  it("refuses bad values at helm install and installs nothing", async () => {
+    const { ns, release } = await fresh("helm-bad");
+    const err = await helmFailure([
+      "install",
+      release,
+      chart,
+      "--namespace",
+      ns,
+      "--skip-crds",
+      "--set",
+      "replicaCount=-1",
+    ]);
+    expect(err).toContain("at '/replicaCount'");
+    expect((await helm(["list", "--namespace", ns, "--all", "-q"])).trim()).toBe("");
+  });
+
+  it("installs cluster-wide: the operator runs, its ServiceAccount can do exactly its job, uninstall removes it", async () => {
+    const { ns, release } = await fresh("helm-cluster");
+    await install(release, ns);
+    const fullname = `${release}-evaluator-operator`;
+    const sa = { namespace: ns, name: fullname };
+
+    await core.readNamespacedServiceAccount({ name: fullname, namespace: ns });
+    const clusterRole = await rbac.readClusterRole({ name: `${ns}-${fullname}` });
+    expect(clusterRole.rules?.map((r) => r.resources?.[0])).toContain("evaluatorshardsets/status");
+    const binding = await rbac.readClusterRoleBinding({ name: `${ns}-${fullname}` });
+    expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: fullname, namespace: ns }]);
+    await rbac.readNamespacedRole({ name: `${fullname}-leader-election`, namespace: ns });
+
+    const deployment = await apps.readNamespacedDeployment({ name: fullname, namespace: ns });
+    expect(deployment.spec?.template.spec?.containers[0]?.image).toBe(`${TEST_IMAGE}:0.1.0`);
+    const pods = await runningPods(ns, release);
+    for (const p of pods) expect(p.spec?.nodeName, `pod ${p.metadata?.name} scheduled`).toBeTruthy();
+    const service = await core.readNamespacedService({ name: `${fullname}-metrics`, namespace: ns });
+    expect(service.spec?.ports?.[0]?.port).toBe(8080);
+
+    // Any namespace: the operator watches them all.
+    for (const where of [ns, "default"]) {
+      expect(
+        await canI(sa, [
+          "patch",
+          "evaluatorshardsets.evaluator.iot.dev",
+          "--subresource=status",
+          "-n",
+          where,
+        ]),
+      ).toBe("yes");
+      expect(await canI(sa, ["watch", "evaluatorshardsets.evaluator.iot.dev", "-n", where])).toBe("yes");
+      expect(
+        await canI(sa, [
+          "update",
+          "evaluatorshardsets.evaluator.iot.dev",
+          "--subresource=finalizers",
+          "-n",
+          where,
+        ]),
+      ).toBe("yes");
+      expect(await canI(sa, ["create", "deployments.apps", "-n", where])).toBe("yes");
+      expect(await canI(sa, ["delete", "deployments.apps", "-n", where])).toBe("yes");
+      expect(await canI(sa, ["create", "events", "-n", where])).toBe("yes");
+      expect(await canI(sa, ["get", "secrets", "-n", where])).toBe("yes");
+      // Least privilege: never the spec, never listing or changing Secrets, nothing else.
+      expect(await canI(sa, ["delete", "secrets", "-n", where])).toBe("no");
+      expect(await canI(sa, ["list", "secrets", "-n", where])).toBe("no");
+      expect(await canI(sa, ["update", "evaluatorshardsets.evaluator.iot.dev", "-n", where])).toBe("no");
+      expect(await canI(sa, ["create", "pods", "-n", where])).toBe("no");
+    }
+    // Leases: its own, in the release namespace only.
+    expect(await canI(sa, ["create", "leases.coordination.k8s.io", "-n", ns])).toBe("yes");
+    expect(await canI(sa, ["update", `leases.coordination.k8s.io/${fullname}-leader`, "-n", ns])).toBe("yes");
+    expect(await canI(sa, ["update", "leases.coordination.k8s.io/someone-else", "-n", ns])).toBe("no");
+    expect(await canI(sa, ["create", "leases.coordination.k8s.io", "-n", "default"])).toBe("no");
+
+    await helm(["uninstall", release, "--namespace", ns, "--wait", "--timeout", "60s"]);
+    await gone(() => rbac.readClusterRole({ name: `${ns}-${fullname}` }), "the ClusterRole");
+    await gone(() => rbac.readClusterRoleBinding({ name: `${ns}-${fullname}` }), "the ClusterRoleBinding");
+    await gone(() => apps.readNamespacedDeployment({ name: fullname, namespace: ns }), "the Deployment");
+    await gone(
+      () => core.readNamespacedServiceAccount({ name: fullname, namespace: ns }),
+      "the ServiceAccount",
+    );
+    expect((await helm(["list", "--namespace", ns, "--all", "-q"])).trim()).toBe("");
+  });
+
+  it("installs for watched namespaces only: Roles there, nothing cluster-wide", async () => {
+    const { ns, release } = await fresh("helm-ns");
+    const watched = await createTestNamespace(kc, "helm-watched");
+    cleanups.push(() => watched.remove());
+    await install(release, ns, ["--set", `watchNamespaces={${watched.name}}`]);
+    const fullname = `${release}-evaluator-operator`;
+    const sa = { namespace: ns, name: fullname };
+
+    await runningPods(ns, release);
+    const clusterRoles = await rbac.listClusterRole({
+      labelSelector: `app.kubernetes.io/instance=${release}`,
+    });
+    expect(clusterRoles.items).toEqual([]);
+    const role = await rbac.readNamespacedRole({ name: fullname, namespace: watched.name });
+    expect(role.rules?.find((r) => r.resources?.includes("deployments"))?.verbs).toContain("create");
+
+    expect(
+      await canI(sa, [
+        "patch",
+        "evaluatorshardsets.evaluator.iot.dev",
+        "--subresource=status",
+        "-n",
+        watched.name,
+      ]),
+    ).toBe("yes");
+    expect(await canI(sa, ["create", "deployments.apps", "-n", watched.name])).toBe("yes");
+    expect(await canI(sa, ["delete", "secrets", "-n", watched.name])).toBe("no");
+    // Outside the watched namespace: nothing.
+    for (const other of ["default", ns]) {
+      expect(await canI(sa, ["list", "evaluatorshardsets.evaluator.iot.dev", "-n", other])).toBe("no");
+      expect(await canI(sa, ["create", "deployments.apps", "-n", other])).toBe("no");
+      expect(await canI(sa, ["get", "secrets", "-n", other])).toBe("no");
+    }
+
+    await helm(["uninstall", release, "--namespace", ns, "--wait", "--timeout", "60s"]);
+    await gone(
+      () => rbac.readNamespacedRole({ name: fullname, namespace: watched.name }),
+      "the watched Role",
+    );
+    await gone(() => apps.readNamespacedDeployment({ name: fullname, namespace: ns }), "the Deployment");
+  });
+});
