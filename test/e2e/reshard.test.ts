@@ -1,4 +1,5 @@
 import * as k8s from "@kubernetes/client-node";
+import pg from "pg";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { EvaluatorShardSet } from "../../operator/src/api/types.ts";
 import { migrateUp } from "../../operator/src/migrate/runMigrations.ts";
@@ -6,6 +7,7 @@ import { planAssignment } from "../../operator/src/sharding/planAssignment.ts";
 import { createTestNamespace, eventually, installCrd, kubectl, loadKubeConfig } from "../support/cluster.ts";
 import { type OperatorProcess, startOperator } from "../support/operator.ts";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
+import { startPrivatePostgres } from "../support/privateServices.ts";
 import { seedTenants } from "../support/tenants.ts";
 
 /**
@@ -172,15 +174,24 @@ describe("reshard through the operator", () => {
     }
   });
 
-  it("reports an unreachable database as Degraded, moves nothing, and converges once it is reachable", async () => {
-    const w = await world("nodb", 500);
-    const op = operator(w);
-    await kubectl(["apply", "-n", w.ns, "-f", "-"], manifest(2));
-    await settled(w, 2);
-    const before = await assignment(w);
-
-    // Point the operator's Secret at a port where no database listens, then ask for a resize.
-    await kubectl(["delete", "secret", "operator-db", "-n", w.ns]);
+  it("survives a database outage during a reshard: nothing half-written, Degraded says why, completes when it is back", async () => {
+    // A private PostgreSQL cluster, so stopping it never touches the shared server.
+    const server = await startPrivatePostgres();
+    cleanups.push(() => server.destroy());
+    const ns = await createTestNamespace(kc, "outage");
+    cleanups.push(() => ns.remove());
+    const pool = new pg.Pool({ connectionString: server.url, max: 2 });
+    pool.on("error", () => {
+      // The outage below breaks idle clients; queries report their own errors.
+    });
+    cleanups.push(() => pool.end());
+    await migrateUp({ db: pool });
+    const w: World = {
+      ns: ns.name,
+      db: { url: server.url, name: "postgres", pool, drop: async () => {} },
+      shardSet: `${ns.name}/alerts`,
+    };
+    await seedTenants(pool, w.shardSet, 1000);
     await kubectl([
       "create",
       "secret",
@@ -188,18 +199,23 @@ describe("reshard through the operator", () => {
       "operator-db",
       "-n",
       w.ns,
-      "--from-literal=url=postgres://postgres@127.0.0.1:9/none",
+      `--from-literal=url=${server.url}`,
     ]);
+    const op = operator(w);
+    await kubectl(["apply", "-n", w.ns, "-f", "-"], manifest(2));
+    await settled(w, 2);
+    const before = await assignment(w);
+
+    await server.stop({ mode: "immediate" });
     await kubectl(["scale", "ess/alerts", "-n", w.ns, "--replicas=3"]);
     const degraded = await eventually(
       async () => {
         const c = (await getSet(w.ns)).status?.conditions?.find((x) => x.type === "Degraded");
         return c?.status === "True" ? c : undefined;
       },
-      { what: "Degraded=True" },
+      { what: "Degraded=True", timeoutMs: 90_000 },
     );
     expect(degraded.reason).toBe("DatabaseUnavailable");
-    expect(degraded.message).toMatch(/database unreachable/);
     const events = await kubectl([
       "get",
       "events",
@@ -211,20 +227,15 @@ describe("reshard through the operator", () => {
       "name",
     ]);
     expect(events.trim()).not.toBe("");
-    expect(await assignment(w)).toEqual(before);
-    expect(await epoch(w)).toBe(1);
     expect(op.logs.some((l) => l["msg"] === "Reconcile failed; retrying with backoff")).toBe(true);
+    // The new shard may be up, but no tenant was moved to it while the database was away.
+    expect((await getSet(w.ns)).status?.shards).toBe(2);
 
-    await kubectl(["delete", "secret", "operator-db", "-n", w.ns]);
-    await kubectl([
-      "create",
-      "secret",
-      "generic",
-      "operator-db",
-      "-n",
-      w.ns,
-      `--from-literal=url=${w.db.url}`,
-    ]);
+    await server.start();
+    // Nothing half-written: either the old assignment or the complete new one, never a mix.
+    const after = await assignment(w);
+    const epochNow = await epoch(w);
+    if (epochNow === 1) expect(after).toEqual(before);
     const s = await settled(w, 3);
     await expectConsistent(w, 3);
     expect(s.status?.conditions?.find((x) => x.type === "Degraded")?.status).toBe("False");
