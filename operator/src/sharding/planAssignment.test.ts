@@ -442,17 +442,24 @@ describe.each<WeightKind>(["uniform", "zipf"])("planAssignment properties, %s we
     );
   });
 
-  it("keeps max/avg ≤ 1.25 when no tenant exceeds a quarter of the average, and ≤ 1 + ε when none exceeds ε × avg", () => {
-    // Many tenants per shard, so the preconditions hold without discarding most inputs.
+  it("keeps max/avg ≤ 1.25 (ε ≤ 0.25) when no tenant exceeds a quarter of the average, and ≤ 1 + ε when none exceeds ε × avg", () => {
+    // Many tenants per shard, so the preconditions hold without discarding most inputs. A band
+    // wider than 0.25 tolerates shards above 1.25 × avg by definition, hence ε ≤ 0.25 here.
     const many = tenantsArb(kind, { minLength: 80, maxLength: 400, maxWeight: 1000, maxShard: 12 });
+    const epsilonUpToQuarter = fc.constantFrom(0, 0.05, 0.1, 0.25);
     fc.assert(
-      fc.property(many, fc.integer({ min: 1, max: 8 }), epsilonArb, (tenants, shardCount, epsilon) => {
-        const { avg, heaviest } = loadFacts(tenants, shardCount);
-        fc.pre(heaviest <= avg / 4);
-        const plan = planAssignment(tenants, shardCount, { epsilon });
-        expect(plan.maxOverAvg).toBeLessThanOrEqual(1.25 + TOLERANCE);
-        if (heaviest <= epsilon * avg) expect(plan.maxOverAvg).toBeLessThanOrEqual(1 + epsilon + TOLERANCE);
-      }),
+      fc.property(
+        many,
+        fc.integer({ min: 1, max: 8 }),
+        epsilonUpToQuarter,
+        (tenants, shardCount, epsilon) => {
+          const { avg, heaviest } = loadFacts(tenants, shardCount);
+          fc.pre(heaviest <= avg / 4);
+          const plan = planAssignment(tenants, shardCount, { epsilon });
+          expect(plan.maxOverAvg).toBeLessThanOrEqual(1.25 + TOLERANCE);
+          if (heaviest <= epsilon * avg) expect(plan.maxOverAvg).toBeLessThanOrEqual(1 + epsilon + TOLERANCE);
+        },
+      ),
       RUNS,
     );
   });

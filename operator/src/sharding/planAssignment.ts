@@ -82,10 +82,10 @@ export interface PlanOptions {
  * Guarantees (ε = `options.epsilon`, avg = total / shardCount, w = the heaviest tenant), each
  * checked by property tests over uniform and Zipf-distributed weights:
  * - every tenant ends on exactly one live shard; a giant is alone on its shard;
- * - max/avg ≤ max(1 + ε, 1 + w / avg), so ≤ 1 + ε when no tenant exceeds ε × avg and ≤ 1.25 when
- *   none exceeds avg / 4. No algorithm can promise 1.25 merely for w ≤ avg: N + 1 equal tenants on
- *   N shards put two on one shard, 2N/(N+1) × avg. A giant (w > capacity) makes max/avg = w / avg,
- *   the least possible, since it is alone;
+ * - max/avg ≤ max(1 + ε, 1 + w / avg), so ≤ 1 + ε when no tenant exceeds ε × avg, and ≤ 1.25
+ *   when none exceeds avg / 4 (and ε ≤ 0.25). No algorithm can promise 1.25 for w ≤ avg alone:
+ *   N + 1 equal tenants on N shards put two on one shard, 2N/(N+1) × avg. A giant (w > capacity)
+ *   sits alone, so its shard carries w, the least possible;
  * - planning the returned assignment again moves nothing (a fixed point);
  * - when no tenant exceeds ε × avg, tenants move only off removed shards, giants' shards and
  *   shards above the average, onto shards that were below it; when none exceeds a tenth of the
