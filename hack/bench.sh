@@ -9,6 +9,8 @@ source "$HACK_DIR/lib.sh"
 
 ensure_node
 ensure_deps
+# The scale-latency benchmark needs the local control plane (started, or reused if up).
+"$HACK_DIR/cluster.sh" up
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 export VALKEY_URL=${VALKEY_URL:-redis://127.0.0.1:6379/0}
 cd "$REPO_DIR"
