@@ -3,6 +3,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { EvaluatorShardSet } from "../../operator/src/api/types.ts";
 import { createTestNamespace, eventually, installCrd, kubectl, loadKubeConfig } from "../support/cluster.ts";
 import { msg, type OperatorProcess, startOperator } from "../support/operator.ts";
+import { getShardSet, shardSetManifest } from "../support/shardSets.ts";
 
 /**
  * The operator's reconcile core against the real local plane (apiserver, controller-manager, kwok):
@@ -11,7 +12,6 @@ import { msg, type OperatorProcess, startOperator } from "../support/operator.ts
 const kc = loadKubeConfig();
 const apps = kc.makeApiClient(k8s.AppsV1Api);
 const core = kc.makeApiClient(k8s.CoreV1Api);
-const custom = kc.makeApiClient(k8s.CustomObjectsApi);
 const coordination = kc.makeApiClient(k8s.CoordinationV1Api);
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -22,22 +22,6 @@ afterEach(async () => {
 beforeAll(async () => {
   await installCrd();
 });
-
-function manifest(name: string, shards: number, extra = ""): string {
-  return `apiVersion: evaluator.iot.dev/v1alpha1
-kind: EvaluatorShardSet
-metadata: { name: ${name} }
-spec:
-  shards: ${shards}
-${extra}  evaluator:
-    image: registry.invalid/evaluator:1.0.0
-    tickIntervalSeconds: 5
-    tenantBudgetMs: 1000
-    databaseSecretRef: { name: evaluator-db }
-    valkeySecretRef: { name: evaluator-valkey }
-  database: { secretRef: { name: operator-db } }
-`;
-}
 
 async function setup(label: string, extraArgs: string[] = []): Promise<{ ns: string; op: OperatorProcess }> {
   const ns = await createTestNamespace(kc, label);
@@ -64,16 +48,6 @@ async function shardDeployments(ns: string, set: string): Promise<k8s.V1Deployme
   return list.items.sort((a, b) => a.metadata!.name!.localeCompare(b.metadata!.name!));
 }
 
-async function getSet(ns: string, name: string): Promise<EvaluatorShardSet> {
-  return (await custom.getNamespacedCustomObject({
-    group: "evaluator.iot.dev",
-    version: "v1alpha1",
-    plural: "evaluatorshardsets",
-    namespace: ns,
-    name,
-  })) as EvaluatorShardSet;
-}
-
 /** Waits until the set reports `shards` shards, all ready, with no reshard in flight. */
 async function settled(
   ns: string,
@@ -83,7 +57,7 @@ async function settled(
 ): Promise<EvaluatorShardSet> {
   return eventually(
     async () => {
-      const s = await getSet(ns, name);
+      const s = await getShardSet(kc, ns, name);
       const st = s.status;
       const deployments = await shardDeployments(ns, name);
       return st?.shards === shards &&
@@ -104,7 +78,7 @@ const env = (d: k8s.V1Deployment, n: string) =>
 describe("EvaluatorShardSet reconcile", () => {
   it("runs one Ready Deployment per shard, with names, env, labels, owner and security context", async () => {
     const { ns, op } = await setup("three");
-    await kubectl(["apply", "-n", ns, "-f", "-"], manifest("alerts", 3));
+    await kubectl(["apply", "-n", ns, "-f", "-"], shardSetManifest("alerts", 3));
     const set = await settled(ns, "alerts", 3);
 
     const ds = await shardDeployments(ns, "alerts");
@@ -164,7 +138,7 @@ describe("EvaluatorShardSet reconcile", () => {
 
   it("scales with kubectl scale without touching the shards that stay, and removes the highest shards on scale-down", async () => {
     const { ns } = await setup("scale");
-    await kubectl(["apply", "-n", ns, "-f", "-"], manifest("alerts", 3));
+    await kubectl(["apply", "-n", ns, "-f", "-"], shardSetManifest("alerts", 3));
     await settled(ns, "alerts", 3);
     const before = await shardDeployments(ns, "alerts");
 
@@ -195,12 +169,12 @@ describe("EvaluatorShardSet reconcile", () => {
     const remaining = await shardDeployments(ns, "alerts");
     expect(remaining[0]?.metadata?.uid).toBe(before[0]?.metadata?.uid);
     // The operator never writes spec: what kubectl scale set is still there.
-    expect((await getSet(ns, "alerts")).spec.shards).toBe(2);
+    expect((await getShardSet(kc, ns, "alerts")).spec.shards).toBe(2);
   });
 
   it("restores a Deployment edited or deleted by hand, and the set's deletion garbage-collects its shards", async () => {
     const { ns } = await setup("drift");
-    await kubectl(["apply", "-n", ns, "-f", "-"], manifest("alerts", 2));
+    await kubectl(["apply", "-n", ns, "-f", "-"], shardSetManifest("alerts", 2));
     await settled(ns, "alerts", 2);
 
     await kubectl([
@@ -249,12 +223,12 @@ describe("EvaluatorShardSet reconcile", () => {
 
   it("changes nothing while paused, but keeps status fresh", async () => {
     const { ns } = await setup("paused");
-    await kubectl(["apply", "-n", ns, "-f", "-"], manifest("alerts", 2));
+    await kubectl(["apply", "-n", ns, "-f", "-"], shardSetManifest("alerts", 2));
     await settled(ns, "alerts", 2);
-    await kubectl(["apply", "-n", ns, "-f", "-"], manifest("alerts", 4, "  paused: true\n"));
+    await kubectl(["apply", "-n", ns, "-f", "-"], shardSetManifest("alerts", 4, "  paused: true\n"));
     const s = await eventually(
       async () => {
-        const s = await getSet(ns, "alerts");
+        const s = await getShardSet(kc, ns, "alerts");
         return s.status?.observedGeneration === s.metadata.generation ? s : undefined;
       },
       { what: "paused generation observed" },
@@ -269,13 +243,13 @@ describe("EvaluatorShardSet reconcile", () => {
     await new Promise((r) => setTimeout(r, 3000));
     expect(await shardDeployments(ns, "alerts")).toHaveLength(2);
 
-    await kubectl(["apply", "-n", ns, "-f", "-"], manifest("alerts", 4, "  paused: false\n"));
+    await kubectl(["apply", "-n", ns, "-f", "-"], shardSetManifest("alerts", 4, "  paused: false\n"));
     await settled(ns, "alerts", 4);
   });
 
   it("converges with no duplicate objects when killed in the middle of a scale-down and restarted", async () => {
     const { ns, op } = await setup("crash");
-    await kubectl(["apply", "-n", ns, "-f", "-"], manifest("alerts", 4));
+    await kubectl(["apply", "-n", ns, "-f", "-"], shardSetManifest("alerts", 4));
     await settled(ns, "alerts", 4);
     await op.kill("SIGKILL");
 
@@ -292,7 +266,7 @@ describe("EvaluatorShardSet reconcile", () => {
       what: "operator crashed",
     });
     expect(signal).toBe("SIGKILL");
-    const mid = await getSet(ns, "alerts");
+    const mid = await getShardSet(kc, ns, "alerts");
     expect(mid.status?.reshard?.phase).toBe("Draining");
     expect(await shardDeployments(ns, "alerts")).toHaveLength(4);
 
@@ -336,7 +310,7 @@ describe("leader election", () => {
     cleanups.push(() => b.kill("SIGKILL"));
     await b.waitForLog(msg("Campaigning for leadership"));
 
-    await kubectl(["apply", "-n", ns.name, "-f", "-"], manifest("alerts", 2));
+    await kubectl(["apply", "-n", ns.name, "-f", "-"], shardSetManifest("alerts", 2));
     await settled(ns.name, "alerts", 2);
     const applied = (p: OperatorProcess) => p.logs.filter((l) => l["msg"] === "Applied Deployment").length;
     expect(applied(a)).toBe(2);

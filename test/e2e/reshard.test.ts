@@ -8,6 +8,7 @@ import { createTestNamespace, eventually, installCrd, kubectl, loadKubeConfig } 
 import { type OperatorProcess, startOperator } from "../support/operator.ts";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
 import { startPrivatePostgres } from "../support/privateServices.ts";
+import { getShardSet, shardSetManifest } from "../support/shardSets.ts";
 import { seedTenants } from "../support/tenants.ts";
 
 /**
@@ -16,7 +17,6 @@ import { seedTenants } from "../support/tenants.ts";
  */
 const kc = loadKubeConfig();
 const apps = kc.makeApiClient(k8s.AppsV1Api);
-const custom = kc.makeApiClient(k8s.CustomObjectsApi);
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -61,36 +61,10 @@ function operator(w: World, env: Record<string, string> = {}): OperatorProcess {
   return op;
 }
 
-function manifest(shards: number): string {
-  return `apiVersion: evaluator.iot.dev/v1alpha1
-kind: EvaluatorShardSet
-metadata: { name: alerts }
-spec:
-  shards: ${shards}
-  evaluator:
-    image: registry.invalid/evaluator:1.0.0
-    tickIntervalSeconds: 5
-    tenantBudgetMs: 1000
-    databaseSecretRef: { name: evaluator-db }
-    valkeySecretRef: { name: evaluator-valkey }
-  database: { secretRef: { name: operator-db } }
-`;
-}
-
-async function getSet(ns: string): Promise<EvaluatorShardSet> {
-  return (await custom.getNamespacedCustomObject({
-    group: "evaluator.iot.dev",
-    version: "v1alpha1",
-    plural: "evaluatorshardsets",
-    namespace: ns,
-    name: "alerts",
-  })) as EvaluatorShardSet;
-}
-
 async function settled(w: World, shards: number): Promise<EvaluatorShardSet> {
   return eventually(
     async () => {
-      const s = await getSet(w.ns);
+      const s = await getShardSet(kc, w.ns, "alerts");
       const ds = await apps.listNamespacedDeployment({ namespace: w.ns });
       return s.status?.shards === shards &&
         s.status.readyShards === shards &&
@@ -146,7 +120,7 @@ describe("reshard through the operator", () => {
   it("reshards 10,000 tenants 3→5→2: one shard each, moves as planned, one epoch per reshard", async () => {
     const w = await world("reshard", 10_000);
     operator(w);
-    await kubectl(["apply", "-n", w.ns, "-f", "-"], manifest(3));
+    await kubectl(["apply", "-n", w.ns, "-f", "-"], shardSetManifest("alerts", 3));
     await settled(w, 3);
     let prev = await expectConsistent(w, 3);
     const e3 = await epoch(w);
@@ -202,7 +176,7 @@ describe("reshard through the operator", () => {
       `--from-literal=url=${server.url}`,
     ]);
     const op = operator(w);
-    await kubectl(["apply", "-n", w.ns, "-f", "-"], manifest(2));
+    await kubectl(["apply", "-n", w.ns, "-f", "-"], shardSetManifest("alerts", 2));
     await settled(w, 2);
     const before = await assignment(w);
 
@@ -210,7 +184,9 @@ describe("reshard through the operator", () => {
     await kubectl(["scale", "ess/alerts", "-n", w.ns, "--replicas=3"]);
     const degraded = await eventually(
       async () => {
-        const c = (await getSet(w.ns)).status?.conditions?.find((x) => x.type === "Degraded");
+        const c = (await getShardSet(kc, w.ns, "alerts")).status?.conditions?.find(
+          (x) => x.type === "Degraded",
+        );
         return c?.status === "True" ? c : undefined;
       },
       { what: "Degraded=True", timeoutMs: 90_000 },
@@ -229,7 +205,7 @@ describe("reshard through the operator", () => {
     expect(events.trim()).not.toBe("");
     expect(op.logs.some((l) => l["msg"] === "Reconcile failed; retrying with backoff")).toBe(true);
     // The new shard may be up, but no tenant was moved to it while the database was away.
-    expect((await getSet(w.ns)).status?.shards).toBe(2);
+    expect((await getShardSet(kc, w.ns, "alerts")).status?.shards).toBe(2);
 
     await server.start();
     // Nothing half-written: either the old assignment or the complete new one, never a mix.
@@ -247,7 +223,7 @@ describe("reshard through the operator", () => {
     async (point) => {
       const w = await world(`crash-${point}`, 2000);
       const first = operator(w);
-      await kubectl(["apply", "-n", w.ns, "-f", "-"], manifest(4));
+      await kubectl(["apply", "-n", w.ns, "-f", "-"], shardSetManifest("alerts", 4));
       await settled(w, 4);
       await first.kill("SIGKILL");
       const target = point === "after-scale-up" ? 6 : 2;
