@@ -16,7 +16,9 @@ DEMO_DIR=$CACHE_ROOT/demo
 NS=iot-demo
 SET=alerts
 DB_URL=${DEMO_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/evaluator_demo}
-VALKEY_URL=${DEMO_VALKEY_URL:-redis://127.0.0.1:6379/0}
+# Its own Valkey database number, flushed at the start, so a rerun starts from a clean slate.
+VALKEY_URL=${DEMO_VALKEY_URL:-redis://127.0.0.1:6379/11}
+PROM_PORT=${DEMO_PROMETHEUS_PORT:-19090}
 TENANTS=${DEMO_TENANTS:-300}
 OPERATOR=("node" "$REPO_DIR/operator/bin/evaluator-operator.ts")
 
@@ -37,6 +39,7 @@ background() {
 
 stop_demo() {
   local f pid
+  node "$REPO_DIR/hack/prometheus.ts" down >/dev/null 2>&1 || true
   for f in "$DEMO_DIR"/*.pid; do
     [[ -f $f ]] || continue
     pid=$(cat "$f")
@@ -79,6 +82,8 @@ step "A clean slate: stop an earlier demo run and remove its shard set"
 stop_demo
 kubectl delete namespace "$NS" --ignore-not-found --wait=true >&2
 
+node -e 'const { Redis } = require("ioredis"); const r = new Redis(process.argv[1]); r.flushdb().then(() => r.quit())' "$VALKEY_URL"
+
 step "PostgreSQL: the demo database (recreated), migrations and sample tenants"
 node "$HACK_DIR/demo/seed.ts" "$DB_URL" "$NS/$SET" --recreate
 DATABASE_URL=$DB_URL "${OPERATOR[@]}" migrate up >&2
@@ -103,6 +108,15 @@ kubectl get ess -n "$NS" >&2
 kubectl get deployments,pods -n "$NS" -o wide >&2
 DATABASE_URL=$DB_URL "${OPERATOR[@]}" shards status --shard-set "$NS/$SET" >&2
 
+step "Evaluators: one process per shard Deployment (the shard runner plays the kubelet), Prometheus, telemetry"
+background shard-runner node "$REPO_DIR/hack/shard-runner/main.ts" --kubeconfig "$KUBECONFIG" --namespace "$NS" \
+  --shardset "$SET" --file-sd "$DEMO_DIR/file_sd.json" --log-dir "$DEMO_DIR/shards"
+node "$REPO_DIR/hack/prometheus.ts" up --file-sd "$DEMO_DIR/file_sd.json" --port "$PROM_PORT" >&2
+background telemetry node "$HACK_DIR/demo/telemetry.ts" "$DB_URL" "$NS/$SET" 5
+say "letting the evaluators tick for 30 s (tick interval 10 s)"
+sleep 30
+node "$HACK_DIR/demo/alerts.ts" "$DB_URL" >&2
+
 step "A resize: the plan first (a dry run), then kubectl scale 3 → 4"
 DATABASE_URL=$DB_URL "${OPERATOR[@]}" shards plan --shard-set "$NS/$SET" --shards 4 >&2
 kubectl scale "ess/$SET" -n "$NS" --replicas=4 >&2
@@ -112,6 +126,17 @@ DATABASE_URL=$DB_URL "${OPERATOR[@]}" shards status --shard-set "$NS/$SET" >&2
 kubectl get events -n "$NS" --field-selector involvedObject.kind=EvaluatorShardSet \
   -o custom-columns=REASON:.reason,MESSAGE:.message >&2
 
+step "After the resize: alerts keep flowing, and Prometheus sees every shard"
+sleep 25
+node "$HACK_DIR/demo/alerts.ts" "$DB_URL" >&2
+curl -fsS "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode \
+  'query=sum by (shard) (evaluator_tenants_evaluated_total)' | node -e '
+    let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
+      const r = JSON.parse(s).data.result;
+      console.error("Tenant evaluations per shard (Prometheus):");
+      for (const x of r.sort((a, b) => a.metric.shard - b.metric.shard)) console.error(`  shard ${x.metric.shard}: ${x.value[1]}`);
+    });' || say "Prometheus has no evaluator samples yet"
+
 cat >&2 <<MSG
 
 The system is running. Point kubectl at the local control plane with:
@@ -120,5 +145,6 @@ The system is running. Point kubectl at the local control plane with:
   kubectl get ess -n $NS
   kubectl scale ess/$SET -n $NS --replicas=2
 
-Logs: $DEMO_DIR/*.log   Stop everything: npm run demo -- down
+Prometheus: http://127.0.0.1:$PROM_PORT   Logs: $DEMO_DIR/*.log, $DEMO_DIR/shards/
+Stop everything: npm run demo -- down
 MSG
