@@ -1,0 +1,467 @@
+/**
+ * Evaluator benchmark: one shard's tick end to end, in process, against the real PostgreSQL and
+ * Valkey, on synthetic data in a throwaway database; then the window-rule state path (one Lua call
+ * per tenant) against the original per-pair GET + JSON + SET baseline on the same readings.
+ *
+ *   node bench/evaluator.bench.ts          (npm run bench -- evaluator)
+ *
+ * Settings (environment): DATABASE_URL (an existing database to connect to for CREATE DATABASE;
+ * default postgres://postgres@127.0.0.1:5432/test), VALKEY_URL (default redis://127.0.0.1:6379/0),
+ * BENCH_TENANTS (1000), BENCH_DEVICES (200 per tenant), BENCH_TICKS (4: the first warms up),
+ * BENCH_CONCURRENCY (8). Each tenant has 2 rules over all its devices (threshold or anomaly; window
+ * or rising pattern) and every device sends one reading per tick. Lower BENCH_TENANTS if loading
+ * takes too long on a small machine (the load time is printed).
+ *
+ * Figures: device-rule pairs evaluated per second for a whole tick (membership, batched reads,
+ * Valkey state, evaluation, alert upserts, state commits); Valkey round trips per tick, counted on
+ * the client and cross-checked with INFO commandstats deltas (EVALSHA/EVAL calls; commands run
+ * inside scripts are not round trips; other users of a shared server inflate the delta);
+ * PostgreSQL statements per tick; peak RSS. Then window rules only: pairs/s and round trips of the
+ * Lua path vs the baseline, their ratio, and a check that both — and the alerts the end-to-end
+ * ticks wrote — agree on which (tenant, rule, device) fire.
+ */
+import { randomBytes } from "node:crypto";
+import os from "node:os";
+import type { Redis } from "ioredis";
+import pg from "pg";
+import pino from "pino";
+import { Registry } from "prom-client";
+import { compileEvaluatorConfig } from "../evaluator/src/config/evaluatorConfig.ts";
+import { connectClients } from "../evaluator/src/main.ts";
+import { createEvaluatorMetrics } from "../evaluator/src/metrics.ts";
+import { evaluateTenant } from "../evaluator/src/rules/evaluateTenant.ts";
+import { parseRule } from "../evaluator/src/rules/parseRule.ts";
+import { planTenant, type TenantInput, type TenantState } from "../evaluator/src/rules/planTenant.ts";
+import { groupReadings } from "../evaluator/src/rules/readings.ts";
+import type { Reading, Rule } from "../evaluator/src/rules/types.ts";
+import { baselineWindowStore } from "../evaluator/src/state/baselineWindowStore.ts";
+import { ValkeyState } from "../evaluator/src/state/scripts.ts";
+import { createPgStore, type Queryable } from "../evaluator/src/store/pgStore.ts";
+import { CircuitBreaker } from "../evaluator/src/tick/circuitBreaker.ts";
+import { systemClock } from "../evaluator/src/tick/clock.ts";
+import { forEachConcurrently } from "../evaluator/src/tick/concurrency.ts";
+import { isPostgresOutage, isValkeyOutage } from "../evaluator/src/tick/outages.ts";
+import type { StateGateway } from "../evaluator/src/tick/tenantPipeline.ts";
+import { TickRunner, type TickSummary } from "../evaluator/src/tick/tickRunner.ts";
+import { migrateUp } from "../operator/src/migrate/runMigrations.ts";
+
+const env = process.env;
+const ADMIN_URL = env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/test";
+const VALKEY_URL = env["VALKEY_URL"] ?? "redis://127.0.0.1:6379/0";
+const TENANTS = Number(env["BENCH_TENANTS"] ?? 1000);
+const DEVICES = Number(env["BENCH_DEVICES"] ?? 200);
+const TICKS = Math.max(2, Number(env["BENCH_TICKS"] ?? 4));
+const CONCURRENCY = Number(env["BENCH_CONCURRENCY"] ?? 8);
+const INTERVAL_MS = 60_000;
+const SHARD_SET = "bench/evaluator";
+const PREFIX = `bench-${randomBytes(3).toString("hex")}`;
+// Tick k runs at T0 + k·I; its readings are stamped within the interval before it.
+const T0 = Math.floor(Date.now() / INTERVAL_MS) * INTERVAL_MS;
+const BASE_SLOT = T0 / INTERVAL_MS;
+
+const deviceId = (j: number) => `dev-${j}`;
+
+/**
+ * The reading of device j of tenant i at tick k — the same formula as in SQL below: around 50-69,
+ * every 50th device hot (+40), every 40th (from 7) rising by 5 per tick, and in the last tick every
+ * 97th (from 1) spikes (+100, for the anomaly rules).
+ */
+function value(i: number, j: number, k: number): number {
+  let v = 50 + ((i * 31 + j * 17 + k * 7) % 20);
+  if (j % 50 === 0) v += 40;
+  if (j % 40 === 7) v = 50 + k * 5;
+  if (j % 97 === 1 && k === TICKS - 1) v += 100;
+  return v;
+}
+/**
+ * When device j of tenant i reports in tick k: somewhere in the interval before the tick (spread
+ * like real sensors, so a tick re-reads only the allowed-lateness overlap), same formula in SQL.
+ */
+function readingTs(i: number, j: number, k: number): number {
+  return T0 + (k - 1) * INTERVAL_MS + ((i * 7919 + j * 104_729) % (INTERVAL_MS - 1000));
+}
+const TS_SQL = `$5::float8 + ((i * 7919 + j * 104729) % ${INTERVAL_MS - 1000})`;
+const VALUE_SQL = `CASE WHEN j % 40 = 7 THEN 50 + $3::int * 5
+                        ELSE 50 + ((i * 31 + j * 17 + $3::int * 7) % 20) + CASE WHEN j % 50 = 0 THEN 40 ELSE 0 END
+                   END + CASE WHEN j % 97 = 1 AND $3::int = $4::int THEN 100 ELSE 0 END`;
+
+function fmt(n: number, digits = 0): string {
+  return n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+function line(label: string, value: string): void {
+  console.log(`  ${label.padEnd(44)} ${value}`);
+}
+
+async function commandStats(valkey: Redis): Promise<Map<string, number>> {
+  const info = await valkey.info("commandstats");
+  const out = new Map<string, number>();
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    out.set(m[1]!, Number(m[2]));
+    out.set(`${m[1]}:usec`, Number(m[3]));
+  }
+  return out;
+}
+
+/** Server time spent in scripts (EVALSHA + EVAL), µs. */
+function scriptUsec(stats: Map<string, number>): number {
+  return (stats.get("evalsha:usec") ?? 0) + (stats.get("eval:usec") ?? 0);
+}
+
+function delta(after: Map<string, number>, before: Map<string, number>, names: string[]): number {
+  return names.reduce((n, c) => n + (after.get(c) ?? 0) - (before.get(c) ?? 0), 0);
+}
+
+/** Peak RSS sampled while `fn` runs (and the OS high-water mark). */
+async function withRssSampling<T>(fn: () => Promise<T>): Promise<{ result: T; peakRss: number }> {
+  let peak = process.memoryUsage.rss();
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage.rss());
+  }, 20);
+  try {
+    const result = await fn();
+    peak = Math.max(peak, process.memoryUsage.rss());
+    return { result, peakRss: peak };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+async function main(): Promise<void> {
+  const dbName = `eo_bench_${randomBytes(4).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${dbName} TEMPLATE template0`);
+  await admin.end();
+  const dbUrl = new URL(ADMIN_URL);
+  dbUrl.pathname = `/${dbName}`;
+
+  const config = compileEvaluatorConfig({
+    shardIndex: "0",
+    shardSet: SHARD_SET,
+    databaseUrl: dbUrl.toString(),
+    valkeyUrl: VALKEY_URL,
+    concurrency: String(CONCURRENCY),
+    tenantBudgetMs: "30000",
+    valkeyCommandTimeoutMs: "10000",
+  });
+  const log = pino({ level: "silent" });
+  const clients = connectClients(config, log);
+  const { db, valkey } = clients;
+  const stats = connectClients(config, log).valkey; // INFO on its own connection
+  await Promise.all([waitReady(valkey), waitReady(stats)]);
+  try {
+    console.log(
+      `evaluator benchmark: ${fmt(TENANTS)} tenants × ${fmt(DEVICES)} devices × 2 rules, ${TICKS} ticks, concurrency ${CONCURRENCY}`,
+    );
+    const loadStart = performance.now();
+    await migrateUp({ db: db });
+    await seed(db);
+    console.log(`  data loaded in ${fmt((performance.now() - loadStart) / 1000, 1)} s (database ${dbName})`);
+
+    // --- End to end: the real tick path -------------------------------------------------------
+    let statements = 0;
+    const countingDb: Queryable = {
+      query: (text, values) => {
+        statements++;
+        return db.query(text, values);
+      },
+    };
+    // Round trips counted on the client too (exact, whatever else uses the shared server).
+    let clientTrips = 0;
+    const valkeyState = new ValkeyState(valkey);
+    const countingState: StateGateway = {
+      loadTenantState: (plan, options) => {
+        clientTrips++;
+        return valkeyState.loadTenantState(plan, options);
+      },
+      commitTenantState: (tenant, updates, options) => {
+        if (updates.length > 0) clientTrips++;
+        return valkeyState.commitTenantState(tenant, updates, options);
+      },
+      releaseTickLease: (lease) => {
+        clientTrips++;
+        return valkeyState.releaseTickLease(lease);
+      },
+    };
+    const breaker = (isOutage: (e: unknown) => boolean) =>
+      new CircuitBreaker({
+        name: "b",
+        clock: systemClock,
+        failureThreshold: 1000,
+        cooldownMs: 1000,
+        isOutage,
+      });
+    const runner = new TickRunner({
+      settings: config,
+      store: createPgStore(countingDb),
+      state: countingState,
+      clock: systemClock,
+      log,
+      metrics: createEvaluatorMetrics(new Registry()),
+      breakers: { postgres: breaker(isPostgresOutage), valkey: breaker(isValkeyOutage) },
+      token: `bench-${PREFIX}`,
+    });
+    console.log("\nend to end, one tick (membership → reads → Valkey → rules → alerts → commit):");
+    const measured: {
+      summary: TickSummary;
+      ms: number;
+      roundTrips: number;
+      clientTrips: number;
+      statements: number;
+      rss: number;
+      cpuMs: number;
+      valkeyMs: number;
+    }[] = [];
+    for (let k = 0; k < TICKS; k++) {
+      await insertReadings(db, k);
+      statements = 0;
+      clientTrips = 0;
+      const before = await commandStats(stats);
+      const cpu = process.cpuUsage();
+      const t = performance.now();
+      const { result: summary, peakRss } = await withRssSampling(() =>
+        runner.runTick({ slot: BASE_SLOT + k, now: T0 + k * INTERVAL_MS, trigger: "timer" }),
+      );
+      const ms = performance.now() - t;
+      const used = process.cpuUsage(cpu);
+      const cpuMs = (used.user + used.system) / 1000;
+      const after = await commandStats(stats);
+      const roundTrips = delta(after, before, ["evalsha", "eval"]);
+      const valkeyMs = (scriptUsec(after) - scriptUsec(before)) / 1000;
+      if (!summary.ok || summary.failed > 0) throw new Error(`tick ${k} failed: ${JSON.stringify(summary)}`);
+      measured.push({ summary, ms, roundTrips, clientTrips, statements, rss: peakRss, cpuMs, valkeyMs });
+      line(
+        `tick ${k}${k === 0 ? " (warm-up)" : ""}`,
+        `${fmt(ms)} ms, ${fmt(summary.rules)} pairs → ${fmt(summary.rules / (ms / 1000))} pairs/s, ` +
+          `${fmt(clientTrips)} Valkey round trips (server saw ${fmt(roundTrips)} script calls), ${fmt(statements)} SQL statements, ${fmt(summary.alerts)} new alerts; ` +
+          `evaluator CPU ${fmt(cpuMs)} ms, Valkey script time ${fmt(valkeyMs)} ms`,
+      );
+    }
+    const steady = measured.slice(1).sort((a, b) => a.ms - b.ms);
+    const median = steady[Math.floor(steady.length / 2)]!;
+    const e2ePairsPerSec = median.summary.rules / (median.ms / 1000);
+    const peakRss = Math.max(...measured.map((m) => m.rss));
+    line("median steady tick", `${fmt(median.ms)} ms → ${fmt(e2ePairsPerSec)} pairs/s (target ≥ 200,000)`);
+    line(
+      "Valkey round trips per tick",
+      `${fmt(median.clientTrips)} (${fmt(median.clientTrips / TENANTS, 2)} per tenant: one load with the lease, plus a commit when state changed)`,
+    );
+    line(
+      "Valkey script time per tick (single-threaded)",
+      `${fmt(median.valkeyMs)} ms = ${fmt((100 * median.valkeyMs) / median.ms)}% of the tick → ceiling ${fmt(median.summary.rules / (median.valkeyMs / 1000))} pairs/s`,
+    );
+    line(
+      "evaluator CPU per tick",
+      `${fmt(median.cpuMs)} ms (${os.availableParallelism()} CPUs on this machine)`,
+    );
+    line(
+      "peak RSS",
+      `${fmt(peakRss / 2 ** 20)} MiB (OS high-water mark ${fmt(process.resourceUsage().maxRSS / 1024)} MiB)`,
+    );
+
+    // --- Window rules: Lua path vs the GET + JSON + SET baseline -------------------------------
+    const rules = await readRules(db);
+    const windowRules = new Map<string, Rule[]>();
+    for (const [t, list] of rules)
+      windowRules.set(
+        t,
+        list.filter((r) => r.type === "window"),
+      );
+    const ids = [...windowRules.keys()].filter((t) => (windowRules.get(t) ?? []).length > 0);
+    const devices = Array.from({ length: DEVICES }, (_, j) => deviceId(j));
+    // The replay runs under tenant ids of its own ("…-cmp"), so both paths start from empty state
+    // (the end-to-end ticks already appended these readings under the real ids).
+    const cmpId = (t: string) => `${t}-cmp`;
+    const inputOf = (t: string, k: number): TenantInput => {
+      const i = Number(t.slice(t.lastIndexOf("-t") + 2));
+      const readings: Reading[] = devices.map((d, j) => ({
+        deviceId: d,
+        metric: "temp",
+        ts: readingTs(i, j, k),
+        value: value(i, j, k),
+      }));
+      return {
+        tenantId: cmpId(t),
+        rules: windowRules.get(t)!.map((r) => ({ ...r, tenantId: cmpId(t) })),
+        deviceIds: devices,
+        readingsByDeviceMetric: groupReadings(readings),
+        now: T0 + k * INTERVAL_MS,
+      };
+    };
+    const lua = new ValkeyState(valkey);
+    const baseline = baselineWindowStore(valkey);
+    const firing = (input: TenantInput, state: TenantState, into: Set<string>) => {
+      for (const c of evaluateTenant({ ...input, state }).conditions) {
+        if (c.status === true) into.add(`${input.tenantId}|${c.ruleId}|${c.deviceId}`);
+      }
+    };
+    console.log("\nwindow rules only, state load + evaluation per tick (same readings, same concurrency):");
+    const pathRuns = { lua: [] as number[], baseline: [] as number[] };
+    let luaTrips = 0;
+    let baselineTrips = 0;
+    let pairsPerTick = 0;
+    let luaFiring = new Set<string>();
+    let baselineFiring = new Set<string>();
+    for (let k = 0; k < TICKS; k++) {
+      const inputs = ids.map((t) => inputOf(t, k));
+      pairsPerTick = inputs.reduce((n, input) => n + planTenant(input).pairs.length, 0);
+      luaFiring = new Set();
+      baselineFiring = new Set();
+      let before = await commandStats(stats);
+      let t = performance.now();
+      await forEachConcurrently(inputs, CONCURRENCY, async (input) => {
+        const load = await lua.loadTenantState(planTenant(input));
+        if (!load.acquired) throw new Error("unexpected lease");
+        firing(input, load.state, luaFiring);
+      });
+      pathRuns.lua.push(performance.now() - t);
+      luaTrips = delta(await commandStats(stats), before, ["evalsha", "eval"]);
+      before = await commandStats(stats);
+      t = performance.now();
+      await forEachConcurrently(inputs, CONCURRENCY, async (input) => {
+        firing(input, await baseline.loadTenantState(planTenant(input)), baselineFiring);
+      });
+      pathRuns.baseline.push(performance.now() - t);
+      baselineTrips = delta(await commandStats(stats), before, ["get", "set"]);
+      const same =
+        luaFiring.size === baselineFiring.size && [...luaFiring].every((x) => baselineFiring.has(x));
+      if (!same)
+        throw new Error(`tick ${k}: the Lua path and the baseline disagree on which window rules fire`);
+    }
+    const best = (xs: number[]) => Math.min(...xs.slice(1));
+    const luaPps = pairsPerTick / (best(pathRuns.lua) / 1000);
+    const basePps = pairsPerTick / (best(pathRuns.baseline) / 1000);
+    line("window pairs per tick", fmt(pairsPerTick));
+    line(
+      "Lua path (one script call per tenant)",
+      `${fmt(best(pathRuns.lua))} ms → ${fmt(luaPps)} pairs/s, ${fmt(luaTrips)} round trips`,
+    );
+    line(
+      "baseline (GET + JSON + SET per pair)",
+      `${fmt(best(pathRuns.baseline))} ms → ${fmt(basePps)} pairs/s, ${fmt(baselineTrips)} round trips`,
+    );
+    line(
+      "ratio (target ≥ 30×)",
+      `${fmt(luaPps / basePps, 1)}× faster, ${fmt(baselineTrips / Math.max(1, luaTrips), 0)}× fewer round trips`,
+    );
+    // A model, not a measurement: on loopback a round trip costs ~tens of µs; across a network
+    // each one adds the RTT, spread over the concurrent tenants.
+    for (const rtt of [0.25, 1]) {
+      const project = (ms: number, trips: number) => ms + (trips / CONCURRENCY) * rtt;
+      line(
+        `  projected with a ${rtt} ms network RTT`,
+        `${fmt(project(best(pathRuns.baseline), baselineTrips) / project(best(pathRuns.lua), luaTrips), 1)}× (model)`,
+      );
+    }
+
+    // The end-to-end ticks' open window alerts are exactly what both paths say fires now.
+    const { rows } = await db.query<{ tenant_id: string; rule_id: string; device_id: string }>(
+      `SELECT a.tenant_id, a.rule_id, a.device_id FROM alerts a
+         JOIN alert_rules r ON r.tenant_id = a.tenant_id AND r.id = a.rule_id
+        WHERE a.state = 'open' AND r.rule_type = 'window'`,
+    );
+    const alerted = new Set(rows.map((r) => `${cmpId(r.tenant_id)}|${r.rule_id}|${r.device_id}`));
+    const identical =
+      alerted.size === baselineFiring.size && [...alerted].every((x) => baselineFiring.has(x));
+    line(
+      "identical window alerts (tick path, Lua, baseline)",
+      `${identical ? "yes" : "NO"} (${fmt(alerted.size)} firing)`,
+    );
+    if (!identical) throw new Error("the end-to-end alerts differ from the baseline's");
+
+    console.log("\nsummary:");
+    line(
+      "end-to-end pairs/s",
+      `${fmt(e2ePairsPerSec)} (${e2ePairsPerSec >= 200_000 ? "meets" : "BELOW"} 200,000)`,
+    );
+    line(
+      "window rules vs baseline",
+      `${fmt(luaPps / basePps, 1)}× (${luaPps / basePps >= 30 ? "meets" : "BELOW"} 30×)`,
+    );
+  } finally {
+    await cleanupValkey(valkey).catch(() => undefined);
+    valkey.disconnect();
+    stats.disconnect();
+    await db.end();
+    const drop = new pg.Client({ connectionString: ADMIN_URL });
+    await drop.connect();
+    await drop.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+    await drop.end();
+  }
+}
+
+function waitReady(valkey: Redis): Promise<void> {
+  return valkey.status === "ready" ? Promise.resolve() : new Promise((r) => valkey.once("ready", () => r()));
+}
+
+async function seed(db: pg.Pool): Promise<void> {
+  await db.query("INSERT INTO shard_sets (name, shard_count) VALUES ($1, 1)", [SHARD_SET]);
+  await db.query(
+    `INSERT INTO tenants (id, shard_set, shard_index, weight)
+     SELECT $1 || '-t' || i, $2, 0, $4::int * 2 FROM generate_series(0, $3::int - 1) AS i`,
+    [PREFIX, SHARD_SET, TENANTS, DEVICES],
+  );
+  await db.query(
+    `INSERT INTO devices (tenant_id, id)
+     SELECT $1 || '-t' || i, 'dev-' || j FROM generate_series(0, $2::int - 1) AS i, generate_series(0, $3::int - 1) AS j`,
+    [PREFIX, TENANTS, DEVICES],
+  );
+  // r1: threshold > 85 (even tenants) or anomaly (odd); r2: window, 2 readings > 75 within 10 min
+  // (3 of 4 tenants), or 3 consecutive rises.
+  await db.query(
+    `INSERT INTO alert_rules (tenant_id, id, metric, rule_type, operator, threshold, window_seconds, min_count,
+                              cooldown_seconds, params)
+     SELECT $1 || '-t' || i, 'r1', 'temp',
+            CASE WHEN i % 2 = 0 THEN 'threshold' ELSE 'anomaly' END,
+            CASE WHEN i % 2 = 0 THEN '>' END, CASE WHEN i % 2 = 0 THEN 85 END, NULL, NULL, 600,
+            CASE WHEN i % 2 = 0 THEN '{}'::jsonb ELSE '{"k": 4, "minSamples": 2, "minStddev": 5}'::jsonb END
+       FROM generate_series(0, $2::int - 1) AS i
+     UNION ALL
+     SELECT $1 || '-t' || i, 'r2', 'temp',
+            CASE WHEN i % 4 = 3 THEN 'pattern' ELSE 'window' END,
+            CASE WHEN i % 4 = 3 THEN NULL ELSE '>' END, CASE WHEN i % 4 = 3 THEN NULL ELSE 75 END,
+            600, CASE WHEN i % 4 = 3 THEN 3 ELSE 2 END, 600,
+            CASE WHEN i % 4 = 3 THEN '{"kind": "rising"}'::jsonb ELSE '{}'::jsonb END
+       FROM generate_series(0, $2::int - 1) AS i`,
+    [PREFIX, TENANTS],
+  );
+  await db.query("ANALYZE");
+}
+
+async function insertReadings(db: pg.Pool, k: number): Promise<void> {
+  await db.query(
+    `INSERT INTO telemetry (tenant_id, device_id, metric, ts, value)
+     SELECT $1 || '-t' || i, 'dev-' || j, 'temp', to_timestamp((${TS_SQL}) / 1000), ${VALUE_SQL}
+       FROM generate_series(0, $2::int - 1) AS i, generate_series(0, $6::int - 1) AS j`,
+    [PREFIX, TENANTS, k, TICKS - 1, T0 + (k - 1) * INTERVAL_MS, DEVICES],
+  );
+  await db.query("ANALYZE telemetry");
+}
+
+async function readRules(db: pg.Pool): Promise<Map<string, Rule[]>> {
+  const { rows } = await db.query("SELECT * FROM alert_rules");
+  const out = new Map<string, Rule[]>();
+  for (const row of rows) {
+    const parsed = parseRule(row);
+    if (!parsed.ok) throw new Error(parsed.reason);
+    const list = out.get(parsed.rule.tenantId) ?? [];
+    list.push(parsed.rule);
+    out.set(parsed.rule.tenantId, list);
+  }
+  return out;
+}
+
+/** Deletes every key of the benchmark's tenants (they share the run's unique prefix). */
+async function cleanupValkey(valkey: Redis): Promise<void> {
+  for (const kind of ["wbuf", "wbufjson", "cooldown", "anom", "seen", "cond", "tick"]) {
+    let cursor = "0";
+    do {
+      const [next, keys] = await valkey.scan(cursor, "MATCH", `${kind}:{${PREFIX}-t*`, "COUNT", 5000);
+      if (keys.length > 0) await valkey.del(...keys);
+      cursor = next;
+    } while (cursor !== "0");
+  }
+}
+
+await main();

@@ -1,0 +1,94 @@
+import { Command, Option } from "commander";
+import type { DestinationStream } from "pino";
+import { Registry } from "prom-client";
+import {
+  compileEvaluatorConfig,
+  type EvaluatorConfig,
+  type RawEvaluatorOptions,
+  SETTINGS,
+} from "../config/evaluatorConfig.ts";
+import { type EvaluatorClients, runEvaluator } from "../lifecycle/runEvaluator.ts";
+import { createLogger, type Logger } from "../log.ts";
+import { systemClock } from "../tick/clock.ts";
+
+/** What the CLI needs from its surroundings (no process globals inside). */
+export interface ProgramDeps {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** Aborted on the first SIGTERM/SIGINT. */
+  readonly shutdownSignal: AbortSignal;
+  /** Builds the clients once the configuration is valid (only the entry point constructs clients). */
+  readonly connect: (config: EvaluatorConfig, log: Logger) => EvaluatorClients;
+  /** Where logs go (default: stdout). */
+  readonly logDestination?: DestinationStream;
+  readonly onListening?: (port: number) => void;
+}
+
+const DESCRIPTIONS: Record<keyof RawEvaluatorOptions, string> = {
+  shardIndex: "this shard's index (integer ≥ 0; required)",
+  shardSet: 'the EvaluatorShardSet, "namespace/name" (required)',
+  databaseUrl: "PostgreSQL connection string (required)",
+  valkeyUrl: "Valkey/Redis connection string (required)",
+  tickIntervalSeconds: "tick interval in seconds (default 60)",
+  minIntervalSeconds: "minimum seconds between tick starts for NOTIFY wake-ups (default: interval / 4)",
+  tenantBudgetMs: "wall-clock budget per tenant evaluation, ms (default 5000, at most the interval)",
+  concurrency: "tenants evaluated at once (default 8)",
+  logLevel: "trace | debug | info | warn | error | fatal | silent (default info)",
+  metricsPort: "port of /metrics, /healthz, /readyz (default 9464; 0 picks a free one)",
+  metricsHost: "address of the metrics server (default 0.0.0.0)",
+  allowedLatenessSeconds: "telemetry committed this late is still read (default 5)",
+  breakerFailureThreshold: "consecutive outage errors that open a circuit breaker (default 3)",
+  breakerCooldownSeconds: "seconds an open circuit breaker waits before a trial call (default 5)",
+  valkeyCommandTimeoutMs: "timeout of one Valkey command, ms (default 2000)",
+  testDelayTenant: "",
+  testPoisonRule: "",
+};
+
+/**
+ * Builds the `evaluator` CLI (commander). Every setting is a flag mirroring its environment
+ * variable; a flag wins over the variable. Tests drive it with their own deps.
+ */
+export function createProgram(deps: ProgramDeps): Command {
+  const program = new Command("evaluator")
+    .description("The shard worker: evaluates the alert rules of one shard's tenants every tick")
+    .exitOverride();
+
+  const run = program
+    .command("run")
+    .description("Run the evaluator until SIGTERM (settings: flags or the environment variables shown)");
+  for (const [key, s] of Object.entries(SETTINGS) as [
+    keyof RawEvaluatorOptions,
+    (typeof SETTINGS)[keyof typeof SETTINGS],
+  ][]) {
+    if (s.flag === null) continue; // test-only settings: environment only
+    const name = s.flag.slice(2);
+    // The environment is read from deps.env (not commander's .env(), which reads process.env).
+    run.addOption(
+      new Option(
+        `${s.flag} <${name.endsWith("url") ? "url" : "value"}>`,
+        `${DESCRIPTIONS[key]} [env ${s.env}]`,
+      ),
+    );
+  }
+  run.action(async (opts: Record<string, string | undefined>) => {
+    const raw: Record<string, string | undefined> = {};
+    for (const [key, s] of Object.entries(SETTINGS)) {
+      // A flag wins over its environment variable; test-only settings come from the environment only.
+      raw[key] = (s.flag === null ? undefined : opts[key]) ?? deps.env[s.env];
+    }
+    const config = compileEvaluatorConfig(raw as RawEvaluatorOptions);
+    const bindings = { shardSet: config.shardSet, shard: config.shardIndex };
+    const log = deps.logDestination
+      ? createLogger(config.logLevel, bindings, deps.logDestination)
+      : createLogger(config.logLevel, bindings);
+    const clients = deps.connect(config, log);
+    await runEvaluator(config, {
+      clients,
+      log,
+      registry: new Registry(),
+      clock: systemClock,
+      shutdownSignal: deps.shutdownSignal,
+      ...(deps.onListening ? { onListening: deps.onListening } : {}),
+    });
+  });
+  return program;
+}

@@ -1,0 +1,247 @@
+/**
+ * The evaluator's configuration, compiled once (Temporal's `compileWorkerOptions`): one function
+ * validates the raw strings from flags and environment, applies defaults and units, and fails fast
+ * with an error that names the setting. The rest of the evaluator only sees {@link EvaluatorConfig}.
+ */
+
+/** Raw settings as the CLI hands them over: flags win over env, env over defaults (all strings). */
+export interface RawEvaluatorOptions {
+  readonly shardIndex?: string | undefined;
+  readonly shardSet?: string | undefined;
+  readonly databaseUrl?: string | undefined;
+  readonly valkeyUrl?: string | undefined;
+  readonly tickIntervalSeconds?: string | undefined;
+  readonly minIntervalSeconds?: string | undefined;
+  readonly tenantBudgetMs?: string | undefined;
+  readonly concurrency?: string | undefined;
+  readonly logLevel?: string | undefined;
+  readonly metricsPort?: string | undefined;
+  readonly metricsHost?: string | undefined;
+  readonly allowedLatenessSeconds?: string | undefined;
+  readonly breakerFailureThreshold?: string | undefined;
+  readonly breakerCooldownSeconds?: string | undefined;
+  readonly valkeyCommandTimeoutMs?: string | undefined;
+  /** Test-only fault injection (environment only, see {@link TestFaults}). */
+  readonly testDelayTenant?: string | undefined;
+  readonly testPoisonRule?: string | undefined;
+}
+
+/**
+ * TEST-ONLY fault injection, set through environment variables that production manifests never
+ * carry. They let the integration tests prove tenant isolation with the real process:
+ * - `EVALUATOR_TEST_DELAY_TENANT=<tenant id>:<ms>`: that tenant's evaluation sleeps `ms` first
+ *   (a slow tenant, to exceed the per-tenant budget);
+ * - `EVALUATOR_TEST_POISON_RULE=<rule id>`: evaluating a tenant that has this rule throws (a rule
+ *   whose evaluation crashes).
+ */
+export interface TestFaults {
+  readonly delayTenant: { readonly tenantId: string; readonly ms: number } | null;
+  readonly poisonRuleId: string | null;
+}
+
+/** The compiled, validated, read-only configuration. */
+export interface EvaluatorConfig {
+  readonly shardIndex: number;
+  /** `namespace/name` of the EvaluatorShardSet (the `shard_sets.name` row). */
+  readonly shardSet: string;
+  /** The two halves of {@link shardSet}, for metric labels. */
+  readonly namespace: string;
+  readonly shardSetName: string;
+  readonly databaseUrl: string;
+  readonly valkeyUrl: string;
+  readonly intervalMs: number;
+  /** Minimum time between two tick starts when a NOTIFY wakes the loop early. */
+  readonly minIntervalMs: number;
+  readonly tenantBudgetMs: number;
+  readonly concurrency: number;
+  readonly logLevel: LogLevel;
+  readonly metricsPort: number;
+  readonly metricsHost: string;
+  /** How far back each tick re-reads telemetry so that readings committed late are not missed. */
+  readonly allowedLatenessMs: number;
+  readonly breaker: { readonly failureThreshold: number; readonly cooldownMs: number };
+  readonly valkeyCommandTimeoutMs: number;
+  readonly testFaults: TestFaults;
+}
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Raised for an invalid setting; the message starts with the setting's name. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+/** Flag and environment variable of every setting, for error messages and `--help`. */
+export const SETTINGS = {
+  shardIndex: { flag: "--shard-index", env: "SHARD_INDEX" },
+  shardSet: { flag: "--shard-set", env: "SHARD_SET" },
+  databaseUrl: { flag: "--database-url", env: "DATABASE_URL" },
+  valkeyUrl: { flag: "--valkey-url", env: "VALKEY_URL" },
+  tickIntervalSeconds: { flag: "--tick-interval-seconds", env: "TICK_INTERVAL_SECONDS" },
+  minIntervalSeconds: { flag: "--min-interval-seconds", env: "MIN_INTERVAL_SECONDS" },
+  tenantBudgetMs: { flag: "--tenant-budget-ms", env: "TENANT_BUDGET_MS" },
+  concurrency: { flag: "--concurrency", env: "CONCURRENCY" },
+  logLevel: { flag: "--log-level", env: "LOG_LEVEL" },
+  metricsPort: { flag: "--metrics-port", env: "METRICS_PORT" },
+  metricsHost: { flag: "--metrics-host", env: "METRICS_HOST" },
+  allowedLatenessSeconds: { flag: "--allowed-lateness-seconds", env: "ALLOWED_LATENESS_SECONDS" },
+  breakerFailureThreshold: { flag: "--breaker-failure-threshold", env: "BREAKER_FAILURE_THRESHOLD" },
+  breakerCooldownSeconds: { flag: "--breaker-cooldown-seconds", env: "BREAKER_COOLDOWN_SECONDS" },
+  valkeyCommandTimeoutMs: { flag: "--valkey-command-timeout-ms", env: "VALKEY_COMMAND_TIMEOUT_MS" },
+  testDelayTenant: { flag: null, env: "EVALUATOR_TEST_DELAY_TENANT" },
+  testPoisonRule: { flag: null, env: "EVALUATOR_TEST_POISON_RULE" },
+} as const satisfies Record<keyof RawEvaluatorOptions, { flag: string | null; env: string }>;
+
+type Setting = keyof typeof SETTINGS;
+
+function label(setting: Setting): string {
+  const s = SETTINGS[setting];
+  return s.flag ? `${s.env} (${s.flag})` : s.env;
+}
+
+function fail(setting: Setting, problem: string): never {
+  throw new ConfigError(`${label(setting)}: ${problem}`);
+}
+
+function present(raw: RawEvaluatorOptions, setting: Setting): string | undefined {
+  const v = raw[setting];
+  return v === undefined || v.trim() === "" ? undefined : v.trim();
+}
+
+function required(raw: RawEvaluatorOptions, setting: Setting): string {
+  return present(raw, setting) ?? fail(setting, "is required");
+}
+
+function integer(raw: RawEvaluatorOptions, setting: Setting, dflt: number, min: number, max: number): number {
+  const v = present(raw, setting);
+  if (v === undefined) return dflt;
+  const n = /^-?\d+$/.test(v) ? Number(v) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    fail(setting, `expected an integer in [${min}, ${max}], got "${v}"`);
+  }
+  return n;
+}
+
+function decimal(raw: RawEvaluatorOptions, setting: Setting, dflt: number, min: number, max: number): number {
+  const v = present(raw, setting);
+  if (v === undefined) return dflt;
+  const n = /^\d+(\.\d+)?$/.test(v) ? Number(v) : Number.NaN;
+  if (!Number.isFinite(n) || n < min || n > max) {
+    fail(setting, `expected a number of seconds in [${min}, ${max}], got "${v}"`);
+  }
+  return n;
+}
+
+function url(raw: RawEvaluatorOptions, setting: Setting, protocols: readonly string[]): string {
+  const v = required(raw, setting);
+  let parsed: URL;
+  try {
+    parsed = new URL(v);
+  } catch {
+    // Never echo the value: it may carry a password.
+    fail(setting, `not a valid URL (expected ${protocols.map((p) => `${p}//…`).join(" or ")})`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    fail(setting, `unsupported scheme "${parsed.protocol}" (expected ${protocols.join(" or ")})`);
+  }
+  return v;
+}
+
+// Same rule as the shard_sets.name CHECK constraint, so a typo fails here and not as "no tenants".
+const SHARD_SET_FORMAT = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+function testFaults(raw: RawEvaluatorOptions): TestFaults {
+  let delayTenant: TestFaults["delayTenant"] = null;
+  const delay = present(raw, "testDelayTenant");
+  if (delay !== undefined) {
+    const i = delay.lastIndexOf(":");
+    const ms = i > 0 ? Number(delay.slice(i + 1)) : Number.NaN;
+    if (!Number.isSafeInteger(ms) || ms < 0)
+      fail("testDelayTenant", `expected <tenant id>:<ms>, got "${delay}"`);
+    delayTenant = { tenantId: delay.slice(0, i), ms };
+  }
+  return { delayTenant, poisonRuleId: present(raw, "testPoisonRule") ?? null };
+}
+
+/**
+ * Validates raw options into the readonly {@link EvaluatorConfig}.
+ * Defaults: tick interval 60 s; minimum interval a quarter of the tick interval; tenant budget
+ * 5000 ms (capped at the interval); concurrency 8; log level info; metrics on 0.0.0.0:9464 (port 0 picks a free one);
+ * allowed lateness 5 s; circuit breakers open after 3 consecutive failures for 5 s; Valkey
+ * commands time out after 2000 ms.
+ *
+ * @throws ConfigError naming the first invalid setting (environment variable and flag)
+ */
+export function compileEvaluatorConfig(raw: RawEvaluatorOptions): EvaluatorConfig {
+  const shardIndex = integer(raw, "shardIndex", Number.NaN, 0, 100_000);
+  if (Number.isNaN(shardIndex)) fail("shardIndex", "is required");
+  const shardSet = required(raw, "shardSet");
+  if (!SHARD_SET_FORMAT.test(shardSet)) fail("shardSet", `expected "namespace/name", got "${shardSet}"`);
+  const [namespace = "", shardSetName = ""] = shardSet.split("/");
+  const databaseUrl = url(raw, "databaseUrl", ["postgres:", "postgresql:"]);
+  const valkeyUrl = url(raw, "valkeyUrl", ["redis:", "rediss:"]);
+
+  const intervalSeconds = decimal(raw, "tickIntervalSeconds", 60, 0.1, 86_400);
+  const intervalMs = Math.round(intervalSeconds * 1000);
+  // A quarter of the interval: an early (NOTIFY) tick can come at most that soon after the last one,
+  // so even a constant stream of NOTIFYs never runs more than one tick per slot plus one early one.
+  const minIntervalMs = Math.round(
+    decimal(raw, "minIntervalSeconds", intervalSeconds / 4, 0.05, intervalSeconds) * 1000,
+  );
+  // Default 5000 ms, or the whole interval when that is shorter (short test intervals).
+  const tenantBudgetMs = integer(raw, "tenantBudgetMs", Math.min(5000, intervalMs), 1, 3_600_000);
+  // A tenant allowed to run longer than a slot would overlap the next tick's lease of itself.
+  if (tenantBudgetMs > intervalMs) {
+    fail("tenantBudgetMs", `must not exceed the tick interval (${intervalMs} ms), got ${tenantBudgetMs}`);
+  }
+  const concurrency = integer(raw, "concurrency", 8, 1, 1024);
+  const logLevel = present(raw, "logLevel") ?? "info";
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    fail("logLevel", `expected one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
+  }
+  const metricsPort = integer(raw, "metricsPort", 9464, 0, 65_535);
+  const metricsHost = present(raw, "metricsHost") ?? "0.0.0.0";
+  const allowedLatenessMs = Math.round(decimal(raw, "allowedLatenessSeconds", 5, 0, 3600) * 1000);
+  const failureThreshold = integer(raw, "breakerFailureThreshold", 3, 1, 1000);
+  const cooldownMs = Math.round(decimal(raw, "breakerCooldownSeconds", 5, 0.1, 3600) * 1000);
+  const valkeyCommandTimeoutMs = integer(raw, "valkeyCommandTimeoutMs", 2000, 10, 600_000);
+
+  return Object.freeze({
+    shardIndex,
+    shardSet,
+    namespace,
+    shardSetName,
+    databaseUrl,
+    valkeyUrl,
+    intervalMs,
+    minIntervalMs,
+    tenantBudgetMs,
+    concurrency,
+    logLevel: logLevel as LogLevel,
+    metricsPort,
+    metricsHost,
+    allowedLatenessMs,
+    breaker: Object.freeze({ failureThreshold, cooldownMs }),
+    valkeyCommandTimeoutMs,
+    testFaults: Object.freeze(testFaults(raw)),
+  });
+}
+
+/** Raw options from the environment alone (the CLI layers flags on top). */
+export function rawOptionsFromEnv(env: Readonly<Record<string, string | undefined>>): RawEvaluatorOptions {
+  const out: Record<string, string | undefined> = {};
+  for (const [key, s] of Object.entries(SETTINGS)) out[key] = env[s.env];
+  return out as RawEvaluatorOptions;
+}
+
+/** A connection string with its password replaced, for logs. */
+export function redactUrl(raw: string): string {
+  try {
+    const u = new URL(raw);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "<invalid url>";
+  }
+}

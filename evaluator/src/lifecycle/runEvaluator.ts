@@ -1,0 +1,221 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import type { Redis } from "ioredis";
+import type pg from "pg";
+import { collectDefaultMetrics, type Registry } from "prom-client";
+import { type EvaluatorConfig, redactUrl } from "../config/evaluatorConfig.ts";
+import { startHttpServer } from "../httpServer.ts";
+import type { Logger } from "../log.ts";
+import { createEvaluatorMetrics } from "../metrics.ts";
+import { ValkeyState } from "../state/scripts.ts";
+import { createPgStore } from "../store/pgStore.ts";
+import { CircuitBreaker } from "../tick/circuitBreaker.ts";
+import type { Clock } from "../tick/clock.ts";
+import { IngestListener } from "../tick/ingestListener.ts";
+import { isPostgresOutage, isValkeyOutage } from "../tick/outages.ts";
+import { shardOffsetMs } from "../tick/schedule.ts";
+import { TickScheduler } from "../tick/scheduler.ts";
+import { errorMessage, TickRunner } from "../tick/tickRunner.ts";
+import { createLiveness, createReadiness } from "./probes.ts";
+import { Releasers } from "./releasers.ts";
+
+/** The clients the evaluator talks through, built by the entry point (the only place that does). */
+export interface EvaluatorClients {
+  /** Pool for every query (an 'error' listener must already be attached). */
+  readonly db: pg.Pool;
+  /** Valkey client for the state scripts (an 'error' listener must already be attached). */
+  readonly valkey: Redis;
+  /** A new, unconnected client for the dedicated LISTEN connection (one per (re)connect). */
+  readonly newListenClient: () => pg.Client;
+}
+
+/** Dependencies of {@link runEvaluator}. */
+export interface RunEvaluatorDeps {
+  readonly clients: EvaluatorClients;
+  readonly log: Logger;
+  readonly registry: Registry;
+  readonly clock: Clock;
+  /** Aborted on the first SIGTERM/SIGINT: drain and return. */
+  readonly shutdownSignal: AbortSignal;
+  /** Called once the HTTP server listens (tests read the port from it, or from the log). */
+  readonly onListening?: (port: number) => void;
+}
+
+/** Longest wait for Valkey at start-up before the first tick runs anyway (fail-open). */
+const VALKEY_STARTUP_WAIT_MS = 5000;
+
+/**
+ * The composition root of `evaluator run`: wires store, state, breakers, metrics, the tick
+ * runner, the scheduler, the LISTEN connection and the HTTP server, runs ticks until
+ * `shutdownSignal` aborts, then drains: no new tick and no new tenant is started, the tenants in
+ * progress finish (each within its budget; one that overruns is aborted and gives its tick lease
+ * back), and everything is closed in reverse order. Resolves after a clean shutdown.
+ */
+export async function runEvaluator(config: EvaluatorConfig, deps: RunEvaluatorDeps): Promise<void> {
+  const { clients, log, registry, clock } = deps;
+  const releasers = new Releasers();
+  const token = `${config.shardSet}#${config.shardIndex}#${hostname()}#${randomBytes(4).toString("hex")}`;
+  let draining = false;
+  try {
+    registry.setDefaultLabels({
+      namespace: config.namespace,
+      shardset: config.shardSetName,
+      shard: String(config.shardIndex),
+    });
+    collectDefaultMetrics({ register: registry });
+    // prom-client names three gauges "…_total", which promtool rejects (the suffix is for counters);
+    // the per-type gauges without the suffix carry the same numbers.
+    for (const name of [
+      "nodejs_active_handles_total",
+      "nodejs_active_requests_total",
+      "nodejs_active_resources_total",
+    ]) {
+      registry.removeSingleMetric(name);
+    }
+    const metrics = createEvaluatorMetrics(registry);
+    const offsetMs = shardOffsetMs(config.shardSet, config.shardIndex, config.intervalMs);
+    log.info(
+      {
+        database: redactUrl(config.databaseUrl),
+        valkey: redactUrl(config.valkeyUrl),
+        intervalMs: config.intervalMs,
+        minIntervalMs: config.minIntervalMs,
+        offsetMs,
+        tenantBudgetMs: config.tenantBudgetMs,
+        concurrency: config.concurrency,
+        token,
+      },
+      "evaluator_starting",
+    );
+
+    const breaker = (name: "postgres" | "valkey", isOutage: (err: unknown) => boolean) =>
+      new CircuitBreaker({
+        name,
+        clock,
+        failureThreshold: config.breaker.failureThreshold,
+        cooldownMs: config.breaker.cooldownMs,
+        isOutage,
+        onStateChange: (state) => {
+          metrics.breakerOpen.set({ dependency: name }, state === "closed" ? 0 : 1);
+          log.warn({ dependency: name, state }, "circuit_breaker");
+        },
+      });
+    const breakers = {
+      postgres: breaker("postgres", isPostgresOutage),
+      valkey: breaker("valkey", isValkeyOutage),
+    };
+
+    const { valkey, db } = clients;
+    const onValkeyReady = () => log.info({ valkey: redactUrl(config.valkeyUrl) }, "valkey_connected");
+    const onValkeyError = (err: Error) => log.warn({ err: err.message }, "valkey_error");
+    valkey.on("ready", onValkeyReady);
+    valkey.on("error", onValkeyError);
+    if (valkey.status === "ready") onValkeyReady();
+    const onDbError = (err: Error) => log.warn({ err: err.message }, "postgres_pool_error");
+    db.on("error", onDbError);
+    releasers.push("postgres pool", () => db.end());
+    releasers.push("valkey", async () => {
+      valkey.off("ready", onValkeyReady);
+      await valkey.quit().catch(() => valkey.disconnect());
+    });
+
+    const store = createPgStore(db);
+    const state = new ValkeyState(valkey);
+
+    const liveness = createLiveness(Math.max(30_000, 2 * config.intervalMs));
+    releasers.push("liveness", liveness.stop);
+    const ready = createReadiness({
+      clock,
+      checks: [() => store.ping(), () => valkey.ping()],
+      timeoutMs: 1000,
+      cacheMs: 2000,
+      draining: () => draining,
+    });
+    const http = await startHttpServer(config.metricsHost, config.metricsPort, {
+      registry,
+      healthy: liveness.healthy,
+      ready,
+    });
+    releasers.push("http server", () => http.close());
+    log.info({ host: config.metricsHost, port: http.port }, "metrics_listening");
+    deps.onListening?.(http.port);
+
+    await waitForValkey(valkey, Math.min(VALKEY_STARTUP_WAIT_MS, config.intervalMs), deps.shutdownSignal);
+
+    const runner = new TickRunner({
+      settings: config,
+      store,
+      state,
+      clock,
+      log,
+      metrics,
+      breakers,
+      token,
+    });
+    const stop = new AbortController();
+    const scheduler = new TickScheduler({
+      clock,
+      config: { intervalMs: config.intervalMs, offsetMs, minIntervalMs: config.minIntervalMs },
+      runTick: async (tick) => {
+        const summary = await runner.runTick(tick, stop.signal);
+        if (summary.durationMs > config.intervalMs) {
+          log.warn(
+            { slot: tick.slot, durationMs: summary.durationMs, intervalMs: config.intervalMs },
+            "tick_overrun",
+          );
+        }
+      },
+      onMissed: (slots, tick) => {
+        metrics.ticksMissed.inc(slots);
+        log.warn({ slot: tick.slot, missed: slots }, "ticks_missed");
+      },
+      onTickError: (err) => log.error({ err: errorMessage(err) }, "tick_failed"),
+    });
+
+    const listener = new IngestListener({
+      newClient: clients.newListenClient,
+      onNotify: () => {
+        metrics.wakeups.inc();
+        scheduler.wake();
+      },
+      log,
+      clock,
+    });
+    listener.start();
+    releasers.push("listen connection", () => listener.close());
+
+    const onShutdown = () => {
+      draining = true;
+      log.info({}, "shutdown_requested");
+      stop.abort();
+    };
+    if (deps.shutdownSignal.aborted) onShutdown();
+    else deps.shutdownSignal.addEventListener("abort", onShutdown, { once: true });
+
+    // The loop: one tick at a time until shutdown; returns after the running tick has drained.
+    await scheduler.run(stop.signal);
+    // Tenants abandoned after their budget may still be finishing (and releasing their leases).
+    await runner.drain();
+    log.info({}, "shutdown_drained");
+  } finally {
+    draining = true;
+    await releasers.releaseAll(log);
+    log.info({}, "evaluator_stopped");
+  }
+}
+
+/** Resolves when the client is ready, after `ms`, or on shutdown — whichever comes first. */
+function waitForValkey(valkey: Redis, ms: number, signal: AbortSignal): Promise<void> {
+  if (valkey.status === "ready" || signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      valkey.off("ready", done);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    valkey.once("ready", done);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

@@ -1,0 +1,95 @@
+import { CommanderError } from "commander";
+import { Redis } from "ioredis";
+import pg from "pg";
+import { createProgram } from "./cli/program.ts";
+import { ConfigError, type EvaluatorConfig } from "./config/evaluatorConfig.ts";
+import type { EvaluatorClients } from "./lifecycle/runEvaluator.ts";
+import type { Logger } from "./log.ts";
+
+/**
+ * Builds the evaluator's clients — the only place that does. Failure policy:
+ * - Valkey: `enableOfflineQueue: false`, `maxRetriesPerRequest: 1` and a `commandTimeout`, so a
+ *   command during an outage fails within the timeout instead of queueing until Valkey returns
+ *   (`maxRetriesPerRequest: null`, right for long-running queue workers, would hang the tick and
+ *   every tenant behind it). The tick path has its own fallbacks (fail-open/closed per path) and a
+ *   circuit breaker; the client keeps reconnecting in the background with capped backoff.
+ * - PostgreSQL: a bounded pool (concurrency + headroom for the batch reads and the readiness
+ *   probe), a connect timeout, and statement/query timeouts so a stuck query fails the tenant or
+ *   the tick instead of holding it forever.
+ * Both get an 'error' listener at once: an idle client dying must never crash the process.
+ */
+export function connectClients(config: EvaluatorConfig, log: Logger): EvaluatorClients {
+  const valkey = new Redis(config.valkeyUrl, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: config.valkeyCommandTimeoutMs,
+    connectTimeout: Math.max(1000, config.valkeyCommandTimeoutMs),
+    retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 10), 2000),
+    lazyConnect: false,
+    connectionName: `evaluator:${config.shardSet}#${config.shardIndex}`,
+  });
+  valkey.on("error", () => {
+    // Logged by runEvaluator; this listener only keeps the error from being thrown.
+  });
+  const pgOptions = {
+    connectionString: config.databaseUrl,
+    connectionTimeoutMillis: 3000,
+    // Batch reads of a large shard can take seconds; a stuck one must not hold the tick forever.
+    statement_timeout: 30_000,
+    query_timeout: 35_000,
+    application_name: `evaluator ${config.shardSet}#${config.shardIndex}`,
+  };
+  // Five batch reads run in parallel beside `concurrency` tenant writes, plus the readiness probe.
+  const db = new pg.Pool({ ...pgOptions, max: config.concurrency + 6, idleTimeoutMillis: 30_000 });
+  db.on("error", (err) => log.warn({ err: err.message }, "postgres_idle_client_error"));
+  return {
+    db,
+    valkey,
+    newListenClient: () => {
+      const client = new pg.Client({ ...pgOptions, statement_timeout: undefined, query_timeout: 10_000 });
+      client.on("error", () => {
+        // IngestListener attaches its own handler right after; this one closes the gap.
+      });
+      return client;
+    },
+  };
+}
+
+/**
+ * Entry point of `evaluator`: the only code that touches signals and exit codes. The first
+ * SIGTERM/SIGINT drains (no new tick, running tenants finish, leases of unevaluated tenants are
+ * released, clients closed) and exits 0; a second one forces the exit.
+ *
+ * @returns the process exit code (2 for an invalid configuration or usage)
+ */
+export async function main(argv: readonly string[]): Promise<number> {
+  const shutdown = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      process.stderr.write(`evaluator: second ${sig}, exiting now\n`);
+      process.exit(130);
+    }
+    shutdown.abort();
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  const program = createProgram({
+    env: process.env,
+    shutdownSignal: shutdown.signal,
+    connect: connectClients,
+  });
+  try {
+    await program.parseAsync(argv as string[], { from: "node" });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof ConfigError) {
+      process.stderr.write(`evaluator: invalid configuration: ${err.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`evaluator: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,157 @@
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+
+/** Why a tenant evaluation did not complete (a bounded label set, never the tenant id). */
+export const FAILURE_REASONS = [
+  /** The pipeline threw (a defect, bad data, a failed alert write). */
+  "error",
+  /** Over the per-tenant wall-clock budget. */
+  "over_budget",
+  /** PostgreSQL was unreachable (or its circuit breaker open) for the alert write. */
+  "postgres_unavailable",
+  /** A tenant this shard does not own was skipped because Valkey (its tick lease) was unavailable. */
+  "valkey_unavailable",
+  /** The previous tick's evaluation of this tenant was still running (abandoned after its budget). */
+  "still_running",
+] as const;
+export type FailureReason = (typeof FAILURE_REASONS)[number];
+
+/** What a written alert action was. */
+export type AlertActionLabel = "fire" | "still_firing" | "resolve";
+
+/**
+ * The evaluator's metrics, registered on the registry passed in (never prom-client's default).
+ * Names are the contract the operator's autoscaler queries; `shardset`, `namespace` and `shard`
+ * are set as the registry's default labels by the caller, so every series carries them.
+ */
+export function createEvaluatorMetrics(registry: Registry) {
+  const registers = [registry];
+  const tickDuration = new Histogram({
+    name: "evaluator_tick_duration_seconds",
+    help: "Wall-clock duration of one tick (all tenants of the shard).",
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120],
+    registers,
+  });
+  const queueDepth = new Gauge({
+    name: "evaluator_queue_depth",
+    help: "Tenant evaluations due in the current tick and not yet done (0 when idle).",
+    registers,
+  });
+  const tenantsEvaluated = new Counter({
+    name: "evaluator_tenants_evaluated_total",
+    help: "Tenant evaluations completed (one per tenant per tick slot won).",
+    registers,
+  });
+  const tenantFailures = new Counter({
+    name: "evaluator_tenant_failures_total",
+    help: "Tenant evaluations that did not complete, by reason.",
+    labelNames: ["reason"] as const,
+    registers,
+  });
+  const rulesEvaluated = new Counter({
+    name: "evaluator_rules_evaluated_total",
+    help: "Rule evaluations: one per (rule, device) pair per tenant evaluation.",
+    registers,
+  });
+  const alerts = new Counter({
+    name: "evaluator_alerts_total",
+    help: "Alert actions decided and written to PostgreSQL, by action (fire, still_firing, resolve).",
+    labelNames: ["action"] as const,
+    registers,
+  });
+  const alertsSuppressed = new Counter({
+    name: "evaluator_alerts_suppressed_total",
+    help: "Alert actions held back, by reason (cooldown: a new fire within the rule's cooldown; maintenance: an active maintenance window).",
+    labelNames: ["reason"] as const,
+    registers,
+  });
+  const leaseConflicts = new Counter({
+    name: "evaluator_tick_lease_conflicts_total",
+    help: "Tenant evaluations skipped because another evaluator holds the tenant's tick lease for the slot.",
+    registers,
+  });
+  const ticksMissed = new Counter({
+    name: "evaluator_ticks_missed_total",
+    help: "Tick slots skipped because a tick overran (no catch-up bursts).",
+    registers,
+  });
+  const ticks = new Counter({
+    name: "evaluator_ticks_total",
+    help: "Ticks run, by trigger (timer, notify) and result (ok, failed).",
+    labelNames: ["trigger", "result"] as const,
+    registers,
+  });
+  const wakeups = new Counter({
+    name: "evaluator_wakeups_total",
+    help: "telemetry_ingest notifications received.",
+    registers,
+  });
+  const rulesQuarantined = new Counter({
+    name: "evaluator_rules_quarantined_total",
+    help: "Malformed rule rows set aside (each time a tenant evaluation met one).",
+    registers,
+  });
+  const degraded = new Counter({
+    name: "evaluator_tenants_degraded_total",
+    help: "Owned tenants evaluated without Valkey state (fail-open: no window/anomaly/absent verdicts, no state commit).",
+    registers,
+  });
+  const stateCommitFailures = new Counter({
+    name: "evaluator_state_commit_failures_total",
+    help: "Valkey state commits that failed or were fenced out after the alerts were written.",
+    registers,
+  });
+  const tenants = new Gauge({
+    name: "evaluator_tenants",
+    help: "Tenants in this shard's membership at the last tick (owned plus handed-off ones).",
+    registers,
+  });
+  const shardCount = new Gauge({
+    // Not "…_shard_count": promtool reserves the _count suffix for histograms and summaries.
+    name: "evaluator_shard_set_shards",
+    help: "shard_count of the shard set, as read from PostgreSQL at the last tick.",
+    registers,
+  });
+  const epoch = new Gauge({
+    name: "evaluator_shard_set_epoch",
+    help: "Fencing epoch of the shard set, as read from PostgreSQL at the last tick.",
+    registers,
+  });
+  const breakerOpen = new Gauge({
+    name: "evaluator_circuit_breaker_open",
+    help: "1 while the circuit breaker of a dependency is open or half-open.",
+    labelNames: ["dependency"] as const,
+    registers,
+  });
+
+  // Pre-create the bounded label values so every series exists from the first scrape (rate() of
+  // a series that appears on its first increment misses that increment).
+  for (const reason of FAILURE_REASONS) tenantFailures.inc({ reason }, 0);
+  for (const action of ["fire", "still_firing", "resolve"] as const) alerts.inc({ action }, 0);
+  for (const reason of ["cooldown", "maintenance"]) alertsSuppressed.inc({ reason }, 0);
+  for (const trigger of ["timer", "notify"])
+    for (const result of ["ok", "failed"]) ticks.inc({ trigger, result }, 0);
+  for (const dependency of ["postgres", "valkey"]) breakerOpen.set({ dependency }, 0);
+
+  return {
+    tickDuration,
+    queueDepth,
+    tenantsEvaluated,
+    tenantFailures,
+    rulesEvaluated,
+    alerts,
+    alertsSuppressed,
+    leaseConflicts,
+    ticksMissed,
+    ticks,
+    wakeups,
+    rulesQuarantined,
+    degraded,
+    stateCommitFailures,
+    tenants,
+    shardCount,
+    epoch,
+    breakerOpen,
+  };
+}
+
+export type EvaluatorMetrics = ReturnType<typeof createEvaluatorMetrics>;

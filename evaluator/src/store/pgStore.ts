@@ -1,0 +1,198 @@
+import { readFileSync } from "node:fs";
+import { pairKey } from "../rules/planTenant.ts";
+import type { Reading } from "../rules/types.ts";
+import type { AlertWrites, Maintenance } from "./alertWrites.ts";
+import { NO_MAINTENANCE } from "./alertWrites.ts";
+
+/** The narrow slice of `pg.Pool` the store uses (a Pool or a Client fits). */
+export interface Queryable {
+  query<R extends Record<string, unknown> = Record<string, unknown>>(
+    text: string,
+    values?: unknown[],
+  ): Promise<{ rows: R[] }>;
+}
+
+/** The `shard_sets` row. `epoch` is a bigint in SQL; it stays far below 2^53. */
+export interface ShardSetInfo {
+  readonly shardCount: number;
+  readonly epoch: number;
+}
+
+/** A tenant of this shard's membership for one tick. */
+export interface MemberTenant {
+  readonly id: string;
+  /** `shard_index` is this shard (else it left this shard less than one interval ago). */
+  readonly owned: boolean;
+}
+
+/** Everything one tenant's evaluation reads from PostgreSQL. */
+export interface TenantData {
+  /** Raw `alert_rules` rows (enabled), for `parseRule`. */
+  readonly ruleRows: readonly Record<string, unknown>[];
+  readonly deviceIds: readonly string[];
+  /** Readings in (lower bound, tick time], oldest first. */
+  readonly readings: readonly Reading[];
+  readonly maintenance: Maintenance;
+  /** (rule, device) pairs with an open alert, as `pairKey` strings. */
+  readonly openPairs: ReadonlySet<string>;
+}
+
+/** Per-tenant counts of one `writeAlerts`. */
+export interface WriteResult {
+  readonly opened: number;
+  readonly updated: number;
+  readonly resolved: number;
+}
+
+/** The evaluator's PostgreSQL reads and writes. */
+export interface EvaluatorStore {
+  readShardSet(shardSet: string): Promise<ShardSetInfo | null>;
+  /** Tenants of the shard at `now`: own ones and those that left it after `movedAfterMs`. */
+  readMembership(shardSet: string, shardIndex: number, movedAfterMs: number): Promise<MemberTenant[]>;
+  /**
+   * One batch of tenants: rules, devices, readings in (since[i], now], active maintenance and open
+   * alerts — five parameterized statements in parallel, whatever the batch size.
+   */
+  readTenantData(
+    tenantIds: readonly string[],
+    sinceMs: readonly number[],
+    nowMs: number,
+  ): Promise<Map<string, TenantData>>;
+  /** All alert writes of one tenant in one statement (atomic). No writes → no statement. */
+  writeAlerts(tenantId: string, writes: AlertWrites, nowMs: number): Promise<WriteResult>;
+  /** A trivial round trip (readiness probe). */
+  ping(): Promise<void>;
+}
+
+/** SQL files of this folder, by name. Read once per store (not at import time). */
+function loadSql<N extends string>(names: readonly N[]): Record<N, string> {
+  const out = {} as Record<N, string>;
+  for (const name of names) out[name] = readFileSync(new URL(`./sql/${name}.sql`, import.meta.url), "utf8");
+  return out;
+}
+
+const SQL_FILES = [
+  "shard_set",
+  "membership",
+  "rules",
+  "devices",
+  "telemetry",
+  "maintenance",
+  "open_alerts",
+  "write_alerts",
+] as const;
+
+type ReadingTuple = [string, string, number, number];
+
+/** The PostgreSQL implementation of {@link EvaluatorStore}; queries live in `./sql/*.sql`. */
+export function createPgStore(db: Queryable): EvaluatorStore {
+  const sql = loadSql(SQL_FILES);
+  return {
+    async readShardSet(shardSet) {
+      const { rows } = await db.query<{ shard_count: number; epoch: string }>(sql.shard_set, [shardSet]);
+      const row = rows[0];
+      return row ? { shardCount: row.shard_count, epoch: Number(row.epoch) } : null;
+    },
+
+    async readMembership(shardSet, shardIndex, movedAfterMs) {
+      const { rows } = await db.query<{ id: string; owned: boolean }>(sql.membership, [
+        shardSet,
+        shardIndex,
+        movedAfterMs,
+      ]);
+      return rows.map((r) => ({ id: r.id, owned: r.owned }));
+    },
+
+    async readTenantData(tenantIds, sinceMs, nowMs) {
+      const ids = [...tenantIds];
+      const [rules, devices, telemetry, maintenance, open] = await Promise.all([
+        db.query<Record<string, unknown> & { tenant_id: string }>(sql.rules, [ids]),
+        db.query<{ tenant_id: string; device_ids: string[] }>(sql.devices, [ids]),
+        db.query<{ tenant_id: string; readings: ReadingTuple[] }>(sql.telemetry, [ids, [...sinceMs], nowMs]),
+        db.query<{ tenant_id: string; device_id: string | null }>(sql.maintenance, [ids, nowMs]),
+        db.query<{ tenant_id: string; rule_id: string; device_id: string | null }>(sql.open_alerts, [ids]),
+      ]);
+      const ruleRows = groupBy(rules.rows, (r) => r.tenant_id);
+      const deviceIds = new Map(devices.rows.map((r) => [r.tenant_id, r.device_ids]));
+      const readings = new Map(
+        telemetry.rows.map((r) => [
+          r.tenant_id,
+          r.readings.map(([deviceId, metric, ts, value]) => ({ deviceId, metric, ts, value })),
+        ]),
+      );
+      const maint = new Map<string, { tenantWide: boolean; deviceIds: Set<string> }>();
+      for (const r of maintenance.rows) {
+        let m = maint.get(r.tenant_id);
+        if (!m) {
+          m = { tenantWide: false, deviceIds: new Set() };
+          maint.set(r.tenant_id, m);
+        }
+        if (r.device_id === null) m.tenantWide = true;
+        else m.deviceIds.add(r.device_id);
+      }
+      const openPairs = new Map<string, Set<string>>();
+      for (const r of open.rows) {
+        // A tenant-wide alert (no device) is never produced by a (rule, device) pair.
+        if (r.device_id === null) continue;
+        let s = openPairs.get(r.tenant_id);
+        if (!s) {
+          s = new Set();
+          openPairs.set(r.tenant_id, s);
+        }
+        s.add(pairKey(r.rule_id, r.device_id));
+      }
+      const out = new Map<string, TenantData>();
+      for (const id of ids) {
+        out.set(id, {
+          ruleRows: ruleRows.get(id) ?? [],
+          deviceIds: deviceIds.get(id) ?? [],
+          readings: readings.get(id) ?? [],
+          maintenance: maint.get(id) ?? NO_MAINTENANCE,
+          openPairs: openPairs.get(id) ?? new Set(),
+        });
+      }
+      return out;
+    },
+
+    async writeAlerts(tenantId, writes, nowMs) {
+      if (writes.upserts.length === 0 && writes.resolves.length === 0) {
+        return { opened: 0, updated: 0, resolved: 0 };
+      }
+      const u = writes.upserts;
+      const { rows } = await db.query<{ opened: number; updated: number; resolved: number }>(
+        sql.write_alerts,
+        [
+          tenantId,
+          u.map((x) => x.ruleId),
+          u.map((x) => x.deviceId),
+          u.map((x) => x.fingerprint),
+          u.map((x) => x.severity),
+          u.map((x) => x.firstSeenMs),
+          u.map((x) => x.lastSeenMs),
+          u.map((x) => x.value),
+          u.map((x) => x.message),
+          u.map((x) => x.escalated),
+          [...writes.resolves],
+          nowMs,
+        ],
+      );
+      const r = rows[0];
+      return { opened: r?.opened ?? 0, updated: r?.updated ?? 0, resolved: r?.resolved ?? 0 };
+    },
+
+    async ping() {
+      await db.query("SELECT 1");
+    },
+  };
+}
+
+function groupBy<T>(rows: readonly T[], key: (row: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const row of rows) {
+    const k = key(row);
+    const list = out.get(k);
+    if (list) list.push(row);
+    else out.set(k, [row]);
+  }
+  return out;
+}

@@ -1,0 +1,10 @@
+-- The tenants one shard evaluates this tick: its own (shard_index = $2) and those that left it
+-- less than one tick interval ago, which it keeps evaluating during the hand-off; the Valkey tick
+-- lease lets exactly one evaluator win each tenant-slot.
+-- Served by tenants_shard_set_shard_index_idx and tenants_shard_set_prev_shard_index_moved_at_idx.
+-- $1 = shard set, $2 = shard index, $3 = tick time minus one interval (epoch ms)
+SELECT id, coalesce(shard_index = $2, false) AS owned
+  FROM tenants
+ WHERE shard_set = $1
+   AND (shard_index = $2 OR (prev_shard_index = $2 AND moved_at > to_timestamp($3::float8 / 1000)))
+ ORDER BY id

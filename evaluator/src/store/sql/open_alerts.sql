@@ -1,0 +1,7 @@
+-- Open alerts of a batch of tenants (served by alerts_open_tenant_id_idx). A pair whose condition
+-- is false this tick resolves its open alert even when its Valkey lifecycle state was lost.
+-- $1 = tenant ids
+SELECT tenant_id, rule_id, device_id
+  FROM alerts
+ WHERE tenant_id = ANY ($1::text[])
+   AND state = 'open'

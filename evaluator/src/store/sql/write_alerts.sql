@@ -1,0 +1,50 @@
+-- Every alert write of ONE tenant for one tick, in one statement (so one transaction: all or
+-- nothing) and one round trip:
+--   upserted: fire and still-firing actions. ON CONFLICT on the open fingerprint deduplicates a
+--             repeated condition, a retried tick or two racing evaluators: last_seen, value and
+--             message move on, occurrences + 1, and the severity only ever rises (escalation),
+--             stamping escalated_at when it does. Rows whose rule or device no longer exists (deleted
+--             since the tick read them, or a device that reports without being registered) are
+--             skipped instead of failing the foreign keys.
+--   resolved: open alerts whose condition cleared.
+-- Fingerprints of the two lists are disjoint (one action per (rule, device)).
+-- $1 tenant id; upserts as parallel arrays: $2 rule ids, $3 device ids, $4 fingerprints,
+-- $5 severities, $6 first seen (ms), $7 last seen (ms), $8 values, $9 messages, $10 escalated;
+-- $11 fingerprints to resolve, $12 tick time (ms)
+WITH input AS (
+  SELECT *
+    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::float8[],
+                $8::float8[], $9::text[], $10::boolean[])
+      AS u (rule_id, device_id, fingerprint, severity, first_seen_ms, last_seen_ms, value, message, escalated)
+),
+upserted AS (
+  INSERT INTO alerts AS a (tenant_id, rule_id, device_id, fingerprint, severity, first_seen, last_seen,
+                           escalated_at, value, message)
+  SELECT $1::text, i.rule_id, i.device_id, i.fingerprint, i.severity,
+         to_timestamp(i.first_seen_ms / 1000), to_timestamp(i.last_seen_ms / 1000),
+         CASE WHEN i.escalated THEN to_timestamp(i.last_seen_ms / 1000) END, i.value, i.message
+    FROM input i
+   WHERE EXISTS (SELECT 1 FROM alert_rules r WHERE r.tenant_id = $1::text AND r.id = i.rule_id)
+     AND EXISTS (SELECT 1 FROM devices d WHERE d.tenant_id = $1::text AND d.id = i.device_id)
+  ON CONFLICT (fingerprint) WHERE state = 'open' DO UPDATE
+     SET last_seen = greatest(a.last_seen, excluded.last_seen),
+         occurrences = a.occurrences + 1,
+         value = excluded.value,
+         message = excluded.message,
+         severity = CASE WHEN severity_rank(excluded.severity) > severity_rank(a.severity)
+                         THEN excluded.severity ELSE a.severity END,
+         escalated_at = CASE WHEN severity_rank(excluded.severity) > severity_rank(a.severity)
+                             THEN excluded.last_seen ELSE a.escalated_at END
+  RETURNING (xmax = 0) AS inserted
+),
+resolved AS (
+  UPDATE alerts
+     SET state = 'resolved', resolved_at = greatest(last_seen, to_timestamp($12::float8 / 1000))
+   WHERE fingerprint = ANY ($11::text[])
+     AND state = 'open'
+     AND tenant_id = $1::text
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM upserted WHERE inserted)::int AS opened,
+       (SELECT count(*) FROM upserted WHERE NOT inserted)::int AS updated,
+       (SELECT count(*) FROM resolved)::int AS resolved

@@ -1,0 +1,410 @@
+import type { TestFaults } from "../config/evaluatorConfig.ts";
+import type { Logger } from "../log.ts";
+import type { EvaluatorMetrics, FailureReason } from "../metrics.ts";
+import type { EvaluatorStore, MemberTenant, ShardSetInfo, TenantData } from "../store/pgStore.ts";
+import { BudgetExceededError, withBudget } from "./budget.ts";
+import { type CircuitBreaker, CircuitOpenError } from "./circuitBreaker.ts";
+import type { Clock } from "./clock.ts";
+import { forEachConcurrently } from "./concurrency.ts";
+import { DependencyUnavailableError, isPostgresOutage } from "./outages.ts";
+import { ReadCursors } from "./readCursors.ts";
+import type { TickRequest } from "./scheduler.ts";
+import {
+  type PipelineContext,
+  type QuarantinedRule,
+  runTenantPipeline,
+  type StateGateway,
+  type TenantOutcome,
+} from "./tenantPipeline.ts";
+
+/** Settings a tick needs (a slice of `EvaluatorConfig`). */
+export interface TickSettings {
+  readonly shardSet: string;
+  readonly shardIndex: number;
+  readonly intervalMs: number;
+  readonly tenantBudgetMs: number;
+  readonly concurrency: number;
+  readonly allowedLatenessMs: number;
+  readonly testFaults: TestFaults;
+}
+
+/** Dependencies of the tick runner (parameters, never globals). */
+export interface TickRunnerDeps {
+  readonly settings: TickSettings;
+  readonly store: EvaluatorStore;
+  readonly state: StateGateway;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly metrics: EvaluatorMetrics;
+  readonly breakers: { readonly postgres: CircuitBreaker; readonly valkey: CircuitBreaker };
+  /** Lease token, unique per process. */
+  readonly token: string;
+  /** Tenants per batch read (default 250). */
+  readonly batchSize?: number;
+}
+
+/** Figures of one tick (also logged as `tick_done`). */
+export interface TickSummary {
+  readonly slot: number;
+  readonly ok: boolean;
+  /** Tenants in the membership. */
+  readonly members: number;
+  /** Tenant evaluations due this tick. */
+  readonly tenants: number;
+  readonly evaluated: number;
+  /** (rule, device) pairs evaluated. */
+  readonly rules: number;
+  /** fire actions written (new alerts). */
+  readonly alerts: number;
+  readonly resolved: number;
+  readonly failed: number;
+  readonly conflicts: number;
+  /** Owned tenants evaluated without Valkey state (fail-open). */
+  readonly degraded: number;
+  readonly durationMs: number;
+}
+
+type TickCounts = { -readonly [K in keyof Omit<TickSummary, "slot" | "ok" | "durationMs">]: number };
+
+const QUARANTINE_LOG_MEMORY = 10_000;
+
+/**
+ * Runs ticks: membership → batched reads → every due tenant through its own isolation (try/catch,
+ * wall-clock budget, bounded concurrency) → summary. A tick never throws: a PostgreSQL failure
+ * fails the tick cleanly (logged `tick_failed`, counted), and the next tick retries.
+ *
+ * A tenant is evaluated at most once per slot by this process (`evaluatedSlot`), and never while
+ * its previous evaluation — abandoned after its budget — is still running.
+ */
+export class TickRunner {
+  readonly #d: TickRunnerDeps;
+  readonly #cursors: ReadCursors;
+  readonly #evaluatedSlot = new Map<string, number>();
+  readonly #inFlight = new Map<string, Promise<void>>();
+  readonly #quarantineLogged = new Set<string>();
+  readonly #pipeline: PipelineContext;
+  #shardSet: ShardSetInfo | null | undefined;
+
+  constructor(deps: TickRunnerDeps) {
+    this.#d = deps;
+    const s = deps.settings;
+    this.#cursors = new ReadCursors({ intervalMs: s.intervalMs, allowedLatenessMs: s.allowedLatenessMs });
+    this.#pipeline = {
+      store: deps.store,
+      state: deps.state,
+      clock: deps.clock,
+      breakers: deps.breakers,
+      token: deps.token,
+      intervalMs: s.intervalMs,
+      tenantBudgetMs: s.tenantBudgetMs,
+      testFaults: s.testFaults,
+      onQuarantined: (tenant, rule) => this.#quarantined(tenant, rule),
+      onValkeyFallback: (tenant, err) => {
+        deps.metrics.degraded.inc();
+        deps.log.debug({ tenant, err: errorMessage(err) }, "valkey_fallback");
+      },
+      onCommitProblem: (tenant, problem) => {
+        deps.metrics.stateCommitFailures.inc();
+        deps.log.warn(
+          {
+            tenant,
+            err: problem.err === undefined ? undefined : errorMessage(problem.err),
+            holder: problem.holder,
+          },
+          "state_commit_failed",
+        );
+      },
+    };
+  }
+
+  /** Waits for tenant evaluations abandoned after their budget (shutdown). */
+  async drain(): Promise<void> {
+    await Promise.all([...this.#inFlight.values()]);
+  }
+
+  /**
+   * Runs one tick for `tick.slot` at `tick.now`. `stop` (shutdown) stops starting new tenants;
+   * the ones running finish (each within its budget).
+   */
+  async runTick(tick: TickRequest, stop?: AbortSignal): Promise<TickSummary> {
+    const { clock, log, metrics, settings } = this.#d;
+    const started = clock.now();
+    const counts: TickCounts = {
+      members: 0,
+      tenants: 0,
+      evaluated: 0,
+      rules: 0,
+      alerts: 0,
+      resolved: 0,
+      failed: 0,
+      conflicts: 0,
+      degraded: 0,
+    };
+    let ok = true;
+    log.info(
+      { slot: tick.slot, trigger: tick.trigger, tickTs: new Date(tick.now).toISOString() },
+      "tick_start",
+    );
+    try {
+      await this.#readShardSet();
+      const members = await this.#d.breakers.postgres.run(() =>
+        this.#d.store.readMembership(settings.shardSet, settings.shardIndex, tick.now - settings.intervalMs),
+      );
+      counts.members = members.length;
+      metrics.tenants.set(members.length);
+      this.#forgetOthers(members);
+      const due = members.filter((m) => (this.#evaluatedSlot.get(m.id) ?? -1) < tick.slot);
+      counts.tenants = due.length;
+      metrics.queueDepth.set(due.length);
+      await this.#evaluateBatches(due, tick, counts, stop);
+    } catch (err) {
+      ok = false;
+      log.error({ slot: tick.slot, reason: this.#pgReason(err), err: errorMessage(err) }, "tick_failed");
+    } finally {
+      metrics.queueDepth.set(0);
+    }
+    if (counts.degraded > 0) {
+      // One line per tick, not one per tenant: during a Valkey outage every owned tenant degrades.
+      log.warn({ slot: tick.slot, tenants: counts.degraded }, "tick_degraded");
+    }
+    const durationMs = clock.now() - started;
+    metrics.tickDuration.observe(durationMs / 1000);
+    metrics.ticks.inc({ trigger: tick.trigger, result: ok ? "ok" : "failed" });
+    const summary: TickSummary = { slot: tick.slot, ok, ...counts, durationMs };
+    log.info(
+      {
+        slot: tick.slot,
+        ok,
+        tenants: counts.tenants,
+        evaluated: counts.evaluated,
+        rules: counts.rules,
+        alerts: counts.alerts,
+        resolved: counts.resolved,
+        failed: counts.failed,
+        conflicts: counts.conflicts,
+        degraded: counts.degraded,
+        durationMs,
+      },
+      "tick_done",
+    );
+    return summary;
+  }
+
+  async #readShardSet(): Promise<void> {
+    const { settings, log, metrics } = this.#d;
+    const info = await this.#d.breakers.postgres.run(() => this.#d.store.readShardSet(settings.shardSet));
+    const prev = this.#shardSet;
+    this.#shardSet = info;
+    if (info) {
+      metrics.shardCount.set(info.shardCount);
+      metrics.epoch.set(info.epoch);
+    }
+    const changed =
+      prev === undefined ||
+      (prev === null) !== (info === null) ||
+      (prev !== null && info !== null && (prev.shardCount !== info.shardCount || prev.epoch !== info.epoch));
+    if (changed) {
+      log.info(
+        {
+          SHARD_INDEX: settings.shardIndex,
+          SHARD_COUNT: info?.shardCount ?? null,
+          epoch: info?.epoch ?? null,
+        },
+        "shard_config",
+      );
+      // Membership still comes from the tenants table; a missing row only means no operator yet.
+      if (info === null) log.warn({ shardSet: settings.shardSet }, "shard_set_missing");
+    }
+  }
+
+  #forgetOthers(members: readonly MemberTenant[]): void {
+    const ids = new Set(members.map((m) => m.id));
+    this.#cursors.retain(ids);
+    for (const id of this.#evaluatedSlot.keys()) if (!ids.has(id)) this.#evaluatedSlot.delete(id);
+  }
+
+  /** Batches read in sequence, the next one prefetched while the current one is evaluated. */
+  async #evaluateBatches(
+    due: readonly MemberTenant[],
+    tick: TickRequest,
+    counts: TickCounts,
+    stop: AbortSignal | undefined,
+  ): Promise<void> {
+    const size = this.#d.batchSize ?? 250;
+    const batches: MemberTenant[][] = [];
+    for (let i = 0; i < due.length; i += size) batches.push(due.slice(i, i + size));
+    const load = (batch: readonly MemberTenant[]) => {
+      const ids = batch.map((m) => m.id);
+      const since = ids.map((id) => this.#cursors.since(id, tick.now));
+      const p = this.#d.breakers.postgres.run(() => this.#d.store.readTenantData(ids, since, tick.now));
+      p.catch(() => undefined); // awaited below; avoid an unhandled rejection while prefetching
+      return p;
+    };
+    let next = batches[0] ? load(batches[0]) : null;
+    for (let b = 0; b < batches.length; b++) {
+      const batch = batches[b]!;
+      if (stop?.aborted || next === null) break;
+      let data: Map<string, TenantData>;
+      try {
+        data = await next;
+      } catch (err) {
+        // The batch read failed (PostgreSQL): this batch's tenants fail; later batches are tried
+        // (they fail fast while the breaker is open).
+        const reason = this.#pgReason(err);
+        // One line per batch (a PostgreSQL outage would otherwise log every tenant).
+        this.#d.log.error(
+          { slot: tick.slot, tenants: batch.length, reason, err: errorMessage(err) },
+          "batch_failed",
+        );
+        for (const m of batch) this.#failed(m.id, tick, reason, err, counts, false);
+        this.#d.metrics.queueDepth.dec(batch.length);
+        next = batches[b + 1] ? load(batches[b + 1]!) : null;
+        continue;
+      }
+      next = batches[b + 1] && !stop?.aborted ? load(batches[b + 1]!) : null;
+      await forEachConcurrently(
+        batch,
+        this.#d.settings.concurrency,
+        async (member) => {
+          try {
+            await this.#evaluateIsolated(member, data.get(member.id)!, tick, counts);
+          } finally {
+            this.#d.metrics.queueDepth.dec();
+          }
+        },
+        stop,
+      );
+    }
+  }
+
+  async #evaluateIsolated(
+    member: MemberTenant,
+    data: TenantData,
+    tick: TickRequest,
+    counts: TickCounts,
+  ): Promise<void> {
+    const { clock, log, metrics, settings } = this.#d;
+    const tenant = member.id;
+    if (this.#inFlight.has(tenant)) {
+      this.#failed(tenant, tick, "still_running", undefined, counts);
+      return;
+    }
+    const readings = this.#cursors.fresh(tenant, data.readings);
+    const { result, settled } = withBudget(clock, settings.tenantBudgetMs, (signal) =>
+      runTenantPipeline(this.#pipeline, member, data, readings, tick, signal),
+    );
+    this.#inFlight.set(tenant, settled);
+    void settled.then(() => {
+      if (this.#inFlight.get(tenant) === settled) this.#inFlight.delete(tenant);
+    });
+    let outcome: TenantOutcome;
+    try {
+      outcome = await result;
+    } catch (err) {
+      if (err instanceof BudgetExceededError) {
+        log.warn({ tenant, slot: tick.slot, budgetMs: err.budgetMs }, "tenant_over_budget");
+        this.#failed(tenant, tick, "over_budget", err, counts, false);
+      } else {
+        const reason =
+          err instanceof DependencyUnavailableError && err.dependency === "postgres"
+            ? "postgres_unavailable"
+            : "error";
+        this.#failed(tenant, tick, reason, err, counts);
+      }
+      return;
+    }
+    switch (outcome.kind) {
+      case "conflict":
+        counts.conflicts++;
+        metrics.leaseConflicts.inc();
+        log.debug({ tenant, slot: tick.slot, holder: outcome.holder }, "tick_lease_conflict");
+        return;
+      case "skipped":
+        this.#failed(tenant, tick, "valkey_unavailable", outcome.err, counts);
+        return;
+      case "evaluated": {
+        this.#evaluatedSlot.set(tenant, tick.slot);
+        // Everything read, including the re-read overlap, is now evaluated.
+        this.#cursors.advance(tenant, tick.now, data.readings);
+        const w = outcome.writes;
+        counts.evaluated++;
+        if (outcome.degraded) counts.degraded++;
+        counts.rules += outcome.pairs;
+        counts.alerts += w.counts.fire;
+        counts.resolved += w.counts.resolve;
+        metrics.tenantsEvaluated.inc();
+        metrics.rulesEvaluated.inc(outcome.pairs);
+        if (w.counts.fire > 0) metrics.alerts.inc({ action: "fire" }, w.counts.fire);
+        if (w.counts.stillFiring > 0) metrics.alerts.inc({ action: "still_firing" }, w.counts.stillFiring);
+        if (w.counts.resolve > 0) metrics.alerts.inc({ action: "resolve" }, w.counts.resolve);
+        if (w.suppressedByMaintenance > 0) {
+          metrics.alertsSuppressed.inc({ reason: "maintenance" }, w.suppressedByMaintenance);
+        }
+        if (outcome.suppressedByCooldown > 0) {
+          metrics.alertsSuppressed.inc({ reason: "cooldown" }, outcome.suppressedByCooldown);
+        }
+        for (const f of outcome.pairFailures) {
+          log.error(
+            { tenant, rule: f.ruleId, device: f.deviceId, err: errorMessage(f.error) },
+            "rule_failed",
+          );
+        }
+        log.debug(
+          {
+            tenant,
+            slot: tick.slot,
+            rules: outcome.pairs,
+            fired: w.counts.fire,
+            stillFiring: w.counts.stillFiring,
+            resolved: w.counts.resolve,
+            suppressedByCooldown: outcome.suppressedByCooldown,
+            suppressedByMaintenance: w.suppressedByMaintenance,
+            degraded: outcome.degraded,
+            readings: outcome.readings.length,
+          },
+          "tenant_evaluated",
+        );
+        return;
+      }
+    }
+  }
+
+  #failed(
+    tenant: string,
+    tick: TickRequest,
+    reason: FailureReason,
+    err: unknown,
+    counts: { failed: number },
+    logIt = true,
+  ): void {
+    counts.failed++;
+    this.#d.metrics.tenantFailures.inc({ reason });
+    if (logIt) {
+      this.#d.log.error(
+        { tenant, slot: tick.slot, reason, err: err === undefined ? undefined : errorMessage(err) },
+        "tenant_failed",
+      );
+    }
+  }
+
+  /** Reason of a failed PostgreSQL read (membership, shard set, batch). */
+  #pgReason(err: unknown): FailureReason {
+    return err instanceof CircuitOpenError || isPostgresOutage(err) ? "postgres_unavailable" : "error";
+  }
+
+  #quarantined(tenant: string, rule: QuarantinedRule): void {
+    this.#d.metrics.rulesQuarantined.inc();
+    const key = JSON.stringify([tenant, rule.ruleId, rule.reason]);
+    // Logged once per process per (rule, reason), not every tick; the metric counts every time.
+    if (this.#quarantineLogged.has(key)) return;
+    if (this.#quarantineLogged.size >= QUARANTINE_LOG_MEMORY) this.#quarantineLogged.clear();
+    this.#quarantineLogged.add(key);
+    this.#d.log.warn({ tenant, rule: rule.ruleId, reason: rule.reason }, "rule_quarantined");
+  }
+}
+
+/** A short message for logs (never a whole error object with a connection string in it). */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

@@ -1,0 +1,226 @@
+/**
+ * What the evaluator process serves and how it stops: /metrics passes `promtool check metrics` and
+ * carries every contract metric labelled with shardset, namespace and shard; the probes; the log
+ * contract; a clean exit 0 on SIGTERM and a forced one on a second SIGTERM; and, with Valkey
+ * unreachable, not ready while still alerting for its own tenants (fail-open).
+ */
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { tickLeaseKey } from "../../evaluator/src/state/keys.ts";
+import {
+  createEvaluatorWorld,
+  type EvaluatorProcess,
+  type EvaluatorWorld,
+  eventually,
+  metricValue,
+  promtoolPath,
+  startEvaluator,
+} from "../support/evaluatorProcess.ts";
+import { freePort } from "../support/ports.ts";
+import { connectValkey, uniqueTenantId } from "../support/valkey.ts";
+
+let world: EvaluatorWorld;
+const processes: EvaluatorProcess[] = [];
+const valkey = connectValkey();
+
+beforeEach(async () => {
+  world = await createEvaluatorWorld("metrics");
+});
+
+afterEach(async () => {
+  await Promise.all(processes.splice(0).map((p) => p.stop("SIGKILL")));
+  await world.destroy();
+});
+
+afterAll(() => valkey.disconnect());
+
+async function hotTenant(): Promise<string> {
+  const t = world.track(uniqueTenantId());
+  const db = world.db.pool;
+  await db.query("INSERT INTO tenants (id, shard_set, shard_index) VALUES ($1, $2, 0)", [t, world.shardSet]);
+  await db.query("INSERT INTO devices (tenant_id, id) VALUES ($1, 'd1')", [t]);
+  await db.query(
+    `INSERT INTO alert_rules (tenant_id, id, metric, rule_type, operator, threshold)
+     VALUES ($1, 'hot', 'temp', 'threshold', '>', 30)`,
+    [t],
+  );
+  await db.query(
+    "INSERT INTO telemetry (tenant_id, device_id, metric, ts, value) VALUES ($1, 'd1', 'temp', now(), 42)",
+    [t],
+  );
+  return t;
+}
+
+function promtoolCheck(text: string): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(promtoolPath(), ["check", "metrics"], { stdio: ["pipe", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (d) => (output += d));
+    child.stderr.on("data", (d) => (output += d));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, output }));
+    child.stdin.end(text);
+  });
+}
+
+const CONTRACT_METRICS = [
+  "evaluator_tick_duration_seconds_bucket",
+  "evaluator_queue_depth",
+  "evaluator_tenants_evaluated_total",
+  "evaluator_tenant_failures_total",
+  "evaluator_rules_evaluated_total",
+  "evaluator_alerts_total",
+  "evaluator_tick_lease_conflicts_total",
+  "evaluator_ticks_missed_total",
+];
+
+describe("evaluator process", () => {
+  it("serves promtool-clean metrics with the contract names and labels, probes, and the log contract", async () => {
+    expect(
+      existsSync(promtoolPath()),
+      `promtool not found at ${promtoolPath()} (run hack/toolchain.sh)`,
+    ).toBe(true);
+    await hotTenant();
+    const p = startEvaluator(world.env(0, { TICK_INTERVAL_SECONDS: "1", LOG_LEVEL: "info" }));
+    processes.push(p);
+    await p.waitForLog((l) => l.msg === "tick_done" && (l["evaluated"] as number) === 1);
+
+    const metrics = await p.get("/metrics");
+    expect(metrics.status).toBe(200);
+    const check = await promtoolCheck(metrics.body);
+    expect(check.output).toBe("");
+    expect(check.code).toBe(0);
+
+    const [namespace, name] = world.shardSet.split("/") as [string, string];
+    for (const metric of CONTRACT_METRICS) {
+      const line = metrics.body.split("\n").find((l) => l.startsWith(`${metric}{`));
+      expect(line, metric).toBeDefined();
+      expect(line).toContain(`shardset="${name}"`);
+      expect(line).toContain(`namespace="${namespace}"`);
+      expect(line).toContain(`shard="0"`);
+    }
+    expect(metricValue(metrics.body, "evaluator_tenants_evaluated_total")).toBeGreaterThanOrEqual(1);
+    expect(metricValue(metrics.body, "evaluator_alerts_total", { action: "fire" })).toBe(1);
+    expect(metricValue(metrics.body, "evaluator_queue_depth")).toBe(0);
+
+    expect(await p.get("/healthz")).toMatchObject({ status: 200 });
+    expect(await p.get("/readyz")).toMatchObject({ status: 200 });
+
+    expect(p.logs.find((l) => l.msg === "valkey_connected")).toBeDefined();
+    expect(p.logs.find((l) => l.msg === "shard_config")).toMatchObject({
+      SHARD_INDEX: 0,
+      SHARD_COUNT: 1,
+      epoch: 0,
+    });
+    expect(p.logs.find((l) => l.msg === "tick_start")).toMatchObject({ slot: expect.any(Number) });
+    expect(p.logs.find((l) => l.msg === "tick_done" && l["evaluated"] === 1)).toMatchObject({
+      tenants: 1,
+      rules: 1,
+      alerts: 1,
+      durationMs: expect.any(Number),
+    });
+    // Connection strings are logged without their password (and the test URLs have none).
+    expect(p.stdoutText()).not.toMatch(/postgres:\/\/[^@"]*:[^@"*]+@/);
+
+    expect(await p.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+    const order = ["shutdown_requested", "shutdown_drained", "evaluator_stopped"].map((m) =>
+      p.logs.findIndex((l) => l.msg === m),
+    );
+    expect(order.every((i) => i >= 0)).toBe(true);
+    expect([...order].sort((x, y) => x - y)).toEqual(order);
+  });
+
+  it("the first SIGTERM drains: the running slow tenant is cut at its budget and gives its lease back", async () => {
+    const slow = await hotTenant();
+    const other = await hotTenant();
+    const p = startEvaluator(
+      world.env(0, {
+        TICK_INTERVAL_SECONDS: "10",
+        TENANT_BUDGET_MS: "1500",
+        EVALUATOR_TEST_DELAY_TENANT: `${slow}:60000`,
+      }),
+    );
+    processes.push(p);
+    const start = await p.waitForLog((l) => l.msg === "tick_start");
+    await p.waitForLog((l) => l.msg === "tenant_evaluated" && l["tenant"] === other);
+    const lease = tickLeaseKey(slow, start["slot"] as number);
+    expect(await valkey.exists(lease)).toBe(1); // taken, not evaluated yet
+    p.child.kill("SIGTERM");
+    expect(await p.exited).toEqual({ code: 0, signal: null });
+    const over = p.logs.findIndex((l) => l.msg === "tenant_over_budget" && l["tenant"] === slow);
+    const drained = p.logs.findIndex((l) => l.msg === "shutdown_drained");
+    expect(over).toBeGreaterThan(p.logs.findIndex((l) => l.msg === "shutdown_requested"));
+    expect(drained).toBeGreaterThan(over);
+    expect(await valkey.exists(lease)).toBe(0);
+    expect(await valkey.exists(tickLeaseKey(other, start["slot"] as number))).toBe(1);
+  });
+
+  it("a second SIGTERM forces the exit while draining", async () => {
+    const slow = await hotTenant();
+    const p = startEvaluator(
+      world.env(0, {
+        TICK_INTERVAL_SECONDS: "10",
+        TENANT_BUDGET_MS: "8000",
+        EVALUATOR_TEST_DELAY_TENANT: `${slow}:7000`,
+      }),
+    );
+    processes.push(p);
+    await p.waitForLog((l) => l.msg === "tick_start");
+    await new Promise((r) => setTimeout(r, 500));
+    p.child.kill("SIGTERM");
+    await p.waitForLog((l) => l.msg === "shutdown_requested");
+    // Still draining the slow tenant: the process is alive.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(p.child.exitCode).toBeNull();
+    p.child.kill("SIGTERM");
+    expect(await p.exited).toEqual({ code: 130, signal: null });
+    expect(p.stderrText()).toContain("second SIGTERM");
+  });
+
+  it("with Valkey unreachable it is not ready, stays alive, and still alerts for its own tenants", async () => {
+    const t = await hotTenant();
+    const deadValkey = `redis://127.0.0.1:${await freePort()}/0`;
+    const p = startEvaluator(world.env(0, { TICK_INTERVAL_SECONDS: "1", VALKEY_URL: deadValkey }));
+    processes.push(p);
+    await p.waitForLog((l) => l.msg === "valkey_fallback" && l["tenant"] === t, 20_000);
+    const alert = await eventually(
+      async () =>
+        (await world.db.pool.query("SELECT rule_id, state FROM alerts WHERE tenant_id = $1", [t])).rows[0],
+    );
+    expect(alert).toEqual({ rule_id: "hot", state: "open" });
+    expect((await p.get("/readyz")).status).toBe(503);
+    expect((await p.get("/healthz")).status).toBe(200);
+    const metrics = (await p.get("/metrics")).body;
+    expect(metricValue(metrics, "evaluator_tenants_degraded_total")).toBeGreaterThanOrEqual(1);
+    expect(await p.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+  });
+
+  it("with PostgreSQL unreachable every tick fails cleanly, the breaker opens, and the process keeps running", async () => {
+    const deadDb = `postgres://postgres@127.0.0.1:${await freePort()}/nothing`;
+    const p = startEvaluator(
+      world.env(0, { TICK_INTERVAL_SECONDS: "1", DATABASE_URL: deadDb, BREAKER_FAILURE_THRESHOLD: "2" }),
+    );
+    processes.push(p);
+    await p.waitForLog(
+      (l) => l.msg === "circuit_breaker" && l["dependency"] === "postgres" && l["state"] === "open",
+    );
+    const failed = await p.waitForLog(
+      (l) =>
+        l.msg === "tick_failed" &&
+        l["reason"] === "postgres_unavailable" &&
+        /circuit breaker is open/.test(String(l["err"])),
+    );
+    expect(failed["slot"]).toEqual(expect.any(Number));
+    // Every tick ends (tick_done ok=false) and the next one is scheduled.
+    await p.waitForLog(
+      (l) => l.msg === "tick_done" && l["ok"] === false && (l["slot"] as number) > (failed["slot"] as number),
+    );
+    const metrics = (await p.get("/metrics")).body;
+    expect(metricValue(metrics, "evaluator_ticks_total", { result: "failed" })).toBeGreaterThanOrEqual(2);
+    expect(metricValue(metrics, "evaluator_circuit_breaker_open", { dependency: "postgres" })).toBe(1);
+    expect((await p.get("/readyz")).status).toBe(503);
+    expect((await p.get("/healthz")).status).toBe(200);
+    expect(await p.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+  });
+});

@@ -1,0 +1,111 @@
+/**
+ * NOTIFY wake-ups in the real process: a burst of 500 `telemetry_ingest` notifications within a
+ * second wakes the evaluator early, but coalesces — over the following two intervals it runs at
+ * most one tick more than the timer alone would, and no tick slot is ever run twice.
+ */
+import pg from "pg";
+import { afterEach, beforeEach, expect, it } from "vitest";
+import {
+  createEvaluatorWorld,
+  type EvaluatorProcess,
+  type EvaluatorWorld,
+  eventually,
+  metricValue,
+  startEvaluator,
+} from "../support/evaluatorProcess.ts";
+import { uniqueTenantId } from "../support/valkey.ts";
+
+let world: EvaluatorWorld;
+const processes: EvaluatorProcess[] = [];
+
+beforeEach(async () => {
+  world = await createEvaluatorWorld("notify");
+});
+
+afterEach(async () => {
+  await Promise.all(processes.splice(0).map((p) => p.stop("SIGKILL")));
+  await world.destroy();
+});
+
+const INTERVAL_MS = 4000;
+
+it("a burst of 500 NOTIFYs within a second causes at most one extra tick", async () => {
+  const t = world.track(uniqueTenantId());
+  await world.db.pool.query("INSERT INTO tenants (id, shard_set, shard_index) VALUES ($1, $2, 0)", [
+    t,
+    world.shardSet,
+  ]);
+  const p = startEvaluator(
+    world.env(0, { TICK_INTERVAL_SECONDS: String(INTERVAL_MS / 1000), MIN_INTERVAL_SECONDS: "1" }),
+  );
+  processes.push(p);
+  await p.waitForLog((l) => l.msg === "listen_started");
+  const ticks = () => p.logs.filter((l) => l.msg === "tick_start");
+  // Wait for a regular (timer) tick after start-up, then for the minimum interval to pass.
+  const regular = await p.waitForLog((l) => l.msg === "tick_start" && ticks().indexOf(l) >= 1, 15_000);
+  await p.waitForLog((l) => l.msg === "tick_done" && l["slot"] === regular["slot"]);
+  await new Promise((r) => setTimeout(r, 1200));
+
+  const burstStart = Date.now();
+  const notifier = new pg.Pool({ connectionString: world.db.url, max: 10 });
+  notifier.on("error", () => {});
+  try {
+    for (let batch = 0; batch < 10; batch++) {
+      await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          notifier.query("SELECT pg_notify('telemetry_ingest', $1)", [`${batch}-${i}`]),
+        ),
+      );
+    }
+  } finally {
+    await notifier.end();
+  }
+
+  await eventually(async () => metricValue((await p.get("/metrics")).body, "evaluator_wakeups_total") >= 500);
+  const windowEnd = burstStart + 2 * INTERVAL_MS;
+  await eventually(
+    async () => Date.now() > windowEnd + 300,
+    3 * INTERVAL_MS,
+    "two intervals after the burst",
+  );
+
+  const inWindow = ticks().filter(
+    (l) => (l["time"] as number) >= burstStart && (l["time"] as number) < windowEnd,
+  );
+  // The timer alone runs at most ceil(2I / I) = 2 ticks in two intervals; the burst adds at most one.
+  expect(inWindow.length).toBeLessThanOrEqual(3);
+  // It did wake the loop early: the first tick after the burst was a NOTIFY tick, well before the
+  // next regular tick was due.
+  expect(inWindow[0]).toMatchObject({ trigger: "notify", slot: (regular["slot"] as number) + 1 });
+  // Every tick claims a new slot: an early tick brings a slot forward, it never repeats one.
+  const slots = ticks().map((l) => l["slot"] as number);
+  for (let i = 1; i < slots.length; i++) expect(slots[i]).toBeGreaterThan(slots[i - 1]!);
+  const metrics = (await p.get("/metrics")).body;
+  expect(metricValue(metrics, "evaluator_ticks_total", { trigger: "notify" })).toBeLessThanOrEqual(2);
+});
+
+it("LISTENs again after its connection is killed, and NOTIFYs wake it again", async () => {
+  const p = startEvaluator(world.env(0, { TICK_INTERVAL_SECONDS: "30", MIN_INTERVAL_SECONDS: "0.5" }));
+  processes.push(p);
+  await p.waitForLog((l) => l.msg === "listen_started");
+  await p.waitForLog((l) => l.msg === "tick_done");
+  const { rowCount } = await world.db.pool.query(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'LISTEN%'`,
+  );
+  expect(rowCount).toBe(1);
+  await p.waitForLog((l) => l.msg === "listen_connection_lost");
+  await p.waitForLog(
+    (l) =>
+      l.msg === "listen_started" &&
+      p.logs.indexOf(l) > p.logs.findIndex((x) => x.msg === "listen_connection_lost"),
+  );
+  // Notifications sent while it was away are lost, so the reconnect itself wakes the loop once
+  // (an early tick, which claims the next slot).
+  await p.waitForLog((l) => l.msg === "tick_start" && l["trigger"] === "notify");
+  // And notifications arrive on the new connection.
+  const wakeups = async () => metricValue((await p.get("/metrics")).body, "evaluator_wakeups_total");
+  const before = await wakeups();
+  await world.db.pool.query("NOTIFY telemetry_ingest");
+  await eventually(async () => (await wakeups()) === before + 1, 10_000, "the NOTIFY to arrive");
+});

@@ -1,0 +1,359 @@
+/**
+ * Every rule type end to end through one tick of the real pipeline: readings inserted into
+ * `telemetry`, rules in `alert_rules`, state in the real Valkey, alerts read back from `alerts`.
+ * The tick timestamps are chosen by the test (the tick runner is driven in-process, one slot per
+ * call), so windows, silences and escalations play out without waiting.
+ */
+import { Redis } from "ioredis";
+import pino from "pino";
+import { Registry } from "prom-client";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createEvaluatorMetrics } from "../../evaluator/src/metrics.ts";
+import { alertStateKey } from "../../evaluator/src/state/keys.ts";
+import { ValkeyState } from "../../evaluator/src/state/scripts.ts";
+import { createPgStore } from "../../evaluator/src/store/pgStore.ts";
+import { CircuitBreaker } from "../../evaluator/src/tick/circuitBreaker.ts";
+import { systemClock } from "../../evaluator/src/tick/clock.ts";
+import { isPostgresOutage, isValkeyOutage } from "../../evaluator/src/tick/outages.ts";
+import { TickRunner, type TickSummary } from "../../evaluator/src/tick/tickRunner.ts";
+import { createEvaluatorWorld, type EvaluatorWorld } from "../support/evaluatorProcess.ts";
+import { freePort } from "../support/ports.ts";
+import { connectValkey, uniqueTenantId } from "../support/valkey.ts";
+
+const I = 60_000;
+// Slot-aligned "now" of the test: ticks run at T0 + k·I.
+const T0 = Math.floor(Date.now() / I) * I;
+
+let world: EvaluatorWorld;
+const clients: Redis[] = [];
+
+beforeEach(async () => {
+  world = await createEvaluatorWorld("rules");
+});
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.disconnect();
+  await world.destroy();
+});
+
+function runner(valkey: Redis = track(connectValkey()), token = "test-evaluator"): TickRunner {
+  const breaker = (isOutage: (e: unknown) => boolean) =>
+    new CircuitBreaker({ name: "x", clock: systemClock, failureThreshold: 1000, cooldownMs: 1000, isOutage });
+  return new TickRunner({
+    settings: {
+      shardSet: world.shardSet,
+      shardIndex: 0,
+      intervalMs: I,
+      tenantBudgetMs: 10_000,
+      concurrency: 4,
+      allowedLatenessMs: 0,
+      testFaults: { delayTenant: null, poisonRuleId: null },
+    },
+    store: createPgStore(world.db.pool),
+    state: new ValkeyState(valkey),
+    clock: systemClock,
+    log: pino({ level: "silent" }),
+    metrics: createEvaluatorMetrics(new Registry()),
+    breakers: { postgres: breaker(isPostgresOutage), valkey: breaker(isValkeyOutage) },
+    token,
+  });
+}
+
+function track(c: Redis): Redis {
+  clients.push(c);
+  return c;
+}
+
+/** Runs the tick of slot T0/I + k at T0 + k·I (+ ms). */
+function tickAt(r: TickRunner, k: number, ms = 0): Promise<TickSummary> {
+  return r.runTick({ slot: T0 / I + k, now: T0 + k * I + ms, trigger: "timer" });
+}
+
+async function tenant(devices: string[] = ["d1"]): Promise<string> {
+  const id = world.track(uniqueTenantId());
+  await world.db.pool.query("INSERT INTO tenants (id, shard_set, shard_index) VALUES ($1, $2, 0)", [
+    id,
+    world.shardSet,
+  ]);
+  for (const d of devices)
+    await world.db.pool.query("INSERT INTO devices (tenant_id, id) VALUES ($1, $2)", [id, d]);
+  return id;
+}
+
+async function rule(tenantId: string, id: string, columns: Record<string, unknown>): Promise<void> {
+  const row: Record<string, unknown> = { metric: "temp", cooldown_seconds: 0, ...columns };
+  const names = Object.keys(row);
+  await world.db.pool.query(
+    `INSERT INTO alert_rules (tenant_id, id, ${names.join(", ")})
+     VALUES ($1, $2, ${names.map((_, i) => `$${i + 3}`).join(", ")})`,
+    [
+      tenantId,
+      id,
+      ...names.map((n) => (n === "escalation" || n === "params" ? JSON.stringify(row[n]) : row[n])),
+    ],
+  );
+}
+
+/** Inserts a reading at T0 + s seconds. */
+async function reading(tenantId: string, deviceId: string, s: number, value: number): Promise<void> {
+  await world.db.pool.query(
+    "INSERT INTO telemetry (tenant_id, device_id, metric, ts, value) VALUES ($1, $2, 'temp', to_timestamp($3::float8 / 1000), $4)",
+    [tenantId, deviceId, T0 + s * 1000, value],
+  );
+}
+
+interface AlertRow {
+  rule_id: string;
+  device_id: string;
+  state: "open" | "resolved";
+  severity: string;
+  occurrences: number;
+  value: number | null;
+  escalated: boolean;
+}
+
+async function alerts(tenantId: string): Promise<AlertRow[]> {
+  const { rows } = await world.db.pool.query<AlertRow>(
+    `SELECT rule_id, device_id, state, severity, occurrences, value, escalated_at IS NOT NULL AS escalated
+       FROM alerts WHERE tenant_id = $1 ORDER BY id`,
+    [tenantId],
+  );
+  return rows;
+}
+
+describe("rules end to end (one real tick per slot)", () => {
+  it("threshold: fires, deduplicates while firing, holds without data, auto-resolves, fires a new incident", async () => {
+    const t = await tenant();
+    await rule(t, "hot", { rule_type: "threshold", operator: ">", threshold: 30, device_id: "d1" });
+    const r = runner();
+
+    await reading(t, "d1", -10, 42);
+    expect((await tickAt(r, 0)).alerts).toBe(1);
+    expect(await alerts(t)).toMatchObject([
+      { rule_id: "hot", device_id: "d1", state: "open", occurrences: 1, value: 42 },
+    ]);
+
+    await reading(t, "d1", 50, 45);
+    await tickAt(r, 1);
+    expect(await alerts(t)).toMatchObject([{ state: "open", occurrences: 2, value: 45 }]);
+
+    await tickAt(r, 2); // no reading: unknown, nothing changes
+    expect(await alerts(t)).toMatchObject([{ state: "open", occurrences: 2 }]);
+
+    await reading(t, "d1", 170, 20);
+    expect((await tickAt(r, 3)).resolved).toBe(1);
+    expect(await alerts(t)).toMatchObject([{ state: "resolved", occurrences: 2 }]);
+
+    await reading(t, "d1", 230, 50);
+    await tickAt(r, 4);
+    expect((await alerts(t)).map((a) => a.state)).toEqual(["resolved", "open"]);
+  });
+
+  it("window: fires on the min_count-th qualifying reading, resolves when they age out", async () => {
+    const t = await tenant();
+    await rule(t, "w", {
+      rule_type: "window",
+      operator: ">",
+      threshold: 50,
+      window_seconds: 300,
+      min_count: 3,
+    });
+    const r = runner();
+    await reading(t, "d1", -5, 60);
+    await tickAt(r, 0);
+    await reading(t, "d1", 55, 40); // does not qualify
+    await tickAt(r, 1);
+    await reading(t, "d1", 115, 70);
+    await tickAt(r, 2);
+    expect(await alerts(t)).toEqual([]);
+    await reading(t, "d1", 175, 80);
+    await tickAt(r, 3);
+    expect(await alerts(t)).toMatchObject([{ rule_id: "w", state: "open", value: 3 }]);
+    // No new readings: at T0+360 s the first qualifying one (T0−5 s) has left the 300 s window.
+    await tickAt(r, 6);
+    expect(await alerts(t)).toMatchObject([{ state: "resolved" }]);
+  });
+
+  it("anomaly: learns a baseline, fires on a spike", async () => {
+    const t = await tenant();
+    await rule(t, "a", { rule_type: "anomaly", params: { k: 3, minSamples: 5, minStddev: 0.5 } });
+    const r = runner();
+    const normal = [20, 20.4, 19.8, 20.1, 19.9, 20.2, 20.0, 19.7];
+    for (const [i, v] of normal.entries()) await reading(t, "d1", -50 + i * 5, v);
+    await tickAt(r, 0);
+    await reading(t, "d1", 30, 20.3);
+    await tickAt(r, 1);
+    expect(await alerts(t)).toEqual([]);
+    await reading(t, "d1", 90, 35);
+    await tickAt(r, 2);
+    expect(await alerts(t)).toMatchObject([{ rule_id: "a", state: "open", value: 35 }]);
+  });
+
+  it("pattern rising: K consecutive rises fire; a drop resolves", async () => {
+    const t = await tenant();
+    await rule(t, "rise", {
+      rule_type: "pattern",
+      window_seconds: 600,
+      min_count: 3,
+      params: { kind: "rising" },
+    });
+    const r = runner();
+    for (const [i, v] of [10, 11, 12].entries()) await reading(t, "d1", -30 + i * 10, v);
+    await tickAt(r, 0);
+    expect(await alerts(t)).toEqual([]);
+    await reading(t, "d1", 30, 13);
+    await tickAt(r, 1);
+    expect(await alerts(t)).toMatchObject([{ rule_id: "rise", state: "open", value: 13 }]);
+    await reading(t, "d1", 90, 5);
+    await tickAt(r, 2);
+    expect(await alerts(t)).toMatchObject([{ state: "resolved" }]);
+  });
+
+  it("pattern absent: a silent device fires after the window (also one that never reported), a reading resolves", async () => {
+    const t = await tenant(["talker", "silent"]);
+    await rule(t, "quiet", { rule_type: "pattern", window_seconds: 120, params: { kind: "absent" } });
+    const r = runner();
+    await reading(t, "talker", -5, 1);
+    await tickAt(r, 0); // seeds "silent" with the tick time
+    await reading(t, "talker", 55, 1);
+    await tickAt(r, 1);
+    expect(await alerts(t)).toEqual([]);
+    await reading(t, "talker", 115, 1);
+    await tickAt(r, 2); // silent for 120 s
+    expect(await alerts(t)).toMatchObject([
+      { rule_id: "quiet", device_id: "silent", state: "open", value: 120 },
+    ]);
+    await reading(t, "silent", 150, 1);
+    await reading(t, "talker", 170, 1);
+    await tickAt(r, 3);
+    expect(await alerts(t)).toMatchObject([{ device_id: "silent", state: "resolved" }]);
+  });
+
+  it("maintenance suppresses fire and still-firing, never resolve; the alert opens once it ends", async () => {
+    const t = await tenant(["d1", "d2"]);
+    await rule(t, "hot", { rule_type: "threshold", operator: ">", threshold: 30 });
+    await world.db.pool.query(
+      `INSERT INTO maintenance_windows (tenant_id, device_id, starts_at, ends_at)
+       VALUES ($1, 'd1', to_timestamp($2::float8 / 1000), to_timestamp($3::float8 / 1000))`,
+      [t, T0 - 1000, T0 + 90_000],
+    );
+    const r = runner();
+    await reading(t, "d1", -5, 50);
+    await reading(t, "d2", -5, 50);
+    await tickAt(r, 0);
+    expect((await alerts(t)).map((a) => a.device_id)).toEqual(["d2"]); // d1 is in maintenance
+    await reading(t, "d1", 55, 51);
+    await tickAt(r, 1);
+    expect((await alerts(t)).map((a) => a.device_id)).toEqual(["d2"]);
+    await reading(t, "d1", 115, 52); // the window ended at +90 s
+    await tickAt(r, 2);
+    expect((await alerts(t)).map((a) => [a.device_id, a.state])).toEqual([
+      ["d2", "open"],
+      ["d1", "open"],
+    ]);
+    // A tenant-wide window does not keep a cleared condition from resolving.
+    await world.db.pool.query(
+      `INSERT INTO maintenance_windows (tenant_id, starts_at, ends_at)
+       VALUES ($1, to_timestamp($2::float8 / 1000), to_timestamp($3::float8 / 1000))`,
+      [t, T0 + 150_000, T0 + 600_000],
+    );
+    await reading(t, "d2", 175, 10);
+    await tickAt(r, 3);
+    expect((await alerts(t)).map((a) => [a.device_id, a.state])).toEqual([
+      ["d2", "resolved"],
+      ["d1", "open"],
+    ]);
+  });
+
+  it("escalation raises the severity once the condition has held long enough", async () => {
+    const t = await tenant();
+    await rule(t, "esc", {
+      rule_type: "threshold",
+      operator: ">",
+      threshold: 30,
+      severity: "warning",
+      escalation: { after_seconds: 120, severity: "critical" },
+    });
+    const r = runner();
+    for (let k = 0; k < 4; k++) {
+      await reading(t, "d1", k * 60 - 5, 40 + k);
+      await tickAt(r, k);
+      const [a] = await alerts(t);
+      // Fired at T0; escalated at T0 + 120 s and after.
+      expect(a).toMatchObject({ state: "open", severity: k < 2 ? "warning" : "critical", escalated: k >= 2 });
+    }
+    expect(await alerts(t)).toHaveLength(1);
+  });
+
+  it("PostgreSQL deduplicates a re-fire after the Valkey lifecycle state was lost", async () => {
+    const t = await tenant();
+    await rule(t, "hot", { rule_type: "threshold", operator: ">", threshold: 30 });
+    const valkey = track(connectValkey());
+    const r = runner(valkey);
+    await reading(t, "d1", -5, 40);
+    await tickAt(r, 0);
+    await valkey.del(alertStateKey(t, "hot", "d1")); // e.g. a Valkey flush
+    await reading(t, "d1", 55, 41);
+    await tickAt(r, 1); // the lifecycle says "fire" again; the open fingerprint absorbs it
+    expect(await alerts(t)).toMatchObject([{ state: "open", occurrences: 2, value: 41 }]);
+    await valkey.del(alertStateKey(t, "hot", "d1"));
+    await reading(t, "d1", 115, 10);
+    await tickAt(r, 2); // no lifecycle "resolve" without state, but the false condition resolves it
+    expect(await alerts(t)).toMatchObject([{ state: "resolved" }]);
+  });
+
+  it("Valkey unreachable: owned tenants fail open (threshold alerts written, windows silent)", async () => {
+    const t = await tenant();
+    await rule(t, "hot", { rule_type: "threshold", operator: ">", threshold: 30 });
+    await rule(t, "w", {
+      rule_type: "window",
+      operator: ">",
+      threshold: 30,
+      window_seconds: 300,
+      min_count: 1,
+    });
+    const dead = track(
+      new Redis(`redis://127.0.0.1:${await freePort()}/0`, {
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        lazyConnect: true,
+        retryStrategy: () => null,
+      }),
+    );
+    dead.on("error", () => {});
+    const r = runner(dead);
+    await reading(t, "d1", -5, 40);
+    const summary = await tickAt(r, 0);
+    expect(summary).toMatchObject({ evaluated: 1, failed: 0 });
+    expect((await alerts(t)).map((a) => a.rule_id)).toEqual(["hot"]);
+    await reading(t, "d1", 55, 41);
+    await tickAt(r, 1); // every tick "fires" again without state; the dedup keeps one row
+    expect(await alerts(t)).toMatchObject([{ rule_id: "hot", occurrences: 2 }]);
+  });
+
+  it("a tenant handed off to another shard is skipped while Valkey is unreachable (the lease fails closed)", async () => {
+    const t = world.track(uniqueTenantId());
+    await world.db.pool.query(
+      "INSERT INTO tenants (id, shard_set, shard_index, prev_shard_index, moved_at) VALUES ($1, $2, 1, 0, to_timestamp($3::float8 / 1000))",
+      [t, world.shardSet, T0 - 1000],
+    );
+    await world.db.pool.query("INSERT INTO devices (tenant_id, id) VALUES ($1, 'd1')", [t]);
+    await rule(t, "hot", { rule_type: "threshold", operator: ">", threshold: 30 });
+    const dead = track(
+      new Redis(`redis://127.0.0.1:${await freePort()}/0`, {
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        lazyConnect: true,
+        retryStrategy: () => null,
+      }),
+    );
+    dead.on("error", () => {});
+    await reading(t, "d1", -5, 40);
+    const summary = await tickAt(runner(dead), 0);
+    expect(summary).toMatchObject({ tenants: 1, evaluated: 0, failed: 1 });
+    expect(await alerts(t)).toEqual([]);
+    // With Valkey up, the previous shard does evaluate it during the hand-off interval.
+    expect((await tickAt(runner(), 0)).evaluated).toBe(1);
+    expect(await alerts(t)).toHaveLength(1);
+  });
+});
