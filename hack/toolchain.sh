@@ -141,8 +141,8 @@ fetch_kubectl_helm() {
 }
 
 check_prometheus() {
-  if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
-    log "prometheus, promtool: $(command -v prometheus)"
+  if system_cmd prometheus >/dev/null 2>&1 && system_cmd promtool >/dev/null 2>&1; then
+    log "prometheus, promtool: $(system_cmd prometheus)"
     return
   fi
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
@@ -168,8 +168,16 @@ link_bin() {
     ln -sfn "$CLI_DIR/kubectl/kubectl" "$BIN_DIR/kubectl"
     ln -sfn "$CLI_DIR/helm/helm" "$BIN_DIR/helm"
   fi
-  ln -sfn "$(command -v prometheus)" "$BIN_DIR/prometheus"
-  ln -sfn "$(command -v promtool)" "$BIN_DIR/promtool"
+  ln -sfn "$(system_cmd prometheus)" "$BIN_DIR/prometheus"
+  ln -sfn "$(system_cmd promtool)" "$BIN_DIR/promtool"
+}
+
+# system_cmd NAME: NAME as installed on the system, never the cache's own link to it (the cache's
+# bin folder may already be on PATH, and linking a name to itself would make a loop).
+system_cmd() {
+  local path_without_cache
+  path_without_cache=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$BIN_DIR" | paste -sd: -)
+  PATH=$path_without_cache command -v "$1"
 }
 
 main() {

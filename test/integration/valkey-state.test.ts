@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { evaluateTenant, type TenantEvaluation } from "../../evaluator/src/rules/evaluateTenant.ts";
 import {
   anomalyRule,
@@ -32,13 +32,24 @@ import {
 } from "../../evaluator/src/state/keys.ts";
 import { STATE_RETENTION_MS } from "../../evaluator/src/state/retention.ts";
 import { ValkeyState } from "../../evaluator/src/state/scripts.ts";
+import { type PrivateRedis, startPrivateRedis } from "../support/privateServices.ts";
 import { connectValkey, uniqueTenantId } from "../support/valkey.ts";
 
 const clients: Redis[] = [];
 const tenants: string[] = [];
 
+// A server of this file's own: the round-trip tests count commands with MONITOR, which must see
+// nothing but this file's traffic (other suites and benchmarks share the machine's server).
+let server: PrivateRedis;
+beforeAll(async () => {
+  server = await startPrivateRedis();
+});
+afterAll(async () => {
+  await server.destroy();
+});
+
 function client(): Redis {
-  const c = connectValkey();
+  const c = connectValkey(server.url);
   clients.push(c);
   return c;
 }
@@ -50,7 +61,7 @@ function newTenant(): string {
 }
 
 afterEach(async () => {
-  const cleaner = connectValkey();
+  const cleaner = connectValkey(server.url);
   try {
     for (const t of tenants.splice(0)) {
       let cursor = "0";
