@@ -51,25 +51,19 @@ describe("codec", () => {
     expect(decodeAnomalyStats('{"n":1}')).toBeNull();
   });
 
-  it("declares every key once, all in the tenant's hash slot, and passes numbers as strings", () => {
+  it("declares one key in the tenant's hash slot, sends rules and devices once, and numbers as strings", () => {
     const call = buildTickCall(plan, { tenantId: "t1", slot: 7, token: "tok", ttlMs: 120_000 });
-    expect(call.keys).toEqual([
-      "tick:{t1}:7",
-      "cooldown:{t1}:t:d1",
-      "cond:{t1}:t:d1",
-      "cooldown:{t1}:w:d1",
-      "cond:{t1}:w:d1",
-      "wbuf:{t1}:w:d1",
-    ]);
+    expect(call.keys).toEqual(["tick:{t1}:7"]);
     const request = JSON.parse(call.args[0]!);
-    expect(request.lease).toEqual({ key: 1, token: "tok", px: "120000" });
-    expect(request.pairs[1].window).toEqual({
-      key: 6,
-      cutoff: String(T0 - 300_000),
-      maxLen: "1000",
-      px: "600000",
-      add: [String(T0 - 1000), `${T0 - 1000}:0.1`, String(T0), `${T0}:-2.5e-7`],
-    });
+    expect(request.lease).toEqual(["tok", "120000"]);
+    expect(request.rules).toEqual([
+      ["t", false, "0", "0", false, false],
+      ["w", String(T0 - 300_000), "1000", "600000", false, false],
+    ]);
+    expect(request.devices).toEqual(["d1"]);
+    expect(request.pairs).toEqual([1, 1, 0, 2, 1, 2, `${T0 - 1000}:0.1`, `${T0}:-2.5e-7`]);
+    // Without a lease, the first pair's cooldown key routes the call.
+    expect(buildTickCall(plan).keys).toEqual(["cooldown:{t1}:t:d1"]);
   });
 
   it("refuses a lease of another tenant", () => {
@@ -79,14 +73,11 @@ describe("codec", () => {
   it("parses a reply into per-pair state, and a lease conflict", () => {
     const reply = [
       1,
-      [null, -2, null, null, null],
-      [
-        [`${T0 - 1000}:0.1`, `${T0}:-2.5e-7`],
-        4500,
-        null,
-        null,
-        JSON.stringify({ since: T0, severity: "info" }),
-      ],
+      [2, 4500],
+      [2, JSON.stringify({ since: T0, severity: "info" })],
+      [],
+      [],
+      [2, `${T0 - 1000}:0.1`, `${T0}:-2.5e-7`],
     ];
     const load = parseTickReply(plan, reply);
     expect(load.acquired).toBe(true);
@@ -115,6 +106,9 @@ describe("codec", () => {
   it("rejects a reply that does not match the plan", () => {
     expect(() => parseTickReply(plan, [1])).toThrow(ValkeyStateProtocolError);
     expect(() => parseTickReply(plan, "OK")).toThrow(ValkeyStateProtocolError);
+    // A pair index out of range, and a buffer list longer than the plan's window pairs.
+    expect(() => parseTickReply(plan, [1, [3, 10], [], [], [], [0]])).toThrow(ValkeyStateProtocolError);
+    expect(() => parseTickReply(plan, [1, [], [], [], [], [0, 0]])).toThrow(ValkeyStateProtocolError);
   });
 
   it("turns state updates into set-with-PX and delete ops, fenced by the lease", () => {
@@ -125,15 +119,17 @@ describe("codec", () => {
       { ...ref, kind: "anomaly", stats: { n: 1, mean: 2, variance: 0, lastTs: T0 } },
     ];
     const call = buildCommitCall("t1", updates, { tenantId: "t1", slot: 7, token: "tok", ttlMs: 1 });
-    expect(call?.keys).toEqual(["tick:{t1}:7", "cooldown:{t1}:w:d1", "cond:{t1}:w:d1", "anom:{t1}:w:d1"]);
+    expect(call?.keys).toEqual(["tick:{t1}:7"]);
     expect(JSON.parse(call!.args[0]!)).toEqual({
-      lease: { key: 1, token: "tok" },
+      lease: "tok",
       ops: [
-        { key: 2, set: "1", px: "60000" },
-        { key: 3, del: true },
-        { key: 4, set: encodeAnomalyStats({ n: 1, mean: 2, variance: 0, lastTs: T0 }), px: "604800000" },
+        ...["cooldown", "w", "d1", "1", "60000"],
+        ...["cond", "w", "d1", false, false],
+        ...["anom", "w", "d1", encodeAnomalyStats({ n: 1, mean: 2, variance: 0, lastTs: T0 }), "604800000"],
       ],
     });
+    // Without a lease, the first update's key routes the call.
+    expect(buildCommitCall("t1", updates)?.keys).toEqual(["cooldown:{t1}:w:d1"]);
     expect(buildCommitCall("t1", [])).toBeNull();
   });
 });

@@ -9,14 +9,7 @@ import type { StateUpdate } from "../rules/evaluateTenant.ts";
 import { type AlertState, INACTIVE } from "../rules/lifecycle.ts";
 import type { PairState, TenantPlan, TenantState } from "../rules/planTenant.ts";
 import { SEVERITIES, type Severity, type WindowEntry } from "../rules/types.ts";
-import {
-  alertStateKey,
-  anomalyKey,
-  cooldownKey,
-  lastSeenKey,
-  tickLeaseKey,
-  windowBufferKey,
-} from "./keys.ts";
+import { alertStateKey, anomalyKey, cooldownKey, keyPart, tickLeaseKey } from "./keys.ts";
 import { lastSeenTtlMs, STATE_RETENTION_MS, windowBufferTtlMs } from "./retention.ts";
 
 /** A tick lease: who (token) holds which tenant-slot, and for how long. */
@@ -39,22 +32,6 @@ export interface ScriptCall {
 /** Raised when a script reply does not have the documented shape (version skew, foreign data). */
 export class ValkeyStateProtocolError extends Error {
   override readonly name = "ValkeyStateProtocolError";
-}
-
-/** Collects a call's keys and hands out their 1-based indexes for the request. */
-class KeyList {
-  readonly keys: string[] = [];
-  readonly #index = new Map<string, number>();
-
-  add(key: string): number {
-    let i = this.#index.get(key);
-    if (i === undefined) {
-      this.keys.push(key);
-      i = this.keys.length;
-      this.#index.set(key, i);
-    }
-    return i;
-  }
 }
 
 /** A window buffer member: unique per (ts, value), so re-appending a reading is idempotent. */
@@ -123,58 +100,74 @@ export function decodeAnomalyStats(raw: string | null): AnomalyStats | null {
 }
 
 /**
- * The `tenant_tick.lua` call for a plan: per pair, its cooldown and lifecycle keys, plus its window
- * buffer (with this tick's readings to append), anomaly statistics or last-seen key as needed;
- * and, optionally, the tick lease to take first.
+ * The `tenant_tick.lua` call for a plan. It declares ONE key: the tick lease when given, else the
+ * first pair's cooldown key; the script builds every other key from that key's hash tag, the
+ * escaped rule and device ids (`keyPart`) and the kind, exactly as `keys.ts` does. Rule-level
+ * settings (window cutoff, cap and TTL, anomaly, last-seen TTL) and device ids are sent once; each
+ * pair is a flat run of the request: rule index, device index, readings, and the newest reading
+ * timestamp when the rule tracks last-seen.
  *
  * @throws RangeError when the lease is for another tenant than the plan
  */
 export function buildTickCall(plan: TenantPlan, lease?: TickLease): ScriptCall {
-  const keys = new KeyList();
   const t = plan.tenantId;
-  const request: Record<string, unknown> = { now: String(plan.now) };
+  const first = plan.pairs[0];
+  let anchor: string;
+  const request: Record<string, unknown> = { now: String(plan.now), statePx: String(STATE_RETENTION_MS) };
   if (lease) {
     if (lease.tenantId !== t) throw new RangeError(`lease of tenant ${lease.tenantId} used for tenant ${t}`);
-    request["lease"] = {
-      key: keys.add(tickLeaseKey(t, lease.slot)),
-      token: lease.token,
-      px: String(lease.ttlMs),
-    };
+    anchor = tickLeaseKey(t, lease.slot);
+    request["lease"] = [lease.token, String(lease.ttlMs)];
+  } else if (first) {
+    anchor = cooldownKey(t, first.rule.id, first.deviceId);
+  } else {
+    throw new RangeError("a tick call needs a lease or at least one pair");
   }
-  request["pairs"] = plan.pairs.map((pair) => {
-    const r = pair.rule.id;
-    const d = pair.deviceId;
-    const out: Record<string, unknown> = {
-      cooldown: keys.add(cooldownKey(t, r, d)),
-      alert: { key: keys.add(alertStateKey(t, r, d)), px: String(STATE_RETENTION_MS) },
-    };
-    if (pair.window) {
-      const add: string[] = [];
-      for (const reading of pair.readings)
-        add.push(String(reading.ts), encodeMember(reading.ts, reading.value));
-      out["window"] = {
-        key: keys.add(windowBufferKey(t, r, d)),
-        cutoff: String(plan.now - pair.window.windowMs),
-        maxLen: String(pair.window.maxLen),
-        px: String(windowBufferTtlMs(pair.window.windowMs)),
-        add,
-      };
+  const rules: unknown[] = [];
+  const ruleIndex = new Map<string, number>();
+  const devices: string[] = [];
+  const deviceIndex = new Map<string, number>();
+  const flat: unknown[] = [];
+  for (const pair of plan.pairs) {
+    const w = pair.window;
+    const seenPx = pair.lastSeen ? String(lastSeenTtlMs((pair.rule.windowSeconds ?? 0) * 1000)) : false;
+    const entry = [
+      keyPart(pair.rule.id),
+      w ? String(plan.now - w.windowMs) : false,
+      w ? String(w.maxLen) : "0",
+      w ? String(windowBufferTtlMs(w.windowMs)) : "0",
+      pair.anomaly,
+      seenPx,
+    ];
+    const ruleKey = JSON.stringify(entry);
+    let r = ruleIndex.get(ruleKey);
+    if (r === undefined) {
+      rules.push(entry);
+      r = rules.length;
+      ruleIndex.set(ruleKey, r);
     }
-    if (pair.anomaly) {
-      out["anomaly"] = { key: keys.add(anomalyKey(t, r, d)), px: String(STATE_RETENTION_MS) };
+    let d = deviceIndex.get(pair.deviceId);
+    if (d === undefined) {
+      devices.push(keyPart(pair.deviceId));
+      d = devices.length;
+      deviceIndex.set(pair.deviceId, d);
+    }
+    flat.push(r, d);
+    if (w) {
+      flat.push(pair.readings.length);
+      for (const reading of pair.readings) flat.push(encodeMember(reading.ts, reading.value));
+    } else {
+      flat.push(0);
     }
     if (pair.lastSeen) {
-      const seen: Record<string, unknown> = {
-        key: keys.add(lastSeenKey(t, r, d)),
-        px: String(lastSeenTtlMs((pair.rule.windowSeconds ?? 0) * 1000)),
-      };
       const newest = pair.readings.at(-1);
-      if (newest) seen["max"] = String(newest.ts);
-      out["seen"] = seen;
+      flat.push(newest ? String(newest.ts) : false);
     }
-    return out;
-  });
-  return { keys: keys.keys, args: [JSON.stringify(request)] };
+  }
+  request["rules"] = rules;
+  request["devices"] = devices;
+  request["pairs"] = flat;
+  return { keys: [anchor], args: [JSON.stringify(request)] };
 }
 
 /** Outcome of a tenant load: its state, or the lease was held by someone else. */
@@ -189,33 +182,18 @@ function asString(value: unknown, what: string): string | null {
   throw new ValkeyStateProtocolError(`${what}: expected a string, got ${typeof value}`);
 }
 
-function parsePair(reply: unknown, index: number): PairState {
-  if (!Array.isArray(reply) || reply.length !== 5) {
-    throw new ValkeyStateProtocolError(`pair ${index}: expected 5 fields`);
+/** A sparse `index, value, ...` list of the reply, as a map from 0-based pair index. */
+function sparse(list: unknown, pairCount: number, what: string): Map<number, unknown> {
+  if (!Array.isArray(list) || list.length % 2 !== 0)
+    throw new ValkeyStateProtocolError(`tick: ${what} is not an index/value list`);
+  const out = new Map<number, unknown>();
+  for (let i = 0; i < list.length; i += 2) {
+    const index = list[i] as unknown;
+    if (typeof index !== "number" || !Number.isInteger(index) || index < 1 || index > pairCount)
+      throw new ValkeyStateProtocolError(`tick: ${what} names no pair`);
+    out.set(index - 1, list[i + 1]);
   }
-  const [rawBuffer, rawCooldown, rawAnomaly, rawSeen, rawAlert] = reply as unknown[];
-  let buffer: WindowEntry[] | null = null;
-  if (rawBuffer !== null && rawBuffer !== undefined) {
-    if (!Array.isArray(rawBuffer))
-      throw new ValkeyStateProtocolError(`pair ${index}: buffer is not an array`);
-    buffer = [];
-    for (const m of rawBuffer) {
-      const entry = typeof m === "string" ? decodeMember(m) : null;
-      if (entry) buffer.push(entry);
-    }
-  }
-  if (typeof rawCooldown !== "number")
-    throw new ValkeyStateProtocolError(`pair ${index}: cooldown is not a number`);
-  const seen = asString(rawSeen, `pair ${index}: seen`);
-  const lastSeen = seen === null ? null : Number(seen);
-  return {
-    buffer,
-    // PTTL: -2 no key, -1 no expiry (never written that way); both mean no cooldown.
-    cooldownRemainingMs: Math.max(rawCooldown, 0),
-    anomaly: decodeAnomalyStats(asString(rawAnomaly, `pair ${index}: anomaly`)),
-    lastSeen: lastSeen !== null && Number.isFinite(lastSeen) ? lastSeen : null,
-    alert: decodeAlertState(asString(rawAlert, `pair ${index}: alert`)),
-  };
+  return out;
 }
 
 /**
@@ -227,57 +205,102 @@ export function parseTickReply(plan: TenantPlan, reply: unknown): TenantLoad {
     throw new ValkeyStateProtocolError("tick: expected an array");
   if (reply[0] === 0) return { acquired: false, holder: asString(reply[1], "tick: holder") };
   if (reply[0] !== 1) throw new ValkeyStateProtocolError("tick: unknown status");
-  if (reply.length !== plan.pairs.length + 1) {
-    throw new ValkeyStateProtocolError(`tick: expected ${plan.pairs.length} pairs, got ${reply.length - 1}`);
-  }
+  if (reply.length !== 6) throw new ValkeyStateProtocolError("tick: expected 6 fields");
+  const n = plan.pairs.length;
+  const cooldowns = sparse(reply[1], n, "cooldowns");
+  const alerts = sparse(reply[2], n, "alerts");
+  const anomalies = sparse(reply[3], n, "anomalies");
+  const seens = sparse(reply[4], n, "seens");
+  const buffers = reply[5] as unknown;
+  if (!Array.isArray(buffers)) throw new ValkeyStateProtocolError("tick: buffers is not an array");
+  let pos = 0;
   const pairs = new Map<string, PairState>();
   plan.pairs.forEach((pair, i) => {
-    pairs.set(pair.key, parsePair(reply[i + 1], i));
+    let buffer: WindowEntry[] | null = null;
+    if (pair.window) {
+      const count = buffers[pos] as unknown;
+      if (
+        typeof count !== "number" ||
+        !Number.isInteger(count) ||
+        count < 0 ||
+        pos + 1 + count > buffers.length
+      )
+        throw new ValkeyStateProtocolError(`pair ${i}: bad buffer length`);
+      buffer = [];
+      for (let j = pos + 1; j <= pos + count; j++) {
+        const m = buffers[j] as unknown;
+        const entry = typeof m === "string" ? decodeMember(m) : null;
+        if (entry) buffer.push(entry);
+      }
+      pos += 1 + count;
+    }
+    const cooldown = cooldowns.get(i) ?? 0;
+    if (typeof cooldown !== "number")
+      throw new ValkeyStateProtocolError(`pair ${i}: cooldown is not a number`);
+    const seen = asString(seens.get(i), `pair ${i}: seen`);
+    const lastSeen = seen === null ? null : Number(seen);
+    pairs.set(pair.key, {
+      buffer,
+      // Only pairs with time left are listed; the others have no cooldown.
+      cooldownRemainingMs: Math.max(cooldown, 0),
+      anomaly: decodeAnomalyStats(asString(anomalies.get(i), `pair ${i}: anomaly`)),
+      lastSeen: lastSeen !== null && Number.isFinite(lastSeen) ? lastSeen : null,
+      alert: decodeAlertState(asString(alerts.get(i), `pair ${i}: alert`)),
+    });
   });
+  if (pos !== buffers.length) throw new ValkeyStateProtocolError("tick: buffers do not match the plan");
   return { acquired: true, state: { pairs } };
 }
 
-type CommitOp =
-  | { readonly key: number; readonly set: string; readonly px: string }
-  | { readonly key: number; readonly del: true };
+/** Key kind (as in `keys.ts`), rule part, device part, value (`false`: delete), PX. */
+type CommitOp = readonly [
+  kind: string,
+  rule: string,
+  device: string,
+  value: string | false,
+  px: string | false,
+];
 
-function commitOp(keys: KeyList, tenantId: string, u: StateUpdate): CommitOp {
+function commitOp(u: StateUpdate): CommitOp {
+  const r = keyPart(u.ruleId);
+  const d = keyPart(u.deviceId);
   switch (u.kind) {
     case "cooldown":
-      return { key: keys.add(cooldownKey(tenantId, u.ruleId, u.deviceId)), set: "1", px: String(u.ttlMs) };
+      return ["cooldown", r, d, "1", String(u.ttlMs)];
     case "anomaly":
-      return {
-        key: keys.add(anomalyKey(tenantId, u.ruleId, u.deviceId)),
-        set: encodeAnomalyStats(u.stats),
-        px: String(STATE_RETENTION_MS),
-      };
-    case "alert": {
-      const key = keys.add(alertStateKey(tenantId, u.ruleId, u.deviceId));
+      return ["anom", r, d, encodeAnomalyStats(u.stats), String(STATE_RETENTION_MS)];
+    case "alert":
       // An inactive state is not stored: its absence means inactive.
       return u.state.active
-        ? { key, set: encodeAlertState(u.state), px: String(STATE_RETENTION_MS) }
-        : { key, del: true };
-    }
+        ? ["cond", r, d, encodeAlertState(u.state), String(STATE_RETENTION_MS)]
+        : ["cond", r, d, false, false];
   }
 }
 
+const COMMIT_KEY = { cooldown: cooldownKey, anomaly: anomalyKey, alert: alertStateKey } as const;
+
 /**
  * The `tenant_commit.lua` call for a tenant's state updates, fenced by the lease when given;
- * `null` when there is nothing to write.
+ * `null` when there is nothing to write. It declares ONE key (the lease, else the first update's
+ * key); the script builds the written keys from its hash tag, as `keys.ts` does.
  */
 export function buildCommitCall(
   tenantId: string,
   updates: readonly StateUpdate[],
   lease?: TickLease,
 ): ScriptCall | null {
-  if (updates.length === 0) return null;
-  const keys = new KeyList();
+  const first = updates[0];
+  if (first === undefined) return null;
   const request: Record<string, unknown> = {};
+  let anchor: string;
   if (lease) {
     if (lease.tenantId !== tenantId)
       throw new RangeError(`lease of tenant ${lease.tenantId} used for tenant ${tenantId}`);
-    request["lease"] = { key: keys.add(tickLeaseKey(tenantId, lease.slot)), token: lease.token };
+    anchor = tickLeaseKey(tenantId, lease.slot);
+    request["lease"] = lease.token;
+  } else {
+    anchor = COMMIT_KEY[first.kind](tenantId, first.ruleId, first.deviceId);
   }
-  request["ops"] = updates.map((u) => commitOp(keys, tenantId, u));
-  return { keys: keys.keys, args: [JSON.stringify(request)] };
+  request["ops"] = updates.flatMap((u) => commitOp(u));
+  return { keys: [anchor], args: [JSON.stringify(request)] };
 }

@@ -13,6 +13,10 @@
  * | `cond:{tenant}:rule:device`     | alert lifecycle state while firing (JSON)               |
  * | `tick:{tenant}:slot`            | tick lease: token of the evaluator that owns the slot   |
  * | `wbufjson:{tenant}:rule:device` | benchmark baseline only (JSON string buffer)            |
+ *
+ * `tenant_tick.lua` and `tenant_commit.lua` build the per-pair keys themselves, as
+ * `kind:` + the hash tag of their one declared key + `:keyPart(rule):keyPart(device)`. Change the
+ * format here and there together.
  */
 
 /**

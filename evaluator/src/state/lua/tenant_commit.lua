@@ -1,14 +1,18 @@
 --[[
   tenant_commit: write the state updates one tenant's evaluation produced, atomically, in one call.
 
-  KEYS: every key written (and the lease key when fenced), all of the same tenant (hash tag
-        {tenant}, one Cluster slot). ARGV[1] refers to them by 1-based index.
-  ARGV[1]: JSON request, every number passed as a string:
+  KEYS[1]: one key of the tenant: the tick lease `tick:{tenant}:slot` when "lease" is given (the
+           fence), else the first op's key. Its hash tag `{tenant}` is the only tag the script uses:
+           every key written is built here as `<kind>:{tenant}:<rule>:<device>` (the format of
+           keys.ts), so the call touches only keys in the tenant's hash slot (one Cluster slot).
+  ARGV[1]: JSON request, every TTL passed as a string:
     {
-      "lease": { "key": i, "token": "<holder>" },                 -- optional fence
-      "ops": [ { "key": i, "set": "<value>", "px": "<ms>" }        -- SET key value PX ms
-             | { "key": i, "del": true } ]                         -- DEL key
-    }
+      "lease": "<token>",                                   -- optional fence on KEYS[1]
+      "ops": [ kind, "<rule part>", "<device part>", "<value>"|false, "<px>"|false, ... ]
+    }                                                       -- flat, 5 items per op:
+                                                            --   SET key value PX px, or DEL key
+                                                            --   when value is false;
+                                                            --   kind: cooldown | anom | cond
 
   Returns:
     { 1 }                  every op applied
@@ -17,21 +21,37 @@
                            overwrite state that a newer owner of the tenant now maintains
 ]]
 
+local KINDS = { cooldown = true, anom = true, cond = true }
+
+local tag = string.match(KEYS[1], '{[^}]*}')
+if not tag then
+  return redis.error_reply('tenant_commit: KEYS[1] carries no hash tag')
+end
+
 local req = cjson.decode(ARGV[1])
 
 if req.lease then
-  local holder = redis.call('GET', KEYS[req.lease.key])
-  if holder ~= req.lease.token then
+  local holder = redis.call('GET', KEYS[1])
+  if holder ~= req.lease then
     return { 0, holder }
   end
 end
 
-for _, op in ipairs(req.ops) do
-  local key = KEYS[op.key]
-  if op.del then
-    redis.call('DEL', key)
+local ops = req.ops
+-- Validate first: a script is not rolled back, so a bad op must not leave half the writes done.
+for i = 1, #ops, 5 do
+  if not KINDS[ops[i]] then
+    return redis.error_reply('tenant_commit: unknown state kind')
+  end
+end
+for i = 1, #ops, 5 do
+  local kind = ops[i]
+  local key = kind .. ':' .. tag .. ':' .. ops[i + 1] .. ':' .. ops[i + 2]
+  local value = ops[i + 3]
+  if value then
+    redis.call('SET', key, value, 'PX', ops[i + 4])
   else
-    redis.call('SET', key, op.set, 'PX', op.px)
+    redis.call('DEL', key)
   end
 end
 return { 1 }
