@@ -64,6 +64,7 @@ wait_ready() {
 }
 
 if [[ "${1:-}" == "down" ]]; then
+  ensure_node
   stop_demo
   "$HACK_DIR/cluster.sh" down
   exit 0
