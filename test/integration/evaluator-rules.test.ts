@@ -9,7 +9,7 @@ import pino from "pino";
 import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createEvaluatorMetrics } from "../../evaluator/src/metrics.ts";
-import { alertStateKey } from "../../evaluator/src/state/keys.ts";
+import { tenantStateField, tenantStateKey } from "../../evaluator/src/state/keys.ts";
 import { ValkeyState } from "../../evaluator/src/state/scripts.ts";
 import { createPgStore } from "../../evaluator/src/store/pgStore.ts";
 import { CircuitBreaker } from "../../evaluator/src/tick/circuitBreaker.ts";
@@ -292,11 +292,11 @@ describe("rules end to end (one real tick per slot)", () => {
     const r = runner(valkey);
     await reading(t, "d1", -5, 40);
     await tickAt(r, 0);
-    await valkey.del(alertStateKey(t, "hot", "d1")); // e.g. a Valkey flush
+    await valkey.hdel(tenantStateKey(t), tenantStateField("hot", "d1", "cond")); // e.g. a Valkey flush
     await reading(t, "d1", 55, 41);
     await tickAt(r, 1); // the lifecycle says "fire" again; the open fingerprint absorbs it
     expect(await alerts(t)).toMatchObject([{ state: "open", occurrences: 2, value: 41 }]);
-    await valkey.del(alertStateKey(t, "hot", "d1"));
+    await valkey.hdel(tenantStateKey(t), tenantStateField("hot", "d1", "cond"));
     await reading(t, "d1", 115, 10);
     await tickAt(r, 2); // no lifecycle "resolve" without state, but the false condition resolves it
     expect(await alerts(t)).toMatchObject([{ state: "resolved" }]);

@@ -21,11 +21,10 @@ import type { Reading, Rule } from "../../evaluator/src/rules/types.ts";
 import { baselineWindowStore } from "../../evaluator/src/state/baselineWindowStore.ts";
 import type { TenantLoad, TickLease } from "../../evaluator/src/state/codec.ts";
 import {
-  alertStateKey,
-  anomalyKey,
   cooldownKey,
-  lastSeenKey,
   tenantKeysPattern,
+  tenantStateField,
+  tenantStateKey,
   tenantTag,
   tickLeaseKey,
   windowBufferKey,
@@ -165,7 +164,9 @@ describe("window buffers", () => {
     expect(after.evaluations).toMatchObject([
       { action: "fire", ruleId: "r1", deviceId: "d1", since: T0 + 60_000 },
     ]);
-    expect(JSON.parse((await second.get(alertStateKey(t, "r1", "d1"))) ?? "null")).toEqual({
+    expect(
+      JSON.parse((await second.hget(tenantStateKey(t), tenantStateField("r1", "d1", "cond"))) ?? "null"),
+    ).toEqual({
       since: T0 + 60_000,
       severity: "warning",
     });
@@ -228,14 +229,16 @@ describe("TTLs", () => {
     const cooldown = await pttl(cooldownKey(t, "long", "d1"));
     expect(cooldown).toBeGreaterThan(290_000);
     expect(cooldown).toBeLessThanOrEqual(300_000);
-    for (const key of [
-      alertStateKey(t, "long", "d1"),
-      anomalyKey(t, "anom", "d1"),
-      lastSeenKey(t, "silent", "d1"),
+    // Lifecycle, statistics and last-seen share the tenant's hash, and its retention.
+    for (const field of [
+      tenantStateField("long", "d1", "cond"),
+      tenantStateField("anom", "d1", "anom"),
+      tenantStateField("silent", "d1", "seen"),
     ]) {
-      expect(await pttl(key)).toBeGreaterThan(STATE_RETENTION_MS - 10_000);
+      expect(await c.hexists(tenantStateKey(t), field)).toBe(1);
     }
-    expect(await c.get(lastSeenKey(t, "silent", "d1"))).toBe(String(T0 - 1000));
+    expect(await pttl(tenantStateKey(t))).toBeGreaterThan(STATE_RETENTION_MS - 10_000);
+    expect(await c.hget(tenantStateKey(t), tenantStateField("silent", "d1", "seen"))).toBe(String(T0 - 1000));
   });
 });
 
@@ -257,12 +260,12 @@ describe("cooldowns", () => {
 
     const resolve = await tick(store, tenantInput(t, rules, ["d1"], [reading("d1", 60, 20)], 60));
     expect(resolve.evaluations.map((e) => e.action)).toEqual(["resolve"]);
-    expect(await c.exists(alertStateKey(t, "r1", "d1"))).toBe(0);
+    expect(await c.hexists(tenantStateKey(t), tenantStateField("r1", "d1", "cond"))).toBe(0);
 
     const again = await tick(store, tenantInput(t, rules, ["d1"], [reading("d1", 120, 40)], 120));
     expect(again.conditions.map((x) => x.status)).toEqual([true]);
     expect(again.evaluations).toEqual([]);
-    expect(await c.exists(alertStateKey(t, "r1", "d1"))).toBe(0);
+    expect(await c.hexists(tenantStateKey(t), tenantStateField("r1", "d1", "cond"))).toBe(0);
   });
 });
 
@@ -277,7 +280,9 @@ describe("anomaly statistics and last-seen", () => {
       const quiet = await tick(store, tenantInput(t, rules, ["d1"], readings, 60 * k + 30));
       expect(quiet.evaluations).toEqual([]);
     }
-    expect(JSON.parse((await c.get(anomalyKey(t, "r1", "d1"))) ?? "null")).toMatchObject({
+    expect(
+      JSON.parse((await c.hget(tenantStateKey(t), tenantStateField("r1", "d1", "anom"))) ?? "null"),
+    ).toMatchObject({
       n: 12,
       lastTs: T0 + 200_000,
     });
@@ -303,13 +308,15 @@ describe("anomaly statistics and last-seen", () => {
       ["quiet", false],
       ["chatty", false],
     ]);
-    expect(await c.get(lastSeenKey(t, "r1", "quiet"))).toBe(String(T0));
+    expect(await c.hget(tenantStateKey(t), tenantStateField("r1", "quiet", "seen"))).toBe(String(T0));
     const later = await tick(
       store,
       tenantInput(t, rules, ["quiet", "chatty"], [reading("chatty", 590, 1)], 600),
     );
     expect(later.evaluations.map((e) => [e.deviceId, e.action, e.value])).toEqual([["quiet", "fire", 600]]);
-    expect(await c.get(lastSeenKey(t, "r1", "chatty"))).toBe(String(T0 + 590_000));
+    expect(await c.hget(tenantStateKey(t), tenantStateField("r1", "chatty", "seen"))).toBe(
+      String(T0 + 590_000),
+    );
   });
 });
 
@@ -426,8 +433,9 @@ describe("round trips", () => {
     expect(commitCommands).toHaveLength(1);
     expect(["evalsha", "eval"]).toContain(commitCommands[0]);
     expect(await c.exists(...devices.map((d) => cooldownKey(t, "thr", d)))).toBe(20);
-    expect(await c.exists(...devices.map((d) => alertStateKey(t, "win", d)))).toBe(20);
-    expect(await c.exists(...devices.map((d) => anomalyKey(t, "ano", d)))).toBe(20);
+    const stored = await c.hkeys(tenantStateKey(t));
+    expect(devices.filter((d) => stored.includes(tenantStateField("win", d, "cond")))).toHaveLength(20);
+    expect(devices.filter((d) => stored.includes(tenantStateField("ano", d, "anom")))).toHaveLength(20);
   });
 });
 

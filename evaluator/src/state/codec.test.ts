@@ -56,14 +56,13 @@ describe("codec", () => {
     expect(call.keys).toEqual(["tick:{t1}:7"]);
     const request = JSON.parse(call.args[0]!);
     expect(request.lease).toEqual(["tok", "120000"]);
-    expect(request.rules).toEqual([
-      ["t", false, "0", "0", false, false],
-      ["w", String(T0 - 300_000), "1000", "600000", false, false],
-    ]);
+    expect(request.statePx).toBe("604800000");
+    // Only the window pair is sent: the threshold pair's state comes from the tenant's hash.
+    expect(request.rules).toEqual([["w", String(T0 - 300_000), "1000", "600000", false]]);
     expect(request.devices).toEqual(["d1"]);
-    expect(request.pairs).toEqual([1, 1, 0, 2, 1, 2, `${T0 - 1000}:0.1`, `${T0}:-2.5e-7`]);
-    // Without a lease, the first pair's cooldown key routes the call.
-    expect(buildTickCall(plan).keys).toEqual(["cooldown:{t1}:t:d1"]);
+    expect(request.pairs).toEqual([1, 1, 2, `${T0 - 1000}:0.1`, `${T0}:-2.5e-7`]);
+    // Without a lease, the tenant's state hash routes the call.
+    expect(buildTickCall(plan).keys).toEqual(["tstate:{t1}"]);
   });
 
   it("refuses a lease of another tenant", () => {
@@ -73,9 +72,9 @@ describe("codec", () => {
   it("parses a reply into per-pair state, and a lease conflict", () => {
     const reply = [
       1,
-      [2, 4500],
-      [2, JSON.stringify({ since: T0, severity: "info" })],
-      [],
+      // A field of a pair outside the plan (a deleted device) is ignored.
+      ["w:d1:cond", JSON.stringify({ since: T0, severity: "info" }), "w:gone:cond", "{}"],
+      ["w:d1", 4500],
       [],
       [2, `${T0 - 1000}:0.1`, `${T0}:-2.5e-7`],
     ];
@@ -106,12 +105,15 @@ describe("codec", () => {
   it("rejects a reply that does not match the plan", () => {
     expect(() => parseTickReply(plan, [1])).toThrow(ValkeyStateProtocolError);
     expect(() => parseTickReply(plan, "OK")).toThrow(ValkeyStateProtocolError);
-    // A pair index out of range, and a buffer list longer than the plan's window pairs.
-    expect(() => parseTickReply(plan, [1, [3, 10], [], [], [], [0]])).toThrow(ValkeyStateProtocolError);
-    expect(() => parseTickReply(plan, [1, [], [], [], [], [0, 0]])).toThrow(ValkeyStateProtocolError);
+    // A malformed field list, a cooldown that is no number, a last-seen time the plan has no pair
+    // for, and a buffer list longer than the plan's window pairs.
+    expect(() => parseTickReply(plan, [1, [3], [], [], [0]])).toThrow(ValkeyStateProtocolError);
+    expect(() => parseTickReply(plan, [1, [], ["w:d1", "x"], [], [0]])).toThrow(ValkeyStateProtocolError);
+    expect(() => parseTickReply(plan, [1, [], [], [1, "5"], [0]])).toThrow(ValkeyStateProtocolError);
+    expect(() => parseTickReply(plan, [1, [], [], [], [0, 0]])).toThrow(ValkeyStateProtocolError);
   });
 
-  it("turns state updates into set-with-PX and delete ops, fenced by the lease", () => {
+  it("turns state updates into cooldowns with PX and hash field set/delete ops, fenced by the lease", () => {
     const ref = { pairKey: "k", ruleId: "w", deviceId: "d1" };
     const updates: StateUpdate[] = [
       { ...ref, kind: "cooldown", ttlMs: 60_000 },
@@ -122,14 +124,15 @@ describe("codec", () => {
     expect(call?.keys).toEqual(["tick:{t1}:7"]);
     expect(JSON.parse(call!.args[0]!)).toEqual({
       lease: "tok",
+      statePx: "604800000",
       ops: [
         ...["cooldown", "w", "d1", "1", "60000"],
         ...["cond", "w", "d1", false, false],
-        ...["anom", "w", "d1", encodeAnomalyStats({ n: 1, mean: 2, variance: 0, lastTs: T0 }), "604800000"],
+        ...["anom", "w", "d1", encodeAnomalyStats({ n: 1, mean: 2, variance: 0, lastTs: T0 }), false],
       ],
     });
-    // Without a lease, the first update's key routes the call.
-    expect(buildCommitCall("t1", updates)?.keys).toEqual(["cooldown:{t1}:w:d1"]);
+    // Without a lease, the tenant's state hash routes the call.
+    expect(buildCommitCall("t1", updates)?.keys).toEqual(["tstate:{t1}"]);
     expect(buildCommitCall("t1", [])).toBeNull();
   });
 });

@@ -7,9 +7,9 @@
 import type { AnomalyStats } from "../rules/anomaly.ts";
 import type { StateUpdate } from "../rules/evaluateTenant.ts";
 import { type AlertState, INACTIVE } from "../rules/lifecycle.ts";
-import type { PairState, TenantPlan, TenantState } from "../rules/planTenant.ts";
+import type { PairPlan, PairState, TenantPlan, TenantState } from "../rules/planTenant.ts";
 import { SEVERITIES, type Severity, type WindowEntry } from "../rules/types.ts";
-import { alertStateKey, anomalyKey, cooldownKey, keyPart, tickLeaseKey } from "./keys.ts";
+import { keyPart, tenantStateKey, tickLeaseKey } from "./keys.ts";
 import { lastSeenTtlMs, STATE_RETENTION_MS, windowBufferTtlMs } from "./retention.ts";
 
 /** A tick lease: who (token) holds which tenant-slot, and for how long. */
@@ -99,27 +99,49 @@ export function decodeAnomalyStats(raw: string | null): AnomalyStats | null {
   return null;
 }
 
+/** `keyPart(rule):keyPart(device)`: how the scripts name a pair inside the tenant's keys and fields. */
+function pairPart(ruleId: string, deviceId: string): string {
+  return `${keyPart(ruleId)}:${keyPart(deviceId)}`;
+}
+
+/** Whether the load script must visit a pair: only window buffers and last-seen times are per pair. */
+function isSent(pair: PairPlan): boolean {
+  return pair.window !== null || pair.lastSeen;
+}
+
+/**
+ * TTL of the tenant's state hash: the retention of lifecycle states and statistics, or a longer
+ * last-seen retention when an absent rule's window asks for it.
+ */
+function tenantStatePx(plan: TenantPlan): number {
+  let px = STATE_RETENTION_MS;
+  for (const pair of plan.pairs) {
+    if (pair.lastSeen) px = Math.max(px, lastSeenTtlMs((pair.rule.windowSeconds ?? 0) * 1000));
+  }
+  return px;
+}
+
 /**
  * The `tenant_tick.lua` call for a plan. It declares ONE key: the tick lease when given, else the
- * first pair's cooldown key; the script builds every other key from that key's hash tag, the
- * escaped rule and device ids (`keyPart`) and the kind, exactly as `keys.ts` does. Rule-level
- * settings (window cutoff, cap and TTL, anomaly, last-seen TTL) and device ids are sent once; each
- * pair is a flat run of the request: rule index, device index, readings, and the newest reading
- * timestamp when the rule tracks last-seen.
+ * tenant's state hash; the script builds every other key from that key's hash tag, the escaped
+ * rule and device ids (`keyPart`) and the kind, exactly as `keys.ts` does. Rule-level settings
+ * (window cutoff, cap and TTL, last-seen) and device ids are sent once. Only the pairs that keep a
+ * window buffer or a last-seen time are sent, each as a flat run of the request: rule index, device
+ * index, readings, and the newest reading timestamp when the rule tracks last-seen. The other
+ * pairs' state (lifecycle, statistics, cooldowns) comes back from the tenant's hash as a whole.
  *
  * @throws RangeError when the lease is for another tenant than the plan
  */
 export function buildTickCall(plan: TenantPlan, lease?: TickLease): ScriptCall {
   const t = plan.tenantId;
-  const first = plan.pairs[0];
   let anchor: string;
-  const request: Record<string, unknown> = { now: String(plan.now), statePx: String(STATE_RETENTION_MS) };
+  const request: Record<string, unknown> = { now: String(plan.now), statePx: String(tenantStatePx(plan)) };
   if (lease) {
     if (lease.tenantId !== t) throw new RangeError(`lease of tenant ${lease.tenantId} used for tenant ${t}`);
     anchor = tickLeaseKey(t, lease.slot);
     request["lease"] = [lease.token, String(lease.ttlMs)];
-  } else if (first) {
-    anchor = cooldownKey(t, first.rule.id, first.deviceId);
+  } else if (plan.pairs.length > 0) {
+    anchor = tenantStateKey(t);
   } else {
     throw new RangeError("a tick call needs a lease or at least one pair");
   }
@@ -129,15 +151,14 @@ export function buildTickCall(plan: TenantPlan, lease?: TickLease): ScriptCall {
   const deviceIndex = new Map<string, number>();
   const flat: unknown[] = [];
   for (const pair of plan.pairs) {
+    if (!isSent(pair)) continue;
     const w = pair.window;
-    const seenPx = pair.lastSeen ? String(lastSeenTtlMs((pair.rule.windowSeconds ?? 0) * 1000)) : false;
     const entry = [
       keyPart(pair.rule.id),
       w ? String(plan.now - w.windowMs) : false,
       w ? String(w.maxLen) : "0",
       w ? String(windowBufferTtlMs(w.windowMs)) : "0",
-      pair.anomaly,
-      seenPx,
+      pair.lastSeen,
     ];
     const ruleKey = JSON.stringify(entry);
     let r = ruleIndex.get(ruleKey);
@@ -182,22 +203,23 @@ function asString(value: unknown, what: string): string | null {
   throw new ValkeyStateProtocolError(`${what}: expected a string, got ${typeof value}`);
 }
 
-/** A sparse `index, value, ...` list of the reply, as a map from 0-based pair index. */
-function sparse(list: unknown, pairCount: number, what: string): Map<number, unknown> {
+/** A flat `name, value, ...` list of the reply, as a map. */
+function named(list: unknown, what: string): Map<string, unknown> {
   if (!Array.isArray(list) || list.length % 2 !== 0)
-    throw new ValkeyStateProtocolError(`tick: ${what} is not an index/value list`);
-  const out = new Map<number, unknown>();
+    throw new ValkeyStateProtocolError(`tick: ${what} is not a name/value list`);
+  const out = new Map<string, unknown>();
   for (let i = 0; i < list.length; i += 2) {
-    const index = list[i] as unknown;
-    if (typeof index !== "number" || !Number.isInteger(index) || index < 1 || index > pairCount)
-      throw new ValkeyStateProtocolError(`tick: ${what} names no pair`);
-    out.set(index - 1, list[i + 1]);
+    const name = list[i] as unknown;
+    if (typeof name !== "string")
+      throw new ValkeyStateProtocolError(`tick: ${what} has a name that is no string`);
+    out.set(name, list[i + 1]);
   }
   return out;
 }
 
 /**
- * Parses the `tenant_tick.lua` reply for the plan it was built from.
+ * Parses the `tenant_tick.lua` reply for the plan it was built from. Every pair of the plan gets a
+ * state; hash fields of pairs outside the plan (a deleted rule or device) are ignored.
  * @throws ValkeyStateProtocolError when the reply does not match the plan
  */
 export function parseTickReply(plan: TenantPlan, reply: unknown): TenantLoad {
@@ -205,18 +227,24 @@ export function parseTickReply(plan: TenantPlan, reply: unknown): TenantLoad {
     throw new ValkeyStateProtocolError("tick: expected an array");
   if (reply[0] === 0) return { acquired: false, holder: asString(reply[1], "tick: holder") };
   if (reply[0] !== 1) throw new ValkeyStateProtocolError("tick: unknown status");
-  if (reply.length !== 6) throw new ValkeyStateProtocolError("tick: expected 6 fields");
-  const n = plan.pairs.length;
-  const cooldowns = sparse(reply[1], n, "cooldowns");
-  const alerts = sparse(reply[2], n, "alerts");
-  const anomalies = sparse(reply[3], n, "anomalies");
-  const seens = sparse(reply[4], n, "seens");
-  const buffers = reply[5] as unknown;
+  if (reply.length !== 5) throw new ValkeyStateProtocolError("tick: expected 5 fields");
+  const fields = named(reply[1], "fields");
+  const cooldowns = named(reply[2], "cooldowns");
+  const seens = reply[3] as unknown;
+  const buffers = reply[4] as unknown;
+  if (!Array.isArray(seens) || seens.length % 2 !== 0)
+    throw new ValkeyStateProtocolError("tick: seens is not an index/value list");
   if (!Array.isArray(buffers)) throw new ValkeyStateProtocolError("tick: buffers is not an array");
+  const seenBySent = new Map<number, unknown>();
+  for (let i = 0; i < seens.length; i += 2) seenBySent.set(seens[i] as unknown as number, seens[i + 1]);
   let pos = 0;
+  let sent = 0;
+  let seensUsed = 0;
   const pairs = new Map<string, PairState>();
   plan.pairs.forEach((pair, i) => {
     let buffer: WindowEntry[] | null = null;
+    let lastSeen: number | null = null;
+    if (isSent(pair)) sent++;
     if (pair.window) {
       const count = buffers[pos] as unknown;
       if (
@@ -234,25 +262,35 @@ export function parseTickReply(plan: TenantPlan, reply: unknown): TenantLoad {
       }
       pos += 1 + count;
     }
-    const cooldown = cooldowns.get(i) ?? 0;
+    if (pair.lastSeen) {
+      const seen = asString(seenBySent.get(sent), `pair ${i}: seen`);
+      if (seen === null) throw new ValkeyStateProtocolError(`pair ${i}: no last-seen time`);
+      seensUsed++;
+      const value = Number(seen);
+      lastSeen = Number.isFinite(value) ? value : null;
+    }
+    const part = pairPart(pair.rule.id, pair.deviceId);
+    const cooldown = cooldowns.get(part) ?? 0;
     if (typeof cooldown !== "number")
       throw new ValkeyStateProtocolError(`pair ${i}: cooldown is not a number`);
-    const seen = asString(seens.get(i), `pair ${i}: seen`);
-    const lastSeen = seen === null ? null : Number(seen);
     pairs.set(pair.key, {
       buffer,
       // Only pairs with time left are listed; the others have no cooldown.
       cooldownRemainingMs: Math.max(cooldown, 0),
-      anomaly: decodeAnomalyStats(asString(anomalies.get(i), `pair ${i}: anomaly`)),
-      lastSeen: lastSeen !== null && Number.isFinite(lastSeen) ? lastSeen : null,
-      alert: decodeAlertState(asString(alerts.get(i), `pair ${i}: alert`)),
+      anomaly: pair.anomaly
+        ? decodeAnomalyStats(asString(fields.get(`${part}:anom`), `pair ${i}: anomaly`))
+        : null,
+      lastSeen,
+      alert: decodeAlertState(asString(fields.get(`${part}:cond`), `pair ${i}: alert`)),
     });
   });
   if (pos !== buffers.length) throw new ValkeyStateProtocolError("tick: buffers do not match the plan");
+  if (seenBySent.size !== seens.length / 2 || seensUsed !== seenBySent.size)
+    throw new ValkeyStateProtocolError("tick: seens do not match the plan");
   return { acquired: true, state: { pairs } };
 }
 
-/** Key kind (as in `keys.ts`), rule part, device part, value (`false`: delete), PX. */
+/** State kind (as in `keys.ts`), rule part, device part, value (`false`: delete), PX (cooldowns only). */
 type CommitOp = readonly [
   kind: string,
   rule: string,
@@ -268,29 +306,24 @@ function commitOp(u: StateUpdate): CommitOp {
     case "cooldown":
       return ["cooldown", r, d, "1", String(u.ttlMs)];
     case "anomaly":
-      return ["anom", r, d, encodeAnomalyStats(u.stats), String(STATE_RETENTION_MS)];
+      return ["anom", r, d, encodeAnomalyStats(u.stats), false];
     case "alert":
       // An inactive state is not stored: its absence means inactive.
-      return u.state.active
-        ? ["cond", r, d, encodeAlertState(u.state), String(STATE_RETENTION_MS)]
-        : ["cond", r, d, false, false];
+      return u.state.active ? ["cond", r, d, encodeAlertState(u.state), false] : ["cond", r, d, false, false];
   }
 }
 
-const COMMIT_KEY = { cooldown: cooldownKey, anomaly: anomalyKey, alert: alertStateKey } as const;
-
 /**
  * The `tenant_commit.lua` call for a tenant's state updates, fenced by the lease when given;
- * `null` when there is nothing to write. It declares ONE key (the lease, else the first update's
- * key); the script builds the written keys from its hash tag, as `keys.ts` does.
+ * `null` when there is nothing to write. It declares ONE key (the lease, else the tenant's state
+ * hash); the script builds the written keys and fields from its hash tag, as `keys.ts` does.
  */
 export function buildCommitCall(
   tenantId: string,
   updates: readonly StateUpdate[],
   lease?: TickLease,
 ): ScriptCall | null {
-  const first = updates[0];
-  if (first === undefined) return null;
+  if (updates.length === 0) return null;
   const request: Record<string, unknown> = {};
   let anchor: string;
   if (lease) {
@@ -299,8 +332,9 @@ export function buildCommitCall(
     anchor = tickLeaseKey(tenantId, lease.slot);
     request["lease"] = lease.token;
   } else {
-    anchor = COMMIT_KEY[first.kind](tenantId, first.ruleId, first.deviceId);
+    anchor = tenantStateKey(tenantId);
   }
+  request["statePx"] = String(STATE_RETENTION_MS);
   request["ops"] = updates.flatMap((u) => commitOp(u));
   return { keys: [anchor], args: [JSON.stringify(request)] };
 }

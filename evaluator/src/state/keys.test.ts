@@ -1,12 +1,11 @@
 import { describe, expect, it } from "vitest";
 import {
-  alertStateKey,
-  anomalyKey,
   baselineWindowKey,
   cooldownKey,
   keyPart,
-  lastSeenKey,
   tenantKeysPattern,
+  tenantStateField,
+  tenantStateKey,
   tenantTag,
   tickLeaseKey,
   windowBufferKey,
@@ -18,9 +17,9 @@ describe("keys", () => {
   it("puts the tenant in a hash tag and follows the documented layout", () => {
     expect(windowBufferKey(TENANT, "42", "dev-7")).toBe(`wbuf:{${TENANT}}:42:dev-7`);
     expect(cooldownKey(TENANT, "42", "dev-7")).toBe(`cooldown:{${TENANT}}:42:dev-7`);
-    expect(anomalyKey(TENANT, "42", "dev-7")).toBe(`anom:{${TENANT}}:42:dev-7`);
-    expect(lastSeenKey(TENANT, "42", "dev-7")).toBe(`seen:{${TENANT}}:42:dev-7`);
-    expect(alertStateKey(TENANT, "42", "dev-7")).toBe(`cond:{${TENANT}}:42:dev-7`);
+    expect(tenantStateKey(TENANT)).toBe(`tstate:{${TENANT}}`);
+    expect(tenantStateField("42", "dev-7", "cond")).toBe("42:dev-7:cond");
+    expect(tenantStateField("a:b", "c", "anom")).toBe("a%3Ab:c:anom");
     expect(baselineWindowKey(TENANT, "42", "dev-7")).toBe(`wbufjson:{${TENANT}}:42:dev-7`);
     expect(tickLeaseKey(TENANT, 29_000_000)).toBe(`tick:{${TENANT}}:29000000`);
   });
@@ -30,7 +29,7 @@ describe("keys", () => {
     expect(keyPart("a:b{c}%")).toBe("a%3Ab%7Bc%7D%25");
     expect(tenantTag("x}y")).toBe("{x%7Dy}");
     // The first "{...}" of every key is exactly the tenant's tag: one Cluster slot per tenant.
-    for (const key of [windowBufferKey("x}y", "r", "d"), tickLeaseKey("x}y", 1)]) {
+    for (const key of [windowBufferKey("x}y", "r", "d"), tickLeaseKey("x}y", 1), tenantStateKey("x}y")]) {
       expect(key.slice(key.indexOf("{"), key.indexOf("}") + 1)).toBe(tenantTag("x}y"));
     }
   });

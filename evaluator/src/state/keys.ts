@@ -8,15 +8,24 @@
  * |------------------------------|----------------------------------------------------------|
  * | `wbuf:{tenant}:rule:device`     | window buffer, sorted set `ts:value` scored by ts       |
  * | `cooldown:{tenant}:rule:device` | present while a new `fire` is held back (PX)            |
- * | `anom:{tenant}:rule:device`     | rolling anomaly statistics (JSON)                       |
- * | `seen:{tenant}:rule:device`     | newest reading timestamp, ms (absent pattern)           |
- * | `cond:{tenant}:rule:device`     | alert lifecycle state while firing (JSON)               |
+ * | `tstate:{tenant}`               | hash of the tenant's small per-pair states (below)      |
  * | `tick:{tenant}:slot`            | tick lease: token of the evaluator that owns the slot   |
  * | `wbufjson:{tenant}:rule:device` | benchmark baseline only (JSON string buffer)            |
  *
- * `tenant_tick.lua` and `tenant_commit.lua` build the per-pair keys themselves, as
- * `kind:` + the hash tag of their one declared key + `:keyPart(rule):keyPart(device)`. Change the
- * format here and there together.
+ * The fields of `tstate:{tenant}` are `keyPart(rule):keyPart(device):kind`:
+ *
+ * | kind   | holds                                                                      |
+ * |--------|----------------------------------------------------------------------------|
+ * | `cond` | alert lifecycle state while firing (JSON)                                  |
+ * | `anom` | rolling anomaly statistics (JSON)                                          |
+ * | `seen` | newest reading timestamp, ms (absent pattern)                              |
+ * | `cd`   | "1" while a `cooldown:` key was set for the pair: the index the load reads |
+ *
+ * The hash has one TTL, refreshed by every load (Valkey 7 has no per-field TTL).
+ *
+ * `tenant_tick.lua` and `tenant_commit.lua` build the keys and fields themselves, as `kind:` + the
+ * hash tag of their one declared key + `:keyPart(rule):keyPart(device)`, and
+ * `tstate:` + that hash tag. Change the format here and there together.
  */
 
 /**
@@ -47,19 +56,17 @@ export function cooldownKey(tenantId: string, ruleId: string, deviceId: string):
   return pairKey("cooldown", tenantId, ruleId, deviceId);
 }
 
-/** Anomaly statistics of a (rule, device). */
-export function anomalyKey(tenantId: string, ruleId: string, deviceId: string): string {
-  return pairKey("anom", tenantId, ruleId, deviceId);
+/** The hash holding a tenant's lifecycle states, anomaly statistics, last-seen times and cooldown index. */
+export function tenantStateKey(tenantId: string): string {
+  return `tstate:${tenantTag(tenantId)}`;
 }
 
-/** Last-seen timestamp of a (rule, device). */
-export function lastSeenKey(tenantId: string, ruleId: string, deviceId: string): string {
-  return pairKey("seen", tenantId, ruleId, deviceId);
-}
+/** A kind of per-pair state kept as a field of {@link tenantStateKey}. */
+export type TenantStateKind = "cond" | "anom" | "seen" | "cd";
 
-/** Alert lifecycle state of a (rule, device). */
-export function alertStateKey(tenantId: string, ruleId: string, deviceId: string): string {
-  return pairKey("cond", tenantId, ruleId, deviceId);
+/** The field of a (rule, device)'s state of one kind in {@link tenantStateKey}. */
+export function tenantStateField(ruleId: string, deviceId: string, kind: TenantStateKind): string {
+  return `${keyPart(ruleId)}:${keyPart(deviceId)}:${kind}`;
 }
 
 /** JSON window buffer of the benchmark baseline (`baselineWindowStore`), apart from the real ones. */

@@ -19,8 +19,8 @@ import { tickLeaseKey } from "./keys.ts";
  * script by the same name.
  */
 export const SCRIPT_COMMANDS = {
-  tenant_tick: "eoTenantTickV2",
-  tenant_commit: "eoTenantCommitV2",
+  tenant_tick: "eoTenantTickV3",
+  tenant_commit: "eoTenantCommitV3",
   tick_lease: "eoTickLeaseV1",
   tick_release: "eoTickReleaseV1",
 } as const;

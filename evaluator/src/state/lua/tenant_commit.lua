@@ -2,17 +2,21 @@
   tenant_commit: write the state updates one tenant's evaluation produced, atomically, in one call.
 
   KEYS[1]: one key of the tenant: the tick lease `tick:{tenant}:slot` when "lease" is given (the
-           fence), else the first op's key. Its hash tag `{tenant}` is the only tag the script uses:
-           every key written is built here as `<kind>:{tenant}:<rule>:<device>` (the format of
-           keys.ts), so the call touches only keys in the tenant's hash slot (one Cluster slot).
+           fence), else the tenant's state hash `tstate:{tenant}`. Its hash tag `{tenant}` is the
+           only tag the script uses: every key written is built here (`tstate:{tenant}` and
+           `cooldown:{tenant}:<rule>:<device>`, the format of keys.ts), so the call touches only
+           keys in the tenant's hash slot (one Cluster slot).
   ARGV[1]: JSON request, every TTL passed as a string:
     {
       "lease": "<token>",                                   -- optional fence on KEYS[1]
+      "statePx": "<ms>",                                    -- least TTL of the tstate: hash
       "ops": [ kind, "<rule part>", "<device part>", "<value>"|false, "<px>"|false, ... ]
     }                                                       -- flat, 5 items per op:
-                                                            --   SET key value PX px, or DEL key
-                                                            --   when value is false;
-                                                            --   kind: cooldown | anom | cond
+                                                            --   cooldown: SET cooldown key "1"
+                                                            --     PX px, and the hash's cd field;
+                                                            --   anom, cond: the hash field
+                                                            --     <rule>:<device>:<kind> set to
+                                                            --     value, or deleted when false
 
   Returns:
     { 1 }                  every op applied
@@ -44,14 +48,30 @@ for i = 1, #ops, 5 do
     return redis.error_reply('tenant_commit: unknown state kind')
   end
 end
+local hash_key = 'tstate:' .. tag
+local sets, dels = {}, {}
 for i = 1, #ops, 5 do
   local kind = ops[i]
-  local key = kind .. ':' .. tag .. ':' .. ops[i + 1] .. ':' .. ops[i + 2]
+  local prefix = ops[i + 1] .. ':' .. ops[i + 2]
   local value = ops[i + 3]
-  if value then
-    redis.call('SET', key, value, 'PX', ops[i + 4])
+  if kind == 'cooldown' then
+    redis.call('SET', 'cooldown:' .. tag .. ':' .. prefix, value, 'PX', ops[i + 4])
+    sets[#sets + 1] = prefix .. ':cd'
+    sets[#sets + 1] = '1'
+  elseif value then
+    sets[#sets + 1] = prefix .. ':' .. kind
+    sets[#sets + 1] = value
   else
-    redis.call('DEL', key)
+    dels[#dels + 1] = prefix .. ':' .. kind
   end
+end
+for i = 1, #dels, 1000 do
+  redis.call('HDEL', hash_key, unpack(dels, i, math.min(i + 999, #dels)))
+end
+for i = 1, #sets, 1000 do
+  redis.call('HSET', hash_key, unpack(sets, i, math.min(i + 999, #sets)))
+end
+if #sets > 0 and redis.call('PTTL', hash_key) < tonumber(req.statePx) then
+  redis.call('PEXPIRE', hash_key, req.statePx)
 end
 return { 1 }

@@ -2,43 +2,51 @@
   tenant_tick: load (and advance) the state of ONE tenant for one tick, atomically, in one call.
 
   KEYS[1]: one key of the tenant: the tick lease `tick:{tenant}:slot` when "lease" is given, else
-           the first pair's cooldown key. Its hash tag `{tenant}` is the only tag the script uses:
-           every other key is built here as `<kind>:{tenant}:<rule>:<device>` (the format of
-           keys.ts), so the call touches only keys in the tenant's hash slot (one Cluster slot),
-           which is also the slot KEYS[1] routes the call to.
+           the tenant's state hash `tstate:{tenant}`. Its hash tag `{tenant}` is the only tag the
+           script uses: every other key is built here (`tstate:{tenant}`, and
+           `<kind>:{tenant}:<rule>:<device>` for wbuf: and cooldown:, the format of keys.ts), so
+           the call touches only keys in the tenant's hash slot (one Cluster slot), which is also
+           the slot KEYS[1] routes the call to.
   ARGV[1]: JSON request. Every timestamp and TTL is passed as a string, so Lua never re-formats one.
     {
       "now": "<tick ms>",
-      "statePx": "<ms>",                                  -- TTL of cond: and anom: keys
+      "statePx": "<ms>",                                  -- TTL of the tstate: hash
       "lease": ["<token>", "<px>"],                       -- optional: take KEYS[1] first
       "rules": [ ["<rule part>",                          -- keyPart(rule id)
                   "<cutoff ms>"|false, "<maxLen>", "<window px>",   -- wbuf:  (false: no window)
-                  true|false,                             -- anom:  kept
-                  "<seen px>"|false] ],                   -- seen:  kept (false: not tracked)
+                  true|false] ],                          -- seen field tracked
       "devices": ["<device part>", ...],                  -- keyPart(device id)
-      "pairs": [ r, d, n, member_1, ..., member_n, [seen max] ... ]   -- flat, one run per pair:
-    }                                                     --   rule and device 1-based indexes,
-                                                          --   n readings "ts:value" (score = ts),
-                                                          --   then, when the rule tracks last-seen,
-                                                          --   the newest reading ts or false
+      "pairs": [ r, d, n, member_1, ..., member_n, [seen max] ... ]   -- flat, one run per pair
+    }                                                     --   that keeps a window or last-seen
+                                                          --   (others are not sent): rule and
+                                                          --   device 1-based indexes, n readings
+                                                          --   "ts:value" (score = ts), then, when
+                                                          --   the rule tracks last-seen, the
+                                                          --   newest reading ts or false
 
-  Per pair, in order:
-    window: ZADD the new readings (member "ts:value", score ts; an identical reading is stored once,
-            so a retried tick does not double-count), PEXPIRE px when readings were given (an idle
-            buffer is left to expire), then drop scores <= cutoff and keep the newest maxLen: one
-            ZRANGE reads the buffer, and one ZREMRANGEBYRANK runs only when something must go;
-    seen:   set to max(stored, max); when neither exists, seed with now; refresh PX;
-    anomaly, alert: read; refresh PX when present, so a long-firing alert keeps its state;
-    cooldown: PTTL.
+  The tenant's small per-pair states live in ONE hash, `tstate:{tenant}`, with fields
+  `<rule>:<device>:<kind>`: cond (lifecycle), anom (statistics), seen (last-seen) and cd (index of
+  the pairs that were given a `cooldown:` key). One HGETALL reads them all.
+
+  Per tick:
+    hash:   HGETALL; for every cd field, PTTL of its cooldown key (an expired one drops the field);
+    per sent pair, in order:
+      window: ZADD the new readings (member "ts:value", score ts; an identical reading is stored
+              once, so a retried tick does not double-count), PEXPIRE px when readings were given
+              (an idle buffer is left to expire), then drop scores <= cutoff and keep the newest
+              maxLen: one ZRANGE reads the buffer, and one ZREMRANGEBYRANK runs only when something
+              must go;
+      seen:   max(stored, max); when neither exists, seed with now; written only when it changed;
+    then one HSET of the changed seen fields, and PEXPIRE statePx on the hash (so a long-firing
+    alert, statistics and last-seen times live as long as the tenant is evaluated).
 
   Returns:
     { 0, <holder token or nil> }   the lease is held by another token: nothing was read or written
-    { 1, cooldowns, alerts, anomalies, seens, buffers }, flat arrays where i is the 1-based pair index:
-      cooldowns  i, ms left              only pairs whose cooldown has time left
-      alerts     i, stored JSON          only pairs with a stored lifecycle state
-      anomalies  i, stored JSON          only pairs with stored statistics
-      seens      i, ms (string)          every pair that tracks last-seen
-      buffers    n, member_1..member_n   every pair with a window, in pair order, oldest first
+    { 1, fields, cooldowns, seens, buffers }, flat arrays:
+      fields     name, value            every stored cond and anom field of the hash
+      cooldowns  "<rule>:<device>", ms  pairs whose cooldown has time left
+      seens      i, ms (string)         i = 1-based index among the sent pairs that track last-seen
+      buffers    n, member_1..member_n  every sent pair with a window, in order, oldest first
 ]]
 
 local tag = string.match(KEYS[1], '{[^}]*}')
@@ -48,7 +56,6 @@ end
 
 local req = cjson.decode(ARGV[1])
 local now = req.now
-local state_px = req.statePx
 
 if req.lease then
   local key = KEYS[1]
@@ -62,20 +69,44 @@ if req.lease then
   end
 end
 
+local hash_key = 'tstate:' .. tag
+local hash = redis.call('HGETALL', hash_key)
+local fields, cooldowns, stored_seen, stale = {}, {}, {}, {}
+for i = 1, #hash, 2 do
+  local name = hash[i]
+  if string.sub(name, -3) == ':cd' then
+    local prefix = string.sub(name, 1, -4)
+    local left = redis.call('PTTL', 'cooldown:' .. tag .. ':' .. prefix)
+    if left > 0 then
+      cooldowns[#cooldowns + 1] = prefix
+      cooldowns[#cooldowns + 1] = left
+    else
+      stale[#stale + 1] = name
+    end
+  elseif string.sub(name, -5) == ':seen' then
+    stored_seen[name] = hash[i + 1]
+  else
+    fields[#fields + 1] = name
+    fields[#fields + 1] = hash[i + 1]
+  end
+end
+if #stale > 0 then
+  redis.call('HDEL', hash_key, unpack(stale))
+end
+
 local rules = {}
 for i, r in ipairs(req.rules) do
   rules[i] = {
-    prefix = tag .. ':' .. r[1] .. ':',
+    part = r[1] .. ':',
     cutoff = r[2] and tonumber(r[2]) or nil,
     max_len = tonumber(r[3]),
     window_px = r[4],
-    anomaly = r[5] == true,
-    seen_px = r[6] or nil,
+    seen = r[5] == true,
   }
 end
 local devices = req.devices
 
-local cooldowns, alerts, anomalies, seens, buffers = {}, {}, {}, {}, {}
+local seens, buffers, seen_writes = {}, {}, {}
 local pairs_ = req.pairs
 local n_items = #pairs_
 local pos = 1
@@ -83,13 +114,13 @@ local index = 0
 while pos <= n_items do
   index = index + 1
   local rule = rules[pairs_[pos]]
-  local suffix = rule.prefix .. devices[pairs_[pos + 1]]
+  local prefix = rule.part .. devices[pairs_[pos + 1]]
   local n_add = pairs_[pos + 2]
   local first = pos + 3
   pos = first + n_add
 
   if rule.cutoff then
-    local key = 'wbuf:' .. suffix
+    local key = 'wbuf:' .. tag .. ':' .. prefix
     if n_add > 0 then
       -- ZADD in bounded chunks: a very long argument list would overflow the Lua stack.
       local args = {}
@@ -128,11 +159,11 @@ while pos <= n_items do
     end
   end
 
-  if rule.seen_px then
+  if rule.seen then
     local max = pairs_[pos]
     pos = pos + 1
-    local key = 'seen:' .. suffix
-    local stored = redis.call('GET', key)
+    local name = prefix .. ':seen'
+    local stored = stored_seen[name]
     -- An unreadable stored value counts as absent.
     local next_value = tonumber(stored) and stored or nil
     if max and (not next_value or tonumber(max) > tonumber(next_value)) then
@@ -141,33 +172,19 @@ while pos <= n_items do
     if not next_value then
       next_value = now
     end
-    redis.call('SET', key, next_value, 'PX', rule.seen_px)
+    if next_value ~= stored then
+      seen_writes[#seen_writes + 1] = name
+      seen_writes[#seen_writes + 1] = next_value
+    end
     seens[#seens + 1] = index
     seens[#seens + 1] = next_value
   end
-
-  if rule.anomaly then
-    local key = 'anom:' .. suffix
-    local value = redis.call('GET', key)
-    if value then
-      redis.call('PEXPIRE', key, state_px)
-      anomalies[#anomalies + 1] = index
-      anomalies[#anomalies + 1] = value
-    end
-  end
-
-  local alert_key = 'cond:' .. suffix
-  local alert = redis.call('GET', alert_key)
-  if alert then
-    redis.call('PEXPIRE', alert_key, state_px)
-    alerts[#alerts + 1] = index
-    alerts[#alerts + 1] = alert
-  end
-
-  local cooldown = redis.call('PTTL', 'cooldown:' .. suffix)
-  if cooldown > 0 then
-    cooldowns[#cooldowns + 1] = index
-    cooldowns[#cooldowns + 1] = cooldown
-  end
 end
-return { 1, cooldowns, alerts, anomalies, seens, buffers }
+
+for i = 1, #seen_writes, 1000 do
+  redis.call('HSET', hash_key, unpack(seen_writes, i, math.min(i + 999, #seen_writes)))
+end
+if #hash > 0 or #seen_writes > 0 then
+  redis.call('PEXPIRE', hash_key, req.statePx)
+end
+return { 1, fields, cooldowns, seens, buffers }
