@@ -7,21 +7,22 @@ import * as k8s from "@kubernetes/client-node";
 
 const run = promisify(execFile);
 
-/** Where hack/cluster.sh keeps its state (mirrors hack/lib.sh). */
-export function clusterStateDir(): string {
-  if (process.env["EO_CLUSTER_DIR"]) return process.env["EO_CLUSTER_DIR"];
-  const cacheRoot =
+/** The toolchain cache folder (mirrors hack/lib.sh). */
+export function cacheRoot(): string {
+  return (
     process.env["EVALUATOR_OPERATOR_CACHE"] ??
-    join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "evaluator-operator");
-  return join(cacheRoot, "cluster");
+    join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "evaluator-operator")
+  );
+}
+
+/** Where hack/cluster.sh keeps its state. */
+export function clusterStateDir(): string {
+  return process.env["EO_CLUSTER_DIR"] ?? join(cacheRoot(), "cluster");
 }
 
 /** The toolchain's bin folder (kubectl, helm, promtool ...), mirrors hack/toolchain.sh. */
 export function toolchainBin(): string {
-  const cacheRoot =
-    process.env["EVALUATOR_OPERATOR_CACHE"] ??
-    join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "evaluator-operator");
-  return join(cacheRoot, "bin");
+  return join(cacheRoot(), "bin");
 }
 
 export const KUBECONFIG_PATH = process.env["KUBECONFIG"] ?? join(clusterStateDir(), "kubeconfig");

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { tenantKeysPattern } from "../../evaluator/src/state/keys.ts";
 import { migrateUp } from "../../operator/src/migrate/runMigrations.ts";
+import { eventually as pollUntil, toolchainBin } from "./cluster.ts";
 import { createTestDatabase, type TestDatabase } from "./postgres.ts";
 import { connectValkey, VALKEY_URL } from "./valkey.ts";
 
@@ -225,24 +226,12 @@ export async function createEvaluatorWorld(label: string, shardCount = 1): Promi
 }
 
 /** Resolves when `check` returns a truthy value (polled), or rejects after `timeoutMs`. */
-export async function eventually<T>(
+export function eventually<T>(
   check: () => Promise<T | undefined | null | false>,
   timeoutMs = 20_000,
   what = "condition",
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  return pollUntil(async () => (await check()) || undefined, { timeoutMs, intervalMs: 100, what });
 }
 
 /** Sum of a metric's samples in Prometheus text format (optionally only those whose labels match). */
@@ -258,9 +247,5 @@ export function metricValue(text: string, name: string, labels: Record<string, s
 
 /** The promtool binary of the cached toolchain (hack/toolchain.sh), or $PROMTOOL. */
 export function promtoolPath(): string {
-  if (process.env["PROMTOOL"]) return process.env["PROMTOOL"];
-  const cacheRoot =
-    process.env["EVALUATOR_OPERATOR_CACHE"] ??
-    join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "evaluator-operator");
-  return join(cacheRoot, "bin", "promtool");
+  return process.env["PROMTOOL"] ?? join(toolchainBin(), "promtool");
 }

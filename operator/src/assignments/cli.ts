@@ -1,9 +1,9 @@
-import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import pg from "pg";
 import { planAssignment } from "../sharding/planAssignment.ts";
-import { createPgTenantAssignments } from "./pgTenantAssignments.ts";
+import { createPgTenantAssignments, readTenantLoads } from "./pgTenantAssignments.ts";
 import { formatPlan, formatStatus } from "./shardsReport.ts";
+import { sql } from "./sqlFiles.ts";
 
 export interface ShardsCommandDeps {
   readonly env: Readonly<Record<string, string | undefined>>;
@@ -45,11 +45,7 @@ export function registerShardsCommand(program: Command, deps: ShardsCommandDeps)
         throw new Error(`--shards: expected 1..256, got "${opts.shards}"`);
       const set = shardSetName(opts.shardSet);
       await withPool(opts.databaseUrl ?? deps.env["DATABASE_URL"], async (pool) => {
-        const { rows } = await pool.query<{ id: string; weight: number; shard_index: number | null }>(
-          readFileSync(new URL("./sql/select_tenant_loads.sql", import.meta.url), "utf8"),
-          [set],
-        );
-        const tenants = rows.map((r) => ({ id: r.id, weight: Number(r.weight), shard: r.shard_index }));
+        const tenants = await readTenantLoads(pool, set);
         const current = await createPgTenantAssignments(pool, set).read();
         deps.stdout.write(formatPlan(tenants, planAssignment(tenants, n), current.shardCount));
       });
@@ -65,7 +61,7 @@ export function registerShardsCommand(program: Command, deps: ShardsCommandDeps)
       await withPool(opts.databaseUrl ?? deps.env["DATABASE_URL"], async (pool) => {
         const snapshot = await createPgTenantAssignments(pool, set).read();
         const { rows } = await pool.query<{ shard_index: number | null; tenants: number; load: number }>(
-          readFileSync(new URL("./sql/shard_loads.sql", import.meta.url), "utf8"),
+          sql("shard_loads"),
           [set],
         );
         deps.stdout.write(

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import type pg from "pg";
 import { advisoryLockKey } from "../migrate/advisoryLockKey.ts";
 import {
@@ -7,17 +6,16 @@ import {
   planAssignment,
   type TenantLoad,
 } from "../sharding/planAssignment.ts";
+import { sql } from "./sqlFiles.ts";
 import type { AssignmentSnapshot, CommitResult, TenantAssignments } from "./tenantAssignments.ts";
 
-const sqlCache = new Map<string, string>();
-/** Runtime SQL lives in ./sql/*.sql (parameterized only); read once on first use. */
-function sql(name: string): string {
-  let text = sqlCache.get(name);
-  if (text === undefined) {
-    text = readFileSync(new URL(`./sql/${name}.sql`, import.meta.url), "utf8");
-    sqlCache.set(name, text);
-  }
-  return text;
+/** Every tenant of `shardSet` with its load and current shard (inside a transaction, or on a pool). */
+export async function readTenantLoads(db: pg.Pool | pg.PoolClient, shardSet: string): Promise<TenantLoad[]> {
+  const { rows } = await db.query<{ id: string; weight: number | string; shard_index: number | null }>(
+    sql("select_tenant_loads"),
+    [shardSet],
+  );
+  return rows.map((r) => ({ id: r.id, weight: Number(r.weight), shard: r.shard_index }));
 }
 
 interface LastReshardRow {
@@ -55,14 +53,6 @@ export function createPgTenantAssignments(pool: pg.Pool, shardSet: string): Tena
     } finally {
       client.release();
     }
-  }
-
-  async function loads(c: pg.PoolClient): Promise<TenantLoad[]> {
-    const { rows } = await c.query<{ id: string; weight: number | string; shard_index: number | null }>(
-      sql("select_tenant_loads"),
-      [shardSet],
-    );
-    return rows.map((r) => ({ id: r.id, weight: Number(r.weight), shard: r.shard_index }));
   }
 
   async function writeMoves(c: pg.PoolClient, plan: AssignmentPlan, oldCount: number): Promise<void> {
@@ -103,7 +93,7 @@ export function createPgTenantAssignments(pool: pg.Pool, shardSet: string): Tena
           last_reshard: LastReshardRow | null;
         }>(sql("select_shard_set_for_update"), [shardSet]);
         const current = rows[0]!;
-        const tenants = await loads(c);
+        const tenants = await readTenantLoads(c, shardSet);
         if (current.shard_count === shardCount) {
           // Resumed after a crash that followed the commit: place stragglers, report the real reshard.
           const plan = placeNewTenants(tenants, shardCount);
@@ -158,7 +148,7 @@ export function createPgTenantAssignments(pool: pg.Pool, shardSet: string): Tena
         const locked = await c.query<{ shard_count: number }>(sql("select_shard_set_for_update"), [shardSet]);
         const shardCount = locked.rows[0]!.shard_count;
         if (shardCount === 0) return 0;
-        const plan = placeNewTenants(await loads(c), shardCount);
+        const plan = placeNewTenants(await readTenantLoads(c, shardSet), shardCount);
         await writeMoves(c, plan, shardCount);
         return plan.moves.length;
       });
