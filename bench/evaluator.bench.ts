@@ -43,7 +43,6 @@ import { CircuitBreaker } from "../evaluator/src/tick/circuitBreaker.ts";
 import { systemClock } from "../evaluator/src/tick/clock.ts";
 import { forEachConcurrently } from "../evaluator/src/tick/concurrency.ts";
 import { isPostgresOutage, isValkeyOutage } from "../evaluator/src/tick/outages.ts";
-import type { StateGateway } from "../evaluator/src/tick/tenantPipeline.ts";
 import { TickRunner, type TickSummary } from "../evaluator/src/tick/tickRunner.ts";
 import { migrateUp } from "../operator/src/migrate/runMigrations.ts";
 
@@ -171,22 +170,7 @@ async function main(): Promise<void> {
       },
     };
     // Round trips counted on the client too (exact, whatever else uses the shared server).
-    let clientTrips = 0;
     const valkeyState = new ValkeyState(valkey);
-    const countingState: StateGateway = {
-      loadTenantState: (plan, options) => {
-        clientTrips++;
-        return valkeyState.loadTenantState(plan, options);
-      },
-      commitTenantState: (tenant, updates, options) => {
-        if (updates.length > 0) clientTrips++;
-        return valkeyState.commitTenantState(tenant, updates, options);
-      },
-      releaseTickLease: (lease) => {
-        clientTrips++;
-        return valkeyState.releaseTickLease(lease);
-      },
-    };
     const breaker = (isOutage: (e: unknown) => boolean) =>
       new CircuitBreaker({
         name: "b",
@@ -198,7 +182,7 @@ async function main(): Promise<void> {
     const runner = new TickRunner({
       settings: config,
       store: createPgStore(countingDb),
-      state: countingState,
+      state: valkeyState,
       clock: systemClock,
       log,
       metrics: createEvaluatorMetrics(new Registry()),
@@ -219,7 +203,7 @@ async function main(): Promise<void> {
     for (let k = 0; k < TICKS; k++) {
       await insertReadings(db, k);
       statements = 0;
-      clientTrips = 0;
+      const callsBefore = valkeyState.calls;
       const before = await commandStats(stats);
       const cpu = process.cpuUsage();
       const t = performance.now();
@@ -231,6 +215,7 @@ async function main(): Promise<void> {
       const cpuMs = (used.user + used.system) / 1000;
       const after = await commandStats(stats);
       const roundTrips = delta(after, before, ["evalsha", "eval"]);
+      const clientTrips = valkeyState.calls - callsBefore;
       const valkeyMs = (scriptUsec(after) - scriptUsec(before)) / 1000;
       if (!summary.ok || summary.failed > 0) throw new Error(`tick ${k} failed: ${JSON.stringify(summary)}`);
       measured.push({ summary, ms, roundTrips, clientTrips, statements, rss: peakRss, cpuMs, valkeyMs });

@@ -20,7 +20,7 @@ import {
   startEvaluator,
 } from "../support/evaluatorProcess.ts";
 import { startPrivatePostgres, startPrivateRedis } from "../support/privateServices.ts";
-import { uniqueTenantId, VALKEY_URL } from "../support/valkey.ts";
+import { uniqueTenantId, VALKEY_URL, windowBufferLength } from "../support/valkey.ts";
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -97,7 +97,7 @@ describe("evaluator outages", () => {
     await eventually(
       async () => {
         await reading(world.db.pool, tenant, value++);
-        return (await client.zcard(windowBufferKey(tenant, "streak", "d1"))) >= 1;
+        return (await windowBufferLength(client, windowBufferKey(tenant, "streak", "d1"))) >= 1;
       },
       30_000,
       "window state written to Valkey again",

@@ -13,7 +13,7 @@ import {
   eventually,
   startEvaluator,
 } from "../support/evaluatorProcess.ts";
-import { connectValkey, uniqueTenantId } from "../support/valkey.ts";
+import { connectValkey, uniqueTenantId, windowBufferLength } from "../support/valkey.ts";
 
 let world: EvaluatorWorld;
 const processes: EvaluatorProcess[] = [];
@@ -53,13 +53,13 @@ it("a window rule keeps accumulating across an evaluator restart and fires on th
   await first.waitForLog((l) => l.msg === "tick_done");
   await insert(60);
   await eventually(
-    async () => (await valkey.zcard(buffer)) === 1,
+    async () => (await windowBufferLength(valkey, buffer)) === 1,
     10_000,
     "first reading in the window buffer",
   );
   await insert(70);
   await eventually(
-    async () => (await valkey.zcard(buffer)) === 2,
+    async () => (await windowBufferLength(valkey, buffer)) === 2,
     10_000,
     "second reading in the window buffer",
   );
@@ -87,5 +87,5 @@ it("a window rule keeps accumulating across an evaluator restart and fires on th
   );
   // value = the matching count: all three readings, two of them from before the restart.
   expect(alert).toEqual({ rule_id: "w", device_id: "d1", state: "open", value: 3 });
-  expect(await valkey.zcard(buffer)).toBe(3);
+  expect(await windowBufferLength(valkey, buffer)).toBe(3);
 });

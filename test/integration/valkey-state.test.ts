@@ -19,7 +19,7 @@ import { type PairState, planTenant, type TenantInput } from "../../evaluator/sr
 import { groupReadings } from "../../evaluator/src/rules/readings.ts";
 import type { Reading, Rule } from "../../evaluator/src/rules/types.ts";
 import { baselineWindowStore } from "../../evaluator/src/state/baselineWindowStore.ts";
-import type { TenantLoad, TickLease } from "../../evaluator/src/state/codec.ts";
+import type { TickLease } from "../../evaluator/src/state/codec.ts";
 import {
   cooldownKey,
   tenantKeysPattern,
@@ -30,7 +30,7 @@ import {
   windowBufferKey,
 } from "../../evaluator/src/state/keys.ts";
 import { STATE_RETENTION_MS } from "../../evaluator/src/state/retention.ts";
-import { ValkeyState } from "../../evaluator/src/state/scripts.ts";
+import { type TenantLoad, ValkeyState } from "../../evaluator/src/state/scripts.ts";
 import { type PrivateRedis, startPrivateRedis } from "../support/privateServices.ts";
 import { connectValkey, uniqueTenantId } from "../support/valkey.ts";
 
@@ -152,10 +152,7 @@ describe("window buffers", () => {
 
     // "Restart": a brand-new client and wrapper; the state lives in Valkey only.
     const second = client();
-    expect(await second.zrange(windowBufferKey(t, "r1", "d1"), 0, -1)).toEqual([
-      `${T0 - 20_000}:60`,
-      `${T0 - 10_000}:70`,
-    ]);
+    expect(await second.get(windowBufferKey(t, "r1", "d1"))).toBe(`${T0 - 20_000}:60,${T0 - 10_000}:70`);
     const after = await tick(
       new ValkeyState(second),
       tenantInput(t, rules, ["d1"], [reading("d1", 50, 80)], 60),
@@ -185,8 +182,7 @@ describe("window buffers", () => {
         planTenant(tenantInput(t, rules, ["d1"], [...readings, reading("d1", 45, 45)], 100)),
       ),
     );
-    const members = await c.zrange(windowBufferKey(t, "r1", "d1"), 0, -1);
-    expect(members).toEqual([`${T0 + 45_000}:45`]);
+    expect(await c.get(windowBufferKey(t, "r1", "d1"))).toBe(`${T0 + 45_000}:45`);
     expect([...state.pairs.values()][0]?.buffer).toEqual([{ ts: T0 + 45_000, value: 45 }]);
 
     // Without a count cap in play: the same readings loaded twice are stored once.
@@ -194,9 +190,83 @@ describe("window buffers", () => {
     const freshRules = [windowRule({ tenant_id: fresh, window_seconds: 600, min_count: 1 })];
     await store.loadTenantState(planTenant(tenantInput(fresh, freshRules, ["d1"], readings, 40)));
     await store.loadTenantState(planTenant(tenantInput(fresh, freshRules, ["d1"], readings, 40)));
-    expect(await c.zrange(windowBufferKey(fresh, "r1", "d1"), 0, -1)).toEqual(
-      [10, 20, 30, 40].map((s) => `${T0 + s * 1000}:${s}`),
+    expect(await c.get(windowBufferKey(fresh, "r1", "d1"))).toBe(
+      [10, 20, 30, 40].map((s) => `${T0 + s * 1000}:${s}`).join(","),
     );
+    // The same by another process, which reads the buffer from Valkey instead of its own copy.
+    await new ValkeyState(client()).loadTenantState(
+      planTenant(tenantInput(fresh, freshRules, ["d1"], readings, 40)),
+    );
+    expect(await c.get(windowBufferKey(fresh, "r1", "d1"))).toBe(
+      [10, 20, 30, 40].map((s) => `${T0 + s * 1000}:${s}`).join(","),
+    );
+  });
+
+  it("a buffer an older release stored as a sorted set is read, and rewritten in the current form", async () => {
+    const t = newTenant();
+    const c = client();
+    const rules = [windowRule({ tenant_id: t, window_seconds: 600, min_count: 3, threshold: 50 })];
+    const key = windowBufferKey(t, "r1", "d1");
+    await c.zadd(key, T0 - 20_000, `${T0 - 20_000}:60`, T0 - 10_000, `${T0 - 10_000}:70`);
+    const result = await tick(new ValkeyState(c), tenantInput(t, rules, ["d1"], [reading("d1", 0, 80)], 0));
+    expect(result.conditions).toMatchObject([{ status: true, value: 3 }]);
+    expect(await c.type(key)).toBe("string");
+    expect(await c.get(key)).toBe(`${T0 - 20_000}:60,${T0 - 10_000}:70,${T0}:80`);
+  });
+});
+
+describe("the kept copy of a tenant's state", () => {
+  const rules = (t: string) => [
+    windowRule({ tenant_id: t, id: "w", device_id: null, threshold: 50, min_count: 2, window_seconds: 300 }),
+    anomalyRule({ tenant_id: t, id: "a", device_id: null, params: { minSamples: 2 } }),
+    thresholdRule({ tenant_id: t, id: "c", device_id: null, threshold: 60, cooldown_seconds: 90 }),
+  ];
+  const readingsAt = (k: number) =>
+    ["d1", "d2"].map((d, i) => reading(d, 30 * k - 5, 40 + ((k * 13 + i * 7) % 30)));
+
+  it("two evaluators taking turns on a tenant see exactly what one evaluator sees", async () => {
+    const t = newTenant();
+    const solo = newTenant();
+    const [a, b, alone] = [new ValkeyState(client()), new ValkeyState(client()), new ValkeyState(client())];
+    for (let k = 0; k < 12; k++) {
+      // Turns of 1 to 3 ticks, so each evaluator sometimes has a current copy and sometimes not.
+      const store = [0, 1, 1, 0, 0, 0, 1, 0, 1, 1, 1, 0][k] === 0 ? a : b;
+      const input = tenantInput(t, rules(t), ["d1", "d2"], readingsAt(k), 30 * k);
+      const soloInput = tenantInput(solo, rules(solo), ["d1", "d2"], readingsAt(k), 30 * k);
+      const shared = await tick(store, input);
+      const single = await tick(alone, soloInput);
+      expect(shared.conditions).toEqual(single.conditions);
+      expect(shared.evaluations.map((e) => [e.ruleId, e.deviceId, e.action])).toEqual(
+        single.evaluations.map((e) => [e.ruleId, e.deviceId, e.action]),
+      );
+    }
+    const c = client();
+    for (const d of ["d1", "d2"]) {
+      expect(await c.get(windowBufferKey(t, "w", d))).toBe(await c.get(windowBufferKey(solo, "w", d)));
+    }
+  });
+
+  it("a current copy costs one call; another writer or a flush costs a read, and nothing kept is trusted", async () => {
+    const t = newTenant();
+    const c = client();
+    const store = new ValkeyState(c);
+    const lease = (slot: number): TickLease => ({ tenantId: t, slot, token: "shard-0", ttlMs: 60_000 });
+    const input = (k: number) => tenantInput(t, rules(t), ["d1", "d2"], readingsAt(k), 30 * k);
+    const load = (k: number) =>
+      commandsDuring(c, t, () => store.loadTenantState(planTenant(input(k)), { lease: lease(k) }));
+
+    expect(await load(0)).toHaveLength(2); // nothing kept yet: read, then write
+    expect(await load(1)).toHaveLength(1); // current copy: the write alone
+    // Another evaluator ticks the tenant: the kept copy is stale, and is not used.
+    await tick(new ValkeyState(client()), input(2));
+    expect(await load(3)).toHaveLength(3); // refused write, read, write
+    expect(await load(4)).toHaveLength(1);
+    // Valkey loses the tenant's keys: the next load starts from what Valkey holds (nothing).
+    await c.del(tenantStateKey(t), windowBufferKey(t, "w", "d1"), windowBufferKey(t, "w", "d2"));
+    const state = mustAcquire(await store.loadTenantState(planTenant(input(5)), { lease: lease(5) }));
+    const buffers = [...state.pairs.values()].filter((p) => p.buffer).map((p) => p.buffer?.length);
+    expect(buffers).toEqual([1, 1]);
+    expect(await c.get(windowBufferKey(t, "w", "d1"))).toBe(`${T0 + 145_000}:${40 + ((5 * 13) % 30)}`);
   });
 });
 
@@ -397,7 +467,7 @@ describe("tick leases", () => {
 });
 
 describe("round trips", () => {
-  it("one tenant's load is ONE EVALSHA/EVAL for N device-rule pairs (lease included), its commit one more", async () => {
+  it("one tenant's steady load is ONE EVALSHA/EVAL for N device-rule pairs (lease included), its commit one more", async () => {
     const t = newTenant();
     const c = client();
     const store = new ValkeyState(c);
@@ -415,7 +485,22 @@ describe("round trips", () => {
     expect(plan.pairs).toHaveLength(100);
     const lease: TickLease = { tenantId: t, slot: 3, token: "shard-0", ttlMs: 60_000 };
 
+    // A process that holds no copy of the tenant's state reads it first: two calls.
     let load: TenantLoad | undefined;
+    const coldCommands = await commandsDuring(c, t, async () => {
+      load = await new ValkeyState(c).loadTenantState(plan, { lease });
+    });
+    expect(coldCommands).toHaveLength(2);
+    await c.del(
+      tenantStateKey(t),
+      ...devices.flatMap((d) => ["win", "ris"].map((r) => windowBufferKey(t, r, d))),
+    );
+    // The steady state, with a current copy kept from the previous tick: ONE call.
+    mustAcquire(
+      await store.loadTenantState(planTenant(tenantInput(t, rules, devices, [], -60)), {
+        lease: { ...lease, slot: 2 },
+      }),
+    );
     const loadCommands = await commandsDuring(c, t, async () => {
       load = await store.loadTenantState(plan, { lease });
     });

@@ -17,3 +17,9 @@ export function connectValkey(url = VALKEY_URL): Redis {
 export function uniqueTenantId(): string {
   return randomUUID();
 }
+
+/** Entries of a stored window buffer (`ts:value,ts:value,…`; 0 when there is none). */
+export async function windowBufferLength(client: Redis, key: string): Promise<number> {
+  const stored = await client.get(key);
+  return stored ? stored.split(",").length : 0;
+}

@@ -32,6 +32,7 @@ import {
   type PairState,
   planTenant,
   type TenantInput,
+  type TenantPlan,
   type TenantState,
 } from "./planTenant.ts";
 import { thresholdCondition } from "./threshold.ts";
@@ -41,6 +42,8 @@ import { windowCondition } from "./window.ts";
 /** Input of {@link evaluateTenant}: the tenant input plus the state loaded for it. */
 export interface TenantEvaluationInput extends TenantInput {
   readonly state: TenantState;
+  /** `planTenant(input)`, when the caller already has it (it is not planned twice). */
+  readonly plan?: TenantPlan;
 }
 
 interface PairRef {
@@ -149,7 +152,7 @@ function sameStats(a: AnomalyStats | null, b: AnomalyStats): boolean {
  * good state. A pair that throws is reported in `failures` and skipped.
  */
 export function evaluateTenant(input: TenantEvaluationInput): TenantEvaluation {
-  const plan = planTenant(input);
+  const plan = input.plan ?? planTenant(input);
   const now = plan.now;
   const stateUpdates: StateUpdate[] = [];
   const conditions: PairCondition[] = [];

@@ -70,9 +70,12 @@ export function emptyTenantState(): TenantState {
   return { pairs: new Map() };
 }
 
-/** The identity of a (rule, device) pair; unambiguous whatever characters the ids contain. */
+/**
+ * The identity of a (rule, device) pair; unambiguous whatever characters the ids contain (the rule
+ * id's length comes first, so no split of one string into two ids is ambiguous).
+ */
 export function pairKey(ruleId: string, deviceId: string): string {
-  return JSON.stringify([ruleId, deviceId]);
+  return `${ruleId.length}:${ruleId}:${deviceId}`;
 }
 
 /**
@@ -87,6 +90,7 @@ export function planTenant(input: TenantInput): TenantPlan {
   const { tenantId, now, readingsByDeviceMetric } = input;
   const pairs: PairPlan[] = [];
   const seen = new Set<string>();
+  let known: ReadonlySet<string> | null = null;
   for (const rule of input.rules) {
     if (rule.tenantId !== tenantId) {
       throw new RangeError(`rule ${rule.id} belongs to tenant ${rule.tenantId}, not ${tenantId}`);
@@ -95,26 +99,30 @@ export function planTenant(input: TenantInput): TenantPlan {
     if (rule.deviceId !== null) {
       devices = [rule.deviceId];
     } else {
-      const known = new Set(input.deviceIds);
-      const extra = [...readingsByDeviceMetric.keys()]
-        .filter((d) => !known.has(d) && readingsByDeviceMetric.get(d)?.has(rule.metric))
-        .sort();
-      devices = [...known, ...extra];
+      known ??= new Set(input.deviceIds);
+      const extra: string[] = [];
+      for (const [d, byMetric] of readingsByDeviceMetric) {
+        if (!known.has(d) && byMetric.has(rule.metric)) extra.push(d);
+      }
+      devices = extra.length === 0 ? [...known] : [...known, ...extra.sort()];
     }
+    const isPattern = rule.type === "pattern";
+    const window = rule.type === "window" || isPattern ? windowSpecOf(rule) : null;
+    const anomaly = rule.type === "anomaly";
+    const lastSeen = isPattern && rule.params.kind === "absent";
     for (const deviceId of devices) {
       const key = pairKey(rule.id, deviceId);
       // Two rows with one id would share keys; evaluate the first only.
       if (seen.has(key)) continue;
       seen.add(key);
-      const isPattern = rule.type === "pattern";
       pairs.push({
         key,
         rule,
         deviceId,
         readings: readingsFor(readingsByDeviceMetric, deviceId, rule.metric),
-        window: rule.type === "window" || isPattern ? windowSpecOf(rule) : null,
-        anomaly: rule.type === "anomaly",
-        lastSeen: isPattern && rule.params.kind === "absent",
+        window,
+        anomaly,
+        lastSeen,
       });
     }
   }

@@ -1,5 +1,7 @@
 import type { Reading, ReadingsByDeviceMetric } from "./types.ts";
 
+const NONE: readonly Reading[] = Object.freeze([]);
+
 /** Groups a flat list of readings by device, then metric (input order is kept inside a group). */
 export function groupReadings(readings: Iterable<Reading>): ReadingsByDeviceMetric {
   const byDevice = new Map<string, Map<string, Reading[]>>();
@@ -27,6 +29,8 @@ export function readingsFor(
   metric: string,
 ): readonly Reading[] {
   const list = readings.get(deviceId)?.get(metric);
-  if (!list || list.length === 0) return [];
+  if (!list || list.length === 0) return NONE;
+  const first = list[0]!;
+  if (list.length === 1) return Number.isFinite(first.ts) && Number.isFinite(first.value) ? list : NONE;
   return list.filter((r) => Number.isFinite(r.ts) && Number.isFinite(r.value)).sort((a, b) => a.ts - b.ts);
 }

@@ -55,13 +55,32 @@ describe("windowCondition with params.lastN (2 of the last 3 readings are >= 10)
   });
 });
 
-describe("appendToWindow (reference semantics of the Valkey buffer)", () => {
+describe("appendToWindow (the semantics of every window buffer)", () => {
   const spec = { windowMs: 300_000, maxLen: 3 };
 
   it("appends, sorts, drops entries at or before now - window, keeps the newest maxLen", () => {
     const buffer = [ago(400, 1), ago(300, 2), ago(200, 3)];
     const next = appendToWindow(buffer, [ago(0, 6), ago(150, 4), ago(100, 5)], T0, spec);
     expect(next).toEqual([ago(150, 4), ago(100, 5), ago(0, 6)]);
+  });
+
+  it("stores a re-delivered reading once, and keeps stored entries first among equal timestamps", () => {
+    const buffer = [ago(100, 1), ago(50, 2)];
+    const next = appendToWindow(buffer, [ago(50, 2), ago(50, 3), ago(50, 3), ago(100, 1)], T0, {
+      windowMs: 300_000,
+      maxLen: 10,
+    });
+    expect(next).toEqual([ago(100, 1), ago(50, 2), ago(50, 3)]);
+  });
+
+  it("returns the buffer itself when nothing is added or dropped, a new array otherwise", () => {
+    const buffer = [ago(100, 1), ago(50, 2)];
+    expect(appendToWindow(buffer, [], T0, spec)).toBe(buffer);
+    expect(appendToWindow(buffer, [ago(50, 2)], T0, spec)).toBe(buffer);
+    expect(appendToWindow(buffer, [], T0 + 220_000, spec)).toEqual([ago(50, 2)]);
+    const grown = appendToWindow(buffer, [ago(0, 3)], T0, spec);
+    expect(grown).not.toBe(buffer);
+    expect(buffer).toHaveLength(2);
   });
 
   it("inWindow filters and sorts without mutating", () => {

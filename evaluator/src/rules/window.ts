@@ -25,22 +25,58 @@ function byTs(a: WindowEntry, b: WindowEntry): number {
   return a.ts - b.ts;
 }
 
+/** Whether the sorted `entries` hold an entry identical to (ts, value). */
+function holds(entries: readonly WindowEntry[], ts: number, value: number): boolean {
+  const last = entries.at(-1);
+  if (last === undefined || ts > last.ts) return false;
+  for (let i = entries.length - 1; i >= 0 && entries[i]!.ts >= ts; i--) {
+    if (entries[i]!.ts === ts && entries[i]!.value === value) return true;
+  }
+  return false;
+}
+
 /**
- * The reference semantics of "append, then trim" on a buffer: entries sorted by timestamp, those
- * at or before `now - windowMs` dropped, then only the newest `maxLen` kept. The Valkey script
- * implements the same on a sorted set (where an identical (ts, value) is stored once).
+ * The semantics of "append, then trim" on a window buffer (kept sorted by timestamp): the readings
+ * are added — a reading identical in timestamp and value to a stored one is stored once, so a
+ * retried tick does not count it twice; among equal timestamps stored entries come first — then
+ * entries at or before `now - windowMs` are dropped and only the newest `maxLen` kept.
+ * Returns `buffer` itself when nothing was added or dropped, so callers can tell a change by
+ * identity.
  */
 export function appendToWindow(
   buffer: readonly WindowEntry[],
   readings: readonly Pick<Reading, "ts" | "value">[],
   now: number,
   spec: WindowSpec,
-): WindowEntry[] {
+): readonly WindowEntry[] {
   const cutoff = now - spec.windowMs;
-  const all = [...buffer, ...readings.map((r) => ({ ts: r.ts, value: r.value }))]
-    .filter((e) => e.ts > cutoff)
-    .sort(byTs);
-  return all.slice(Math.max(0, all.length - spec.maxLen));
+  let fresh: WindowEntry[] | null = null;
+  let sorted = true;
+  for (const r of readings) {
+    if (!(r.ts > cutoff) || holds(buffer, r.ts, r.value)) continue;
+    if (fresh === null) fresh = [];
+    else if (fresh.some((e) => e.ts === r.ts && e.value === r.value)) continue;
+    else if (r.ts < fresh[fresh.length - 1]!.ts) sorted = false;
+    fresh.push({ ts: r.ts, value: r.value });
+  }
+  let start = 0;
+  while (start < buffer.length && !(buffer[start]!.ts > cutoff)) start++;
+  let out: WindowEntry[];
+  if (fresh === null) {
+    if (start === 0 && buffer.length <= spec.maxLen) return buffer;
+    out = buffer.slice(start);
+  } else {
+    if (!sorted) fresh.sort(byTs);
+    out = [];
+    let i = start;
+    let j = 0;
+    while (i < buffer.length && j < fresh.length) {
+      out.push(buffer[i]!.ts <= fresh[j]!.ts ? buffer[i++]! : fresh[j++]!);
+    }
+    while (i < buffer.length) out.push(buffer[i++]!);
+    while (j < fresh.length) out.push(fresh[j++]!);
+  }
+  return out.length > spec.maxLen ? out.slice(out.length - spec.maxLen) : out;
 }
 
 /** Entries of `buffer` inside the window at `now`, oldest first. */

@@ -1,35 +1,50 @@
 import { describe, expect, it } from "vitest";
 import type { StateUpdate } from "../rules/evaluateTenant.ts";
-import { T0, thresholdRule, windowRule } from "../rules/fixtures.ts";
+import { patternRule, T0, thresholdRule, windowRule } from "../rules/fixtures.ts";
 import { INACTIVE } from "../rules/lifecycle.ts";
 import { planTenant } from "../rules/planTenant.ts";
 import { groupReadings } from "../rules/readings.ts";
+import type { Reading } from "../rules/types.ts";
 import {
-  buildCommitCall,
-  buildTickCall,
+  advanceTick,
+  applyCommit,
+  buildReadCall,
+  buildWriteCall,
+  commitOps,
   decodeAlertState,
   decodeAnomalyStats,
+  decodeBuffer,
   decodeMember,
+  emptySnapshot,
   encodeAlertState,
   encodeAnomalyStats,
+  encodeBuffer,
   encodeMember,
-  parseTickReply,
+  parseReadReply,
+  parseWriteReply,
   ValkeyStateProtocolError,
 } from "./codec.ts";
 
-const plan = planTenant({
-  tenantId: "t1",
-  rules: [thresholdRule({ id: "t" }), windowRule({ id: "w", window_seconds: 300 })],
-  deviceIds: ["d1"],
-  readingsByDeviceMetric: groupReadings([
-    { deviceId: "d1", metric: "temp", ts: T0 - 1000, value: 0.1 },
-    { deviceId: "d1", metric: "temp", ts: T0, value: -2.5e-7 },
-  ]),
-  now: T0,
-});
+const lease = { tenantId: "t1", slot: 7, token: "tok", ttlMs: 120_000 };
+
+function planAt(now: number, readings: Reading[]) {
+  return planTenant({
+    tenantId: "t1",
+    rules: [
+      thresholdRule({ id: "t" }),
+      windowRule({ id: "w", window_seconds: 300, params: { maxReadings: 3 } }),
+      patternRule({ id: "a", params: { kind: "absent" } }),
+    ],
+    deviceIds: ["d1"],
+    readingsByDeviceMetric: groupReadings(readings),
+    now,
+  });
+}
+const reading = (ts: number, value: number): Reading => ({ deviceId: "d1", metric: "temp", ts, value });
+const plan = planAt(T0, [reading(T0 - 1000, 0.1), reading(T0, -2.5e-7)]);
 
 describe("codec", () => {
-  it("round-trips members, lifecycle states and statistics exactly", () => {
+  it("round-trips members, buffers, lifecycle states and statistics exactly", () => {
     for (const [ts, value] of [
       [T0, 0.1 + 0.2],
       [T0, -2.5e-7],
@@ -38,6 +53,12 @@ describe("codec", () => {
     ] as const) {
       expect(decodeMember(encodeMember(ts, value))).toEqual({ ts, value });
     }
+    const entries = [
+      { ts: T0 - 5, value: 0.1 + 0.2 },
+      { ts: T0, value: -3 },
+    ];
+    expect(encodeBuffer(entries)).toBe(`${T0 - 5}:0.30000000000000004,${T0}:-3`);
+    expect(decodeBuffer(encodeBuffer(entries))).toEqual(entries);
     const state = { active: true, since: T0, severity: "critical" } as const;
     expect(decodeAlertState(encodeAlertState(state))).toEqual(state);
     const stats = { n: 3, mean: 1 / 3, variance: 2 / 9, lastTs: T0 };
@@ -46,93 +67,152 @@ describe("codec", () => {
 
   it("reads garbage as 'nothing stored' instead of failing the tenant", () => {
     expect(decodeMember("nonsense")).toBeNull();
+    expect(decodeBuffer(`x,${T0}:1,:,${T0 - 1}:2`)).toEqual([
+      { ts: T0 - 1, value: 2 },
+      { ts: T0, value: 1 },
+    ]);
     expect(decodeAlertState("{")).toBe(INACTIVE);
     expect(decodeAlertState('{"since":1,"severity":"fatal"}')).toBe(INACTIVE);
     expect(decodeAnomalyStats('{"n":1}')).toBeNull();
   });
 
-  it("declares one key in the tenant's hash slot, sends rules and devices once, and numbers as strings", () => {
-    const call = buildTickCall(plan, { tenantId: "t1", slot: 7, token: "tok", ttlMs: 120_000 });
+  it("reads: one key in the tenant's hash slot, the lease, and the window pairs' buffers only", () => {
+    const call = buildReadCall(plan, lease);
     expect(call.keys).toEqual(["tick:{t1}:7"]);
-    const request = JSON.parse(call.args[0]!);
-    expect(request.lease).toEqual(["tok", "120000"]);
-    expect(request.statePx).toBe("604800000");
-    // Only the window pair is sent: the threshold pair's state comes from the tenant's hash.
-    expect(request.rules).toEqual([["w", String(T0 - 300_000), "1000", "600000", false]]);
-    expect(request.devices).toEqual(["d1"]);
-    expect(request.pairs).toEqual([1, 1, 2, `${T0 - 1000}:0.1`, `${T0}:-2.5e-7`]);
+    expect(JSON.parse(call.args[0]!)).toEqual({ lease: ["tok", "120000"], buffers: ["w:d1"] });
     // Without a lease, the tenant's state hash routes the call.
-    expect(buildTickCall(plan).keys).toEqual(["tstate:{t1}"]);
+    expect(buildReadCall(plan).keys).toEqual(["tstate:{t1}"]);
+    expect(() => buildReadCall(plan, { ...lease, tenantId: "t2" })).toThrow(RangeError);
   });
 
-  it("refuses a lease of another tenant", () => {
-    expect(() => buildTickCall(plan, { tenantId: "t2", slot: 1, token: "x", ttlMs: 1 })).toThrow(RangeError);
-  });
-
-  it("parses a reply into per-pair state, and a lease conflict", () => {
+  it("parses a read into a snapshot, and a lease conflict", () => {
     const reply = [
       1,
-      // A field of a pair outside the plan (a deleted device) is ignored.
-      ["w:d1:cond", JSON.stringify({ since: T0, severity: "info" }), "w:gone:cond", "{}"],
+      "s.1",
+      [
+        "w:d1:cond",
+        JSON.stringify({ since: T0, severity: "info" }),
+        "w:d1:anom",
+        "{",
+        "a:d1:seen",
+        String(T0 - 5000),
+        "x:y:future",
+        "?",
+      ],
       ["w:d1", 4500],
-      [],
-      [2, `${T0 - 1000}:0.1`, `${T0}:-2.5e-7`],
+      [`${T0 - 1000}:0.1`],
     ];
-    const load = parseTickReply(plan, reply);
-    expect(load.acquired).toBe(true);
-    if (!load.acquired) return;
-    const [threshold, window] = plan.pairs.map((p) => load.state.pairs.get(p.key));
-    expect(threshold).toEqual({
+    const read = parseReadReply(plan, reply, 1_000);
+    expect(read.acquired).toBe(true);
+    if (!read.acquired) return;
+    const s = read.snapshot;
+    expect(s.gen).toBe("s.1");
+    expect([...s.alerts]).toEqual([["w:d1", { active: true, since: T0, severity: "info" }]]);
+    expect(s.anomalies.size).toBe(0); // unreadable: learning starts over
+    expect([...s.seen]).toEqual([["a:d1", String(T0 - 5000)]]);
+    expect([...s.cooldownUntil]).toEqual([["w:d1", 5_500]]);
+    expect(s.buffers.get("w:d1")?.entries).toEqual([{ ts: T0 - 1000, value: 0.1 }]);
+    expect(parseReadReply(plan, [1, null, [], [], [null]], 0)).toMatchObject({
+      acquired: true,
+      snapshot: { gen: "" },
+    });
+    expect(parseReadReply(plan, [0, "other"], 0)).toEqual({ acquired: false, holder: "other" });
+  });
+
+  it("rejects a read reply that does not match the plan", () => {
+    expect(() => parseReadReply(plan, [1], 0)).toThrow(ValkeyStateProtocolError);
+    expect(() => parseReadReply(plan, "OK", 0)).toThrow(ValkeyStateProtocolError);
+    expect(() => parseReadReply(plan, [1, null, [3], [], [null]], 0)).toThrow(ValkeyStateProtocolError);
+    expect(() => parseReadReply(plan, [1, null, [], ["w:d1", "x"], [null]], 0)).toThrow(
+      ValkeyStateProtocolError,
+    );
+    expect(() => parseReadReply(plan, [1, null, [], [], [null, null]], 0)).toThrow(ValkeyStateProtocolError);
+  });
+
+  it("advances a snapshot by one tick: buffers appended and trimmed, last-seen seeded, ended cooldowns dropped", () => {
+    const s = emptySnapshot();
+    s.cooldownUntil.set("w:d1", 500);
+    s.cooldownUntil.set("t:d1", 2_000);
+    const first = advanceTick(s, plan, 1_000);
+    expect(first.values).toEqual([`${T0 - 1000}:0.1,${T0}:-2.5e-7`]);
+    expect(first.ops).toEqual([
+      ...["f", "w:d1:cd", false, false],
+      ...["b", "w:d1", 2, "600000"], // ARGV[2], TTL 2× the window
+      ...["f", "a:d1:seen", String(T0), false], // the absent rule: the newest reading
+    ]);
+    const byKey = (p: typeof plan, k: number) => p.pairs[k]!.key;
+    expect(first.state.pairs.get(byKey(plan, 0))).toEqual({
       buffer: null,
-      cooldownRemainingMs: 0,
+      cooldownRemainingMs: 1_000,
       anomaly: null,
       lastSeen: null,
       alert: INACTIVE,
     });
-    expect(window).toEqual({
-      buffer: [
-        { ts: T0 - 1000, value: 0.1 },
-        { ts: T0, value: -2.5e-7 },
-      ],
-      cooldownRemainingMs: 4500,
-      anomaly: null,
-      lastSeen: null,
-      alert: { active: true, since: T0, severity: "info" },
-    });
-    expect(parseTickReply(plan, [0, "other"])).toEqual({ acquired: false, holder: "other" });
+    expect(first.state.pairs.get(byKey(plan, 1))?.buffer).toEqual([
+      { ts: T0 - 1000, value: 0.1 },
+      { ts: T0, value: -2.5e-7 },
+    ]);
+    expect(first.state.pairs.get(byKey(plan, 2))?.lastSeen).toBe(T0);
+
+    // The same tick again (a retry): nothing changes, nothing is written.
+    expect(advanceTick(s, plan, 1_000).ops).toEqual([]);
+
+    // Later: one new reading pushes the oldest out of the 3-entry buffer; the stored form is
+    // derived from the previous one and equals a fresh encoding.
+    const later = planAt(T0 + 60_000, [reading(T0 + 30_000, 7), reading(T0 + 60_000, 8)]);
+    const next = advanceTick(s, later, 2_500);
+    expect(next.values).toEqual([`${T0}:-2.5e-7,${T0 + 30_000}:7,${T0 + 60_000}:8`]);
+    expect(next.values[0]).toBe(encodeBuffer(s.buffers.get("w:d1")!.entries));
+    expect(next.ops).toContain("t:d1:cd");
+
+    // Long after: the window empties and the buffer is deleted.
+    const idle = advanceTick(s, planAt(T0 + 3_600_000, []), 3_000);
+    expect(idle.ops.slice(0, 4)).toEqual(["b", "w:d1", false, false]);
+    expect(s.buffers.size).toBe(0);
   });
 
-  it("rejects a reply that does not match the plan", () => {
-    expect(() => parseTickReply(plan, [1])).toThrow(ValkeyStateProtocolError);
-    expect(() => parseTickReply(plan, "OK")).toThrow(ValkeyStateProtocolError);
-    // A malformed field list, a cooldown that is no number, a last-seen time the plan has no pair
-    // for, and a buffer list longer than the plan's window pairs.
-    expect(() => parseTickReply(plan, [1, [3], [], [], [0]])).toThrow(ValkeyStateProtocolError);
-    expect(() => parseTickReply(plan, [1, [], ["w:d1", "x"], [], [0]])).toThrow(ValkeyStateProtocolError);
-    expect(() => parseTickReply(plan, [1, [], [], [1, "5"], [0]])).toThrow(ValkeyStateProtocolError);
-    expect(() => parseTickReply(plan, [1, [], [], [], [0, 0]])).toThrow(ValkeyStateProtocolError);
-  });
-
-  it("turns state updates into cooldowns with PX and hash field set/delete ops, fenced by the lease", () => {
+  it("turns state updates into cooldowns with PX and hash field set/delete ops, and applies them", () => {
     const ref = { pairKey: "k", ruleId: "w", deviceId: "d1" };
+    const stats = { n: 1, mean: 2, variance: 0, lastTs: T0 };
     const updates: StateUpdate[] = [
       { ...ref, kind: "cooldown", ttlMs: 60_000 },
       { ...ref, kind: "alert", state: INACTIVE },
-      { ...ref, kind: "anomaly", stats: { n: 1, mean: 2, variance: 0, lastTs: T0 } },
+      { ...ref, kind: "anomaly", stats },
     ];
-    const call = buildCommitCall("t1", updates, { tenantId: "t1", slot: 7, token: "tok", ttlMs: 1 });
-    expect(call?.keys).toEqual(["tick:{t1}:7"]);
-    expect(JSON.parse(call!.args[0]!)).toEqual({
-      lease: "tok",
-      statePx: "604800000",
-      ops: [
-        ...["cooldown", "w", "d1", "1", "60000"],
-        ...["cond", "w", "d1", false, false],
-        ...["anom", "w", "d1", encodeAnomalyStats({ n: 1, mean: 2, variance: 0, lastTs: T0 }), false],
-      ],
+    expect(commitOps(updates)).toEqual([
+      ...["c", "w:d1", "60000", false],
+      ...["f", "w:d1:cond", false, false],
+      ...["f", "w:d1:anom", encodeAnomalyStats(stats), false],
+    ]);
+    const s = emptySnapshot();
+    s.alerts.set("w:d1", { active: true, since: T0, severity: "info" });
+    applyCommit(s, updates, 10);
+    expect([...s.cooldownUntil]).toEqual([["w:d1", 60_010]]);
+    expect(s.alerts.size).toBe(0);
+    expect(s.anomalies.get("w:d1")).toEqual(stats);
+  });
+
+  it("writes: the lease to take or to hold declares the key, and buffer values travel as ARGV", () => {
+    const base = { expect: "a.1", force: false, stamp: "a.2", statePx: 5, ops: ["b", "w:d1", 2, "9"] };
+    const take = buildWriteCall("t1", { ...base, lease, values: ["1:2"] });
+    expect(take.keys).toEqual(["tick:{t1}:7"]);
+    expect(take.args.slice(1)).toEqual(["1:2"]);
+    expect(JSON.parse(take.args[0]!)).toEqual({
+      lease: ["tok", "120000"],
+      expect: "a.1",
+      force: false,
+      stamp: "a.2",
+      statePx: "5",
+      ops: ["b", "w:d1", 2, "9"],
     });
-    // Without a lease, the tenant's state hash routes the call.
-    expect(buildCommitCall("t1", updates)?.keys).toEqual(["tstate:{t1}"]);
-    expect(buildCommitCall("t1", [])).toBeNull();
+    expect(JSON.parse(buildWriteCall("t1", { ...base, hold: lease, values: [] }).args[0]!).hold).toBe("tok");
+    expect(buildWriteCall("t1", { ...base, values: [] }).keys).toEqual(["tstate:{t1}"]);
+    expect(() => buildWriteCall("t2", { ...base, hold: lease, values: [] })).toThrow(RangeError);
+
+    expect(parseWriteReply([1, 1])).toEqual({ kind: "applied", matched: true });
+    expect(parseWriteReply([1, 0])).toEqual({ kind: "applied", matched: false });
+    expect(parseWriteReply([0, "other"])).toEqual({ kind: "held", holder: "other" });
+    expect(parseWriteReply([2, null])).toEqual({ kind: "stale", stored: null });
+    expect(() => parseWriteReply("OK")).toThrow(ValkeyStateProtocolError);
   });
 });

@@ -1,14 +1,16 @@
 /**
- * Pure translation between the rule engine's types and the scripts' wire format: which keys a call
- * declares, the JSON request in ARGV[1], and the parsing of replies. No I/O, so it is unit-tested
- * apart from Valkey. Numbers go over the wire as strings (JS `String(number)` round-trips exactly),
- * so Lua never re-formats one.
+ * Pure translation between the rule engine's types and the scripts' wire format, and the pure
+ * state step of a tick: which keys a call declares, its request, the parsing of replies, and how a
+ * tenant's known state ({@link TenantSnapshot}) advances by one tick or one commit into the writes
+ * that make Valkey follow. No I/O, so it is unit-tested apart from Valkey. Numbers go over the wire
+ * as strings (JS `String(number)` round-trips exactly), so Lua never re-formats one.
  */
 import type { AnomalyStats } from "../rules/anomaly.ts";
 import type { StateUpdate } from "../rules/evaluateTenant.ts";
 import { type AlertState, INACTIVE } from "../rules/lifecycle.ts";
-import type { PairPlan, PairState, TenantPlan, TenantState } from "../rules/planTenant.ts";
+import type { PairState, TenantPlan, TenantState } from "../rules/planTenant.ts";
 import { SEVERITIES, type Severity, type WindowEntry } from "../rules/types.ts";
+import { appendToWindow } from "../rules/window.ts";
 import { keyPart, tenantStateKey, tickLeaseKey } from "./keys.ts";
 import { lastSeenTtlMs, STATE_RETENTION_MS, windowBufferTtlMs } from "./retention.ts";
 
@@ -34,7 +36,7 @@ export class ValkeyStateProtocolError extends Error {
   override readonly name = "ValkeyStateProtocolError";
 }
 
-/** A window buffer member: unique per (ts, value), so re-appending a reading is idempotent. */
+/** A window buffer entry as stored: `ts:value`. */
 export function encodeMember(ts: number, value: number): string {
   return `${ts}:${value}`;
 }
@@ -46,6 +48,29 @@ export function decodeMember(member: string): WindowEntry | null {
   const ts = Number(member.slice(0, i));
   const value = Number(member.slice(i + 1));
   return Number.isFinite(ts) && Number.isFinite(value) ? { ts, value } : null;
+}
+
+/** A stored window buffer: its members joined by `,`, oldest first. */
+export function encodeBuffer(entries: readonly WindowEntry[]): string {
+  let out = "";
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    out += i === 0 ? encodeMember(e.ts, e.value) : `,${encodeMember(e.ts, e.value)}`;
+  }
+  return out;
+}
+
+/** Inverse of {@link encodeBuffer}, sorted by timestamp; unreadable members are skipped. */
+export function decodeBuffer(raw: string): WindowEntry[] {
+  const out: WindowEntry[] = [];
+  let sorted = true;
+  for (const member of raw.split(",")) {
+    const entry = decodeMember(member);
+    if (entry === null) continue;
+    if (out.length > 0 && entry.ts < out[out.length - 1]!.ts) sorted = false;
+    out.push(entry);
+  }
+  return sorted ? out : out.sort((a, b) => a.ts - b.ts);
 }
 
 /** Stored form of a firing lifecycle state. */
@@ -100,100 +125,73 @@ export function decodeAnomalyStats(raw: string | null): AnomalyStats | null {
 }
 
 /** `keyPart(rule):keyPart(device)`: how the scripts name a pair inside the tenant's keys and fields. */
-function pairPart(ruleId: string, deviceId: string): string {
+export function pairPart(ruleId: string, deviceId: string): string {
   return `${keyPart(ruleId)}:${keyPart(deviceId)}`;
 }
 
-/** Whether the load script must visit a pair: only window buffers and last-seen times are per pair. */
-function isSent(pair: PairPlan): boolean {
-  return pair.window !== null || pair.lastSeen;
+/** A window buffer as known: entries oldest first, and their stored form. */
+export interface KnownBuffer {
+  readonly entries: readonly WindowEntry[];
+  readonly stored: string;
 }
 
 /**
- * TTL of the tenant's state hash: the retention of lifecycle states and statistics, or a longer
- * last-seen retention when an absent rule's window asks for it.
+ * Everything known of one tenant's Valkey state, by pair part ({@link pairPart}), as of the
+ * generation stamp `gen` ("" when the hash holds none). Built from a `tenant_read` reply, then kept
+ * by the evaluator and advanced in place by {@link advanceTick} and {@link applyCommit}; it is
+ * exact as long as the stored stamp is still `gen` (`tenant_write` checks).
  */
-function tenantStatePx(plan: TenantPlan): number {
-  let px = STATE_RETENTION_MS;
-  for (const pair of plan.pairs) {
-    if (pair.lastSeen) px = Math.max(px, lastSeenTtlMs((pair.rule.windowSeconds ?? 0) * 1000));
-  }
-  return px;
+export interface TenantSnapshot {
+  gen: string;
+  readonly buffers: Map<string, KnownBuffer>;
+  /** Firing lifecycle states (absent: inactive). */
+  readonly alerts: Map<string, AlertState>;
+  readonly anomalies: Map<string, AnomalyStats>;
+  /** Last-seen times, as stored (ms). */
+  readonly seen: Map<string, string>;
+  /** When each cooldown ends, on this process's wall clock (ms). */
+  readonly cooldownUntil: Map<string, number>;
+}
+
+/** The state of a tenant that has none. */
+export function emptySnapshot(): TenantSnapshot {
+  return {
+    gen: "",
+    buffers: new Map(),
+    alerts: new Map(),
+    anomalies: new Map(),
+    seen: new Map(),
+    cooldownUntil: new Map(),
+  };
+}
+
+/** The key a call declares: the tick lease when given (the script's fence), else the state hash. */
+function anchorKey(tenantId: string, lease: TickLease | undefined): string {
+  if (!lease) return tenantStateKey(tenantId);
+  if (lease.tenantId !== tenantId)
+    throw new RangeError(`lease of tenant ${lease.tenantId} used for tenant ${tenantId}`);
+  return tickLeaseKey(tenantId, lease.slot);
 }
 
 /**
- * The `tenant_tick.lua` call for a plan. It declares ONE key: the tick lease when given, else the
- * tenant's state hash; the script builds every other key from that key's hash tag, the escaped
- * rule and device ids (`keyPart`) and the kind, exactly as `keys.ts` does. Rule-level settings
- * (window cutoff, cap and TTL, last-seen) and device ids are sent once. Only the pairs that keep a
- * window buffer or a last-seen time are sent, each as a flat run of the request: rule index, device
- * index, readings, and the newest reading timestamp when the rule tracks last-seen. The other
- * pairs' state (lifecycle, statistics, cooldowns) comes back from the tenant's hash as a whole.
+ * The `tenant_read.lua` call for a plan: take the lease (when given) and read the tenant's hash
+ * and the window buffers of the plan's pairs. It declares ONE key, the lease else the state hash;
+ * the script builds every other key from that key's hash tag, as `keys.ts` does.
  *
  * @throws RangeError when the lease is for another tenant than the plan
  */
-export function buildTickCall(plan: TenantPlan, lease?: TickLease): ScriptCall {
-  const t = plan.tenantId;
-  let anchor: string;
-  const request: Record<string, unknown> = { now: String(plan.now), statePx: String(tenantStatePx(plan)) };
-  if (lease) {
-    if (lease.tenantId !== t) throw new RangeError(`lease of tenant ${lease.tenantId} used for tenant ${t}`);
-    anchor = tickLeaseKey(t, lease.slot);
-    request["lease"] = [lease.token, String(lease.ttlMs)];
-  } else if (plan.pairs.length > 0) {
-    anchor = tenantStateKey(t);
-  } else {
-    throw new RangeError("a tick call needs a lease or at least one pair");
-  }
-  const rules: unknown[] = [];
-  const ruleIndex = new Map<string, number>();
-  const devices: string[] = [];
-  const deviceIndex = new Map<string, number>();
-  const flat: unknown[] = [];
-  for (const pair of plan.pairs) {
-    if (!isSent(pair)) continue;
-    const w = pair.window;
-    const entry = [
-      keyPart(pair.rule.id),
-      w ? String(plan.now - w.windowMs) : false,
-      w ? String(w.maxLen) : "0",
-      w ? String(windowBufferTtlMs(w.windowMs)) : "0",
-      pair.lastSeen,
-    ];
-    const ruleKey = JSON.stringify(entry);
-    let r = ruleIndex.get(ruleKey);
-    if (r === undefined) {
-      rules.push(entry);
-      r = rules.length;
-      ruleIndex.set(ruleKey, r);
-    }
-    let d = deviceIndex.get(pair.deviceId);
-    if (d === undefined) {
-      devices.push(keyPart(pair.deviceId));
-      d = devices.length;
-      deviceIndex.set(pair.deviceId, d);
-    }
-    flat.push(r, d);
-    if (w) {
-      flat.push(pair.readings.length);
-      for (const reading of pair.readings) flat.push(encodeMember(reading.ts, reading.value));
-    } else {
-      flat.push(0);
-    }
-    if (pair.lastSeen) {
-      const newest = pair.readings.at(-1);
-      flat.push(newest ? String(newest.ts) : false);
-    }
-  }
-  request["rules"] = rules;
-  request["devices"] = devices;
-  request["pairs"] = flat;
+export function buildReadCall(plan: TenantPlan, lease?: TickLease): ScriptCall {
+  const anchor = anchorKey(plan.tenantId, lease);
+  const buffers: string[] = [];
+  for (const pair of plan.pairs) if (pair.window) buffers.push(pairPart(pair.rule.id, pair.deviceId));
+  const request: Record<string, unknown> = { buffers };
+  if (lease) request["lease"] = [lease.token, String(lease.ttlMs)];
   return { keys: [anchor], args: [JSON.stringify(request)] };
 }
 
-/** Outcome of a tenant load: its state, or the lease was held by someone else. */
-export type TenantLoad =
-  | { readonly acquired: true; readonly state: TenantState }
+/** Outcome of a read: the tenant's state, or the lease was held by someone else. */
+export type ReadResult =
+  | { readonly acquired: true; readonly snapshot: TenantSnapshot }
   | { readonly acquired: false; readonly holder: string | null };
 
 function asString(value: unknown, what: string): string | null {
@@ -203,138 +201,284 @@ function asString(value: unknown, what: string): string | null {
   throw new ValkeyStateProtocolError(`${what}: expected a string, got ${typeof value}`);
 }
 
-/** A flat `name, value, ...` list of the reply, as a map. */
-function named(list: unknown, what: string): Map<string, unknown> {
+function nameValueList(list: unknown, what: string): unknown[] {
   if (!Array.isArray(list) || list.length % 2 !== 0)
-    throw new ValkeyStateProtocolError(`tick: ${what} is not a name/value list`);
-  const out = new Map<string, unknown>();
+    throw new ValkeyStateProtocolError(`read: ${what} is not a name/value list`);
   for (let i = 0; i < list.length; i += 2) {
-    const name = list[i] as unknown;
-    if (typeof name !== "string")
-      throw new ValkeyStateProtocolError(`tick: ${what} has a name that is no string`);
-    out.set(name, list[i + 1]);
+    if (typeof list[i] !== "string")
+      throw new ValkeyStateProtocolError(`read: ${what} has a name that is no string`);
   }
+  return list;
+}
+
+/**
+ * Parses the `tenant_read.lua` reply for the plan it was built from into a snapshot. `wallNow` is
+ * this process's wall clock when the reply arrived (cooldown TTLs become end times on it). Fields of
+ * pairs outside the plan (a deleted rule or device) are kept as read; unreadable values count as
+ * absent.
+ *
+ * @throws ValkeyStateProtocolError when the reply does not match the plan
+ */
+export function parseReadReply(plan: TenantPlan, reply: unknown, wallNow: number): ReadResult {
+  if (!Array.isArray(reply) || reply.length === 0)
+    throw new ValkeyStateProtocolError("read: expected an array");
+  if (reply[0] === 0) return { acquired: false, holder: asString(reply[1], "read: holder") };
+  if (reply[0] !== 1) throw new ValkeyStateProtocolError("read: unknown status");
+  if (reply.length !== 5) throw new ValkeyStateProtocolError("read: expected 5 fields");
+  const snapshot = emptySnapshot();
+  snapshot.gen = asString(reply[1], "read: gen") ?? "";
+  const fields = nameValueList(reply[2], "fields");
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i] as string;
+    const value = asString(fields[i + 1], `read: field ${name}`);
+    const cut = name.lastIndexOf(":");
+    const part = name.slice(0, cut);
+    switch (name.slice(cut + 1)) {
+      case "cond": {
+        const alert = decodeAlertState(value);
+        if (alert.active) snapshot.alerts.set(part, alert);
+        break;
+      }
+      case "anom": {
+        const stats = decodeAnomalyStats(value);
+        if (stats) snapshot.anomalies.set(part, stats);
+        break;
+      }
+      case "seen":
+        if (value !== null) snapshot.seen.set(part, value);
+        break;
+      // Anything else is not this release's field: ignored.
+    }
+  }
+  const cooldowns = nameValueList(reply[3], "cooldowns");
+  for (let i = 0; i < cooldowns.length; i += 2) {
+    const left = cooldowns[i + 1];
+    if (typeof left !== "number") throw new ValkeyStateProtocolError("read: cooldown is not a number");
+    snapshot.cooldownUntil.set(cooldowns[i] as string, wallNow + left);
+  }
+  const buffers = reply[4] as unknown;
+  const windowPairs = plan.pairs.filter((p) => p.window);
+  if (!Array.isArray(buffers) || buffers.length !== windowPairs.length)
+    throw new ValkeyStateProtocolError("read: buffers do not match the plan");
+  windowPairs.forEach((pair, i) => {
+    const raw = asString(buffers[i], `read: buffer ${i}`);
+    if (raw === null || raw === "") return;
+    const entries = decodeBuffer(raw);
+    if (entries.length > 0) {
+      snapshot.buffers.set(pairPart(pair.rule.id, pair.deviceId), { entries, stored: encodeBuffer(entries) });
+    }
+  });
+  return { acquired: true, snapshot };
+}
+
+/** Flat write ops of `tenant_write.lua`, 4 items each (see the script). */
+export type WriteOps = (string | number | false)[];
+
+/** A `tenant_write.lua` request, apart from its key. */
+export interface WriteRequest {
+  /** Take this lease first (a tick's load) … */
+  readonly lease?: TickLease;
+  /** … or write only while this lease is held (a commit). */
+  readonly hold?: TickLease;
+  /** The stamp the writes were computed from ("" for none). */
+  readonly expect: string;
+  /** Apply even when the stored stamp differs (the writer then drops its copy). */
+  readonly force: boolean;
+  /** The new stamp, unique per write. */
+  readonly stamp: string;
+  readonly statePx: number;
+  readonly ops: WriteOps;
+  /** Buffer values, referred to by `b` ops as ARGV indexes (2, 3, …). */
+  readonly values: readonly string[];
+}
+
+/**
+ * The `tenant_write.lua` call. It declares ONE key, the lease (to take or to hold) else the state
+ * hash. Window buffer values travel as their own ARGV entries (a `b` op names its ARGV index), so
+ * the script decodes only the small JSON request.
+ *
+ * @throws RangeError when the lease is for another tenant
+ */
+export function buildWriteCall(tenantId: string, request: WriteRequest): ScriptCall {
+  const lease = request.lease ?? request.hold;
+  const anchor = anchorKey(tenantId, lease);
+  const header: Record<string, unknown> = {
+    expect: request.expect,
+    force: request.force,
+    stamp: request.stamp,
+    statePx: String(request.statePx),
+    ops: request.ops,
+  };
+  if (request.lease) header["lease"] = [request.lease.token, String(request.lease.ttlMs)];
+  else if (request.hold) header["hold"] = request.hold.token;
+  return { keys: [anchor], args: [JSON.stringify(header), ...request.values] };
+}
+
+/** Outcome of a write. */
+export type WriteResult =
+  /** Applied; `matched`: the stored stamp was the expected one (so a copy stays exact). */
+  | { readonly kind: "applied"; readonly matched: boolean }
+  /** The lease is held by another token: nothing written. */
+  | { readonly kind: "held"; readonly holder: string | null }
+  /** The stored stamp is not the expected one: nothing written. */
+  | { readonly kind: "stale"; readonly stored: string | null };
+
+/** Parses the `tenant_write.lua` reply. @throws ValkeyStateProtocolError on any other shape */
+export function parseWriteReply(reply: unknown): WriteResult {
+  if (Array.isArray(reply)) {
+    if (reply[0] === 1 && (reply[1] === 1 || reply[1] === 0))
+      return { kind: "applied", matched: reply[1] === 1 };
+    if (reply[0] === 0) return { kind: "held", holder: asString(reply[1], "write: holder") };
+    if (reply[0] === 2) return { kind: "stale", stored: asString(reply[1], "write: stamp") };
+  }
+  throw new ValkeyStateProtocolError("write: unexpected reply");
+}
+
+/**
+ * TTL of the tenant's state hash: the retention of lifecycle states and statistics, or a longer
+ * last-seen retention when an absent rule's window asks for it.
+ */
+export function tenantStatePx(plan: TenantPlan): number {
+  let px = STATE_RETENTION_MS;
+  for (const pair of plan.pairs) {
+    if (pair.lastSeen) px = Math.max(px, lastSeenTtlMs((pair.rule.windowSeconds ?? 0) * 1000));
+  }
+  return px;
+}
+
+/**
+ * The stored form of `next`, derived from the previous one when `next` only dropped a prefix of
+ * `prev` and appended entries (the usual step), so a tick does not re-encode whole buffers.
+ */
+function storedForm(prev: KnownBuffer | undefined, next: readonly WindowEntry[]): string {
+  if (prev === undefined || next.length === 0) return encodeBuffer(next);
+  const old = prev.entries;
+  const k = old.indexOf(next[0]!);
+  if (k < 0) return encodeBuffer(next);
+  const kept = old.length - k;
+  if (kept > next.length) return encodeBuffer(next);
+  for (let i = 1; i < kept; i++) if (next[i] !== old[k + i]) return encodeBuffer(next);
+  let start = 0;
+  for (let i = 0; i < k; i++) start = prev.stored.indexOf(",", start) + 1;
+  let out = prev.stored.slice(start);
+  for (let i = kept; i < next.length; i++) out += `,${encodeMember(next[i]!.ts, next[i]!.value)}`;
   return out;
 }
 
+/** What one tick's state step produced. */
+export interface TickAdvance {
+  /** The state the rules evaluate, by plan pair key. */
+  readonly state: TenantState;
+  readonly ops: WriteOps;
+  readonly values: string[];
+}
+
 /**
- * Parses the `tenant_tick.lua` reply for the plan it was built from. Every pair of the plan gets a
- * state; hash fields of pairs outside the plan (a deleted rule or device) are ignored.
- * @throws ValkeyStateProtocolError when the reply does not match the plan
+ * One tick's state step, pure apart from updating `snapshot` in place: every window pair of the
+ * plan gets this tick's readings appended and is trimmed to its window at `plan.now`
+ * ({@link appendToWindow}); every absent pair's last-seen time becomes the newest of the stored one
+ * and its new readings (seeded with `plan.now` when there is neither); cooldowns that ended by
+ * `wallNow` are forgotten. Returns the state every pair is evaluated with, and the writes that make
+ * Valkey hold the same: a changed buffer is SET with its TTL (2× the window, so an idle buffer
+ * expires), an emptied one deleted.
  */
-export function parseTickReply(plan: TenantPlan, reply: unknown): TenantLoad {
-  if (!Array.isArray(reply) || reply.length === 0)
-    throw new ValkeyStateProtocolError("tick: expected an array");
-  if (reply[0] === 0) return { acquired: false, holder: asString(reply[1], "tick: holder") };
-  if (reply[0] !== 1) throw new ValkeyStateProtocolError("tick: unknown status");
-  if (reply.length !== 5) throw new ValkeyStateProtocolError("tick: expected 5 fields");
-  const fields = named(reply[1], "fields");
-  const cooldowns = named(reply[2], "cooldowns");
-  const seens = reply[3] as unknown;
-  const buffers = reply[4] as unknown;
-  if (!Array.isArray(seens) || seens.length % 2 !== 0)
-    throw new ValkeyStateProtocolError("tick: seens is not an index/value list");
-  if (!Array.isArray(buffers)) throw new ValkeyStateProtocolError("tick: buffers is not an array");
-  const seenBySent = new Map<number, unknown>();
-  for (let i = 0; i < seens.length; i += 2) seenBySent.set(seens[i] as unknown as number, seens[i + 1]);
-  let pos = 0;
-  let sent = 0;
-  let seensUsed = 0;
+export function advanceTick(snapshot: TenantSnapshot, plan: TenantPlan, wallNow: number): TickAdvance {
+  const ops: WriteOps = [];
+  const values: string[] = [];
+  for (const [part, until] of snapshot.cooldownUntil) {
+    if (until <= wallNow) {
+      snapshot.cooldownUntil.delete(part);
+      ops.push("f", `${part}:cd`, false, false);
+    }
+  }
   const pairs = new Map<string, PairState>();
-  plan.pairs.forEach((pair, i) => {
-    let buffer: WindowEntry[] | null = null;
-    let lastSeen: number | null = null;
-    if (isSent(pair)) sent++;
-    if (pair.window) {
-      const count = buffers[pos] as unknown;
-      if (
-        typeof count !== "number" ||
-        !Number.isInteger(count) ||
-        count < 0 ||
-        pos + 1 + count > buffers.length
-      )
-        throw new ValkeyStateProtocolError(`pair ${i}: bad buffer length`);
-      buffer = [];
-      for (let j = pos + 1; j <= pos + count; j++) {
-        const m = buffers[j] as unknown;
-        const entry = typeof m === "string" ? decodeMember(m) : null;
-        if (entry) buffer.push(entry);
-      }
-      pos += 1 + count;
-    }
-    if (pair.lastSeen) {
-      const seen = asString(seenBySent.get(sent), `pair ${i}: seen`);
-      if (seen === null) throw new ValkeyStateProtocolError(`pair ${i}: no last-seen time`);
-      seensUsed++;
-      const value = Number(seen);
-      lastSeen = Number.isFinite(value) ? value : null;
-    }
+  for (const pair of plan.pairs) {
     const part = pairPart(pair.rule.id, pair.deviceId);
-    const cooldown = cooldowns.get(part) ?? 0;
-    if (typeof cooldown !== "number")
-      throw new ValkeyStateProtocolError(`pair ${i}: cooldown is not a number`);
+    let buffer: readonly WindowEntry[] | null = null;
+    if (pair.window) {
+      const prev = snapshot.buffers.get(part);
+      const before = prev?.entries ?? NO_ENTRIES;
+      buffer = appendToWindow(before, pair.readings, plan.now, pair.window);
+      if (buffer !== before) {
+        if (buffer.length === 0) {
+          snapshot.buffers.delete(part);
+          ops.push("b", part, false, false);
+        } else {
+          const stored = storedForm(prev, buffer);
+          snapshot.buffers.set(part, { entries: buffer, stored });
+          values.push(stored);
+          // ARGV[1] is the request itself; values follow from ARGV[2].
+          ops.push("b", part, values.length + 1, String(windowBufferTtlMs(pair.window.windowMs)));
+        }
+      }
+    }
+    let lastSeen: number | null = null;
+    if (pair.lastSeen) {
+      const stored = snapshot.seen.get(part);
+      let next = stored !== undefined && Number.isFinite(Number(stored)) ? stored : undefined;
+      const newest = pair.readings.at(-1);
+      if (newest && (next === undefined || newest.ts > Number(next))) next = String(newest.ts);
+      next ??= String(plan.now);
+      if (next !== stored) {
+        snapshot.seen.set(part, next);
+        ops.push("f", `${part}:seen`, next, false);
+      }
+      lastSeen = Number(next);
+    }
+    const until = snapshot.cooldownUntil.get(part);
     pairs.set(pair.key, {
       buffer,
-      // Only pairs with time left are listed; the others have no cooldown.
-      cooldownRemainingMs: Math.max(cooldown, 0),
-      anomaly: pair.anomaly
-        ? decodeAnomalyStats(asString(fields.get(`${part}:anom`), `pair ${i}: anomaly`))
-        : null,
+      cooldownRemainingMs: until === undefined ? 0 : until - wallNow,
+      anomaly: pair.anomaly ? (snapshot.anomalies.get(part) ?? null) : null,
       lastSeen,
-      alert: decodeAlertState(asString(fields.get(`${part}:cond`), `pair ${i}: alert`)),
+      alert: snapshot.alerts.get(part) ?? INACTIVE,
     });
-  });
-  if (pos !== buffers.length) throw new ValkeyStateProtocolError("tick: buffers do not match the plan");
-  if (seenBySent.size !== seens.length / 2 || seensUsed !== seenBySent.size)
-    throw new ValkeyStateProtocolError("tick: seens do not match the plan");
-  return { acquired: true, state: { pairs } };
-}
-
-/** State kind (as in `keys.ts`), rule part, device part, value (`false`: delete), PX (cooldowns only). */
-type CommitOp = readonly [
-  kind: string,
-  rule: string,
-  device: string,
-  value: string | false,
-  px: string | false,
-];
-
-function commitOp(u: StateUpdate): CommitOp {
-  const r = keyPart(u.ruleId);
-  const d = keyPart(u.deviceId);
-  switch (u.kind) {
-    case "cooldown":
-      return ["cooldown", r, d, "1", String(u.ttlMs)];
-    case "anomaly":
-      return ["anom", r, d, encodeAnomalyStats(u.stats), false];
-    case "alert":
-      // An inactive state is not stored: its absence means inactive.
-      return u.state.active ? ["cond", r, d, encodeAlertState(u.state), false] : ["cond", r, d, false, false];
   }
+  return { state: { pairs }, ops, values };
 }
 
-/**
- * The `tenant_commit.lua` call for a tenant's state updates, fenced by the lease when given;
- * `null` when there is nothing to write. It declares ONE key (the lease, else the tenant's state
- * hash); the script builds the written keys and fields from its hash tag, as `keys.ts` does.
- */
-export function buildCommitCall(
-  tenantId: string,
+const NO_ENTRIES: readonly WindowEntry[] = Object.freeze([]);
+
+/** The writes of an evaluation's state updates: cooldowns with PX, and hash fields set or deleted. */
+export function commitOps(updates: readonly StateUpdate[]): WriteOps {
+  const ops: WriteOps = [];
+  for (const u of updates) {
+    const part = pairPart(u.ruleId, u.deviceId);
+    switch (u.kind) {
+      case "cooldown":
+        ops.push("c", part, String(u.ttlMs), false);
+        break;
+      case "anomaly":
+        ops.push("f", `${part}:anom`, encodeAnomalyStats(u.stats), false);
+        break;
+      case "alert":
+        // An inactive state is not stored: its absence means inactive.
+        ops.push("f", `${part}:cond`, u.state.active ? encodeAlertState(u.state) : false, false);
+        break;
+    }
+  }
+  return ops;
+}
+
+/** Applies committed updates to the snapshot; cooldowns end `ttlMs` after `wallNow`. */
+export function applyCommit(
+  snapshot: TenantSnapshot,
   updates: readonly StateUpdate[],
-  lease?: TickLease,
-): ScriptCall | null {
-  if (updates.length === 0) return null;
-  const request: Record<string, unknown> = {};
-  let anchor: string;
-  if (lease) {
-    if (lease.tenantId !== tenantId)
-      throw new RangeError(`lease of tenant ${lease.tenantId} used for tenant ${tenantId}`);
-    anchor = tickLeaseKey(tenantId, lease.slot);
-    request["lease"] = lease.token;
-  } else {
-    anchor = tenantStateKey(tenantId);
+  wallNow: number,
+): void {
+  for (const u of updates) {
+    const part = pairPart(u.ruleId, u.deviceId);
+    switch (u.kind) {
+      case "cooldown":
+        snapshot.cooldownUntil.set(part, wallNow + u.ttlMs);
+        break;
+      case "anomaly":
+        snapshot.anomalies.set(part, u.stats);
+        break;
+      case "alert":
+        if (u.state.active) snapshot.alerts.set(part, u.state);
+        else snapshot.alerts.delete(part);
+        break;
+    }
   }
-  request["statePx"] = String(STATE_RETENTION_MS);
-  request["ops"] = updates.flatMap((u) => commitOp(u));
-  return { keys: [anchor], args: [JSON.stringify(request)] };
 }

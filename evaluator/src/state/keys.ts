@@ -6,7 +6,7 @@
  *
  * | key                          | holds                                                    |
  * |------------------------------|----------------------------------------------------------|
- * | `wbuf:{tenant}:rule:device`     | window buffer, sorted set `ts:value` scored by ts       |
+ * | `wbuf:{tenant}:rule:device`     | window buffer, string `ts:value,ts:value,…` oldest first |
  * | `cooldown:{tenant}:rule:device` | present while a new `fire` is held back (PX)            |
  * | `tstate:{tenant}`               | hash of the tenant's small per-pair states (below)      |
  * | `tick:{tenant}:slot`            | tick lease: token of the evaluator that owns the slot   |
@@ -21,9 +21,11 @@
  * | `seen` | newest reading timestamp, ms (absent pattern)                              |
  * | `cd`   | "1" while a `cooldown:` key was set for the pair: the index the load reads |
  *
- * The hash has one TTL, refreshed by every load (Valkey 7 has no per-field TTL).
+ * and one more field, `gen`: the generation stamp of the tenant's state, replaced by every write
+ * (see `tenant_write.lua`). The hash has one TTL, refreshed by every write (Valkey 7 has no
+ * per-field TTL).
  *
- * `tenant_tick.lua` and `tenant_commit.lua` build the keys and fields themselves, as `kind:` + the
+ * `tenant_read.lua` and `tenant_write.lua` build the keys and fields themselves, as `kind:` + the
  * hash tag of their one declared key + `:keyPart(rule):keyPart(device)`, and
  * `tstate:` + that hash tag. Change the format here and there together.
  */
@@ -34,8 +36,11 @@
  * hash tag. UUIDs and integer ids are left as they are.
  */
 export function keyPart(id: string): string {
+  if (!NEEDS_ESCAPE.test(id)) return id;
   return id.replace(/[%:{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, "0")}`);
 }
+
+const NEEDS_ESCAPE = /[%:{}]/;
 
 function pairKey(kind: string, tenantId: string, ruleId: string, deviceId: string): string {
   return `${kind}:{${keyPart(tenantId)}}:${keyPart(ruleId)}:${keyPart(deviceId)}`;

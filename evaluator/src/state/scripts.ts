@@ -1,17 +1,26 @@
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Redis } from "ioredis";
 import type { StateUpdate } from "../rules/evaluateTenant.ts";
-import type { TenantPlan } from "../rules/planTenant.ts";
+import type { TenantPlan, TenantState } from "../rules/planTenant.ts";
 import {
-  buildCommitCall,
-  buildTickCall,
-  parseTickReply,
+  advanceTick,
+  applyCommit,
+  buildReadCall,
+  buildWriteCall,
+  commitOps,
+  parseReadReply,
+  parseWriteReply,
   type ScriptCall,
-  type TenantLoad,
+  type TenantSnapshot,
   type TickLease,
+  tenantStatePx,
   ValkeyStateProtocolError,
+  type WriteRequest,
+  type WriteResult,
 } from "./codec.ts";
 import { tickLeaseKey } from "./keys.ts";
+import { STATE_RETENTION_MS } from "./retention.ts";
 
 /**
  * Script name → command name. The version suffix is bumped whenever a script's KEYS/ARGV/reply
@@ -19,8 +28,8 @@ import { tickLeaseKey } from "./keys.ts";
  * script by the same name.
  */
 export const SCRIPT_COMMANDS = {
-  tenant_tick: "eoTenantTickV3",
-  tenant_commit: "eoTenantCommitV3",
+  tenant_read: "eoTenantReadV4",
+  tenant_write: "eoTenantWriteV4",
   tick_lease: "eoTickLeaseV1",
   tick_release: "eoTickReleaseV1",
 } as const;
@@ -34,6 +43,30 @@ type ScriptCommand = (numKeys: number, ...keysAndArgs: string[]) => Promise<unkn
 export function readScript(name: ScriptName): string {
   return readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), "utf8");
 }
+
+/** Outcome of a tenant load: its state, or the lease was held by someone else. */
+export type TenantLoad =
+  | { readonly acquired: true; readonly state: TenantState }
+  | { readonly acquired: false; readonly holder: string | null };
+
+/** Raised when a tenant's state changed under every one of a load's read-then-write attempts. */
+export class ValkeyStateContendedError extends Error {
+  override readonly name = "ValkeyStateContendedError";
+}
+
+/** Options of {@link ValkeyState}. */
+export interface ValkeyStateOptions {
+  /**
+   * Keep each tenant's state between ticks (default true), so a steady tick is one write-only
+   * call. Off: every load reads first (two calls).
+   */
+  readonly keepState?: boolean;
+  /** Wall clock, ms (cooldown end times); default `Date.now`. */
+  readonly wallClock?: () => number;
+}
+
+/** How many read-then-write attempts a load makes while other writers change the tenant's state. */
+const READ_ATTEMPTS = 3;
 
 /** Outcome of `commitTenantState`. */
 export type CommitResult =
@@ -62,6 +95,14 @@ export interface LeaseOption {
  * fallback) and exposes one method per atomic operation. Every call touches the keys of one tenant
  * only (one hash slot), so it works unchanged on Valkey Cluster.
  *
+ * It keeps, per tenant, the state it last read or wrote, with the generation stamp that state had
+ * in Valkey (`tstate:{tenant}` field `gen`). A tick then advances the kept state itself and sends
+ * only the writes, in ONE `tenant_write` call that takes the tick lease and applies them if the
+ * stored stamp is still the kept one. Any other writer (another evaluator, a restart, a flush)
+ * changes or removes the stamp, and the next load reads the tenant afresh (`tenant_read`, one more
+ * call) — so Valkey stays the source of truth and a restart loses nothing. A failed or refused
+ * call drops the kept state of that tenant.
+ *
  * Failure policy is the caller's: every method rejects with the ioredis error when Valkey is
  * unreachable or times out (per the client's `maxRetriesPerRequest`/`commandTimeout`) or when a
  * script fails (`ReplyError`), and with {@link ValkeyStateProtocolError} when a reply does not have
@@ -72,9 +113,15 @@ export interface LeaseOption {
  */
 export class ValkeyState {
   readonly #commands: Readonly<Record<ScriptName, ScriptCommand>>;
+  readonly #kept = new Map<string, TenantSnapshot>();
+  readonly #keepState: boolean;
+  readonly #wallClock: () => number;
+  readonly #stampPrefix = randomBytes(9).toString("base64url");
+  #stamps = 0;
+  #calls = 0;
 
   /** @param client an ioredis client without `keyPrefix` (keys come from `keys.ts` as they are) */
-  constructor(client: Redis) {
+  constructor(client: Redis, options: ValkeyStateOptions = {}) {
     if (client.options.keyPrefix) {
       throw new RangeError("ValkeyState needs a client without keyPrefix: keys are built by keys.ts");
     }
@@ -86,35 +133,112 @@ export class ValkeyState {
       commands[name] = fn.bind(client);
     }
     this.#commands = commands;
+    this.#keepState = options.keepState ?? true;
+    this.#wallClock = options.wallClock ?? Date.now;
+  }
+
+  /** Script calls (round trips) made so far. */
+  get calls(): number {
+    return this.#calls;
+  }
+
+  /** Tenants whose state is kept. */
+  get keptTenants(): number {
+    return this.#kept.size;
+  }
+
+  /** Forgets the kept state of every tenant not in `tenantIds` (tenants that left this shard). */
+  retainTenants(tenantIds: ReadonlySet<string>): void {
+    for (const id of this.#kept.keys()) if (!tenantIds.has(id)) this.#kept.delete(id);
   }
 
   #run(name: ScriptName, call: ScriptCall): Promise<unknown> {
+    this.#calls++;
     return this.#commands[name](call.keys.length, ...call.keys, ...call.args);
   }
 
+  async #write(tenantId: string, request: WriteRequest): Promise<WriteResult> {
+    return parseWriteReply(await this.#run("tenant_write", buildWriteCall(tenantId, request)));
+  }
+
+  #stamp(): string {
+    this.#stamps++;
+    return `${this.#stampPrefix}.${this.#stamps.toString(36)}`;
+  }
+
   /**
-   * ONE round trip for the whole tenant, whatever its number of (rule, device) pairs: optionally
-   * takes the tick lease, appends this tick's readings to every window buffer (idempotently) and
-   * trims them to their window at `plan.now`, refreshes TTLs, advances last-seen timestamps, and
-   * returns every pair's buffer, cooldown, anomaly statistics and lifecycle state.
-   * A plan without pairs and without a lease makes no call.
+   * The tick's state step for one tenant: optionally takes the tick lease, appends this tick's
+   * readings to every window buffer (a reading already stored is not stored twice) and trims them
+   * to their window at `plan.now`, refreshes TTLs, advances last-seen timestamps, and returns every
+   * pair's buffer, cooldown, anomaly statistics and lifecycle state. ONE round trip when this
+   * process's kept state of the tenant is current, else two (read, then write). A plan without
+   * pairs and without a lease makes no call.
    *
    * @returns `{ acquired: false, holder }` when the lease is held by another token — then nothing
-   *   was read or written
+   *   was written
    * @throws the ioredis error on connection loss, timeout or script failure;
-   *   {@link ValkeyStateProtocolError} on an unexpected reply
+   *   {@link ValkeyStateProtocolError} on an unexpected reply; {@link ValkeyStateContendedError}
+   *   when other writers changed the tenant's state under every attempt (no lease)
    */
   async loadTenantState(plan: TenantPlan, options: LeaseOption = {}): Promise<TenantLoad> {
-    if (plan.pairs.length === 0 && !options.lease) return { acquired: true, state: { pairs: new Map() } };
-    const reply = await this.#run("tenant_tick", buildTickCall(plan, options.lease));
-    return parseTickReply(plan, reply);
+    const tenantId = plan.tenantId;
+    const lease = options.lease;
+    if (plan.pairs.length === 0 && !lease) return { acquired: true, state: { pairs: new Map() } };
+    const kept = this.#keepState ? this.#kept.get(tenantId) : undefined;
+    // Kept again only when a write succeeds below.
+    this.#kept.delete(tenantId);
+    const statePx = tenantStatePx(plan);
+    if (kept) {
+      const step = advanceTick(kept, plan, this.#wallClock());
+      const stamp = this.#stamp();
+      const expect = kept.gen;
+      const result = await this.#write(tenantId, { lease, expect, force: false, stamp, statePx, ...step });
+      if (result.kind === "held") return { acquired: false, holder: result.holder };
+      if (result.kind === "applied")
+        return this.#keep(tenantId, kept, step.ops.length > 0 ? stamp : expect, step.state);
+      // Stale: someone else wrote the tenant's state; read it afresh.
+    }
+    for (let attempt = 1; ; attempt++) {
+      const read = parseReadReply(
+        plan,
+        await this.#run("tenant_read", buildReadCall(plan, lease)),
+        this.#wallClock(),
+      );
+      if (!read.acquired) return read;
+      const snapshot = read.snapshot;
+      const step = advanceTick(snapshot, plan, this.#wallClock());
+      const stamp = this.#stamp();
+      const expect = snapshot.gen;
+      const result = await this.#write(tenantId, {
+        hold: lease,
+        expect,
+        force: false,
+        stamp,
+        statePx,
+        ...step,
+      });
+      if (result.kind === "held") return { acquired: false, holder: result.holder };
+      if (result.kind === "applied")
+        return this.#keep(tenantId, snapshot, step.ops.length > 0 ? stamp : expect, step.state);
+      if (attempt >= READ_ATTEMPTS)
+        throw new ValkeyStateContendedError(
+          `the state of tenant ${tenantId} changed under ${READ_ATTEMPTS} read-then-write attempts`,
+        );
+    }
+  }
+
+  #keep(tenantId: string, snapshot: TenantSnapshot, gen: string, state: TenantState): TenantLoad {
+    snapshot.gen = gen;
+    if (this.#keepState) this.#kept.set(tenantId, snapshot);
+    return { acquired: true, state };
   }
 
   /**
    * At most ONE round trip: writes the evaluation's state updates (cooldowns with PX, anomaly
    * statistics, lifecycle states) atomically. With `lease`, writes only if that lease is still held
    * by its token, so an evaluator that overran its slot cannot overwrite a newer owner's state.
-   * No updates → no call.
+   * The updates are written whatever the stored stamp (they come from this tick's evaluation); the
+   * kept state stays current only when the stamp was the expected one. No updates → no call.
    *
    * @throws the ioredis error on connection loss, timeout or script failure;
    *   {@link ValkeyStateProtocolError} on an unexpected reply
@@ -124,14 +248,27 @@ export class ValkeyState {
     updates: readonly StateUpdate[],
     options: LeaseOption = {},
   ): Promise<CommitResult> {
-    const call = buildCommitCall(tenantId, updates, options.lease);
-    if (call === null) return { applied: true, written: 0 };
-    const reply = await this.#run("tenant_commit", call);
-    if (Array.isArray(reply) && reply[0] === 1) return { applied: true, written: updates.length };
-    if (Array.isArray(reply) && reply[0] === 0) {
-      return { applied: false, holder: typeof reply[1] === "string" ? reply[1] : null };
+    if (updates.length === 0) return { applied: true, written: 0 };
+    const kept = this.#kept.get(tenantId);
+    this.#kept.delete(tenantId);
+    const stamp = this.#stamp();
+    const result = await this.#write(tenantId, {
+      hold: options.lease,
+      expect: kept?.gen ?? "",
+      force: true,
+      stamp,
+      statePx: STATE_RETENTION_MS,
+      ops: commitOps(updates),
+      values: [],
+    });
+    if (result.kind === "held") return { applied: false, holder: result.holder };
+    if (result.kind === "stale") throw new ValkeyStateProtocolError("commit: a forced write was refused");
+    if (kept && result.matched) {
+      applyCommit(kept, updates, this.#wallClock());
+      kept.gen = stamp;
+      this.#kept.set(tenantId, kept);
     }
-    throw new ValkeyStateProtocolError("commit: unexpected reply");
+    return { applied: true, written: updates.length };
   }
 
   /**

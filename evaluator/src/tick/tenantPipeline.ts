@@ -16,8 +16,8 @@ import {
 } from "../rules/planTenant.ts";
 import { groupReadings } from "../rules/readings.ts";
 import type { Reading, Rule } from "../rules/types.ts";
-import type { TenantLoad, TickLease } from "../state/codec.ts";
-import type { CommitResult, LeaseOption, ReleaseResult } from "../state/scripts.ts";
+import type { TickLease } from "../state/codec.ts";
+import type { CommitResult, LeaseOption, ReleaseResult, TenantLoad } from "../state/scripts.ts";
 import { type AlertWrites, buildAlertWrites } from "../store/alertWrites.ts";
 import type { EvaluatorStore, MemberTenant, TenantData, WriteResult } from "../store/pgStore.ts";
 import { BudgetExceededError } from "./budget.ts";
@@ -34,6 +34,8 @@ export interface StateGateway {
     options?: LeaseOption,
   ): Promise<CommitResult>;
   releaseTickLease(lease: Pick<TickLease, "tenantId" | "slot" | "token">): Promise<ReleaseResult>;
+  /** Forgets whatever is kept in memory for tenants not in `tenantIds` (they left this shard). */
+  retainTenants?(tenantIds: ReadonlySet<string>): void;
 }
 
 /** A malformed rule row set aside by `parseRule`. */
@@ -163,7 +165,7 @@ export async function runTenantPipeline(
   try {
     await injectFaults(ctx, tenantId, rules, signal);
     checkBudget(ctx, signal, deadline);
-    const evaluation = evaluateTenant({ ...input, state });
+    const evaluation = evaluateTenant({ ...input, state, plan });
     const rulesById = new Map(rules.map((r) => [r.id, r]));
     const writes = buildAlertWrites(tenantId, rulesById, evaluation, data.openPairs, data.maintenance);
     // Also by the clock: a long synchronous evaluation keeps the budget timer from firing.

@@ -220,6 +220,7 @@ export class TickRunner {
   #forgetOthers(members: readonly MemberTenant[]): void {
     const ids = new Set(members.map((m) => m.id));
     this.#cursors.retain(ids);
+    this.#d.state.retainTenants?.(ids);
     for (const id of this.#evaluatedSlot.keys()) if (!ids.has(id)) this.#evaluatedSlot.delete(id);
   }
 

@@ -1,0 +1,90 @@
+--[[
+  tenant_read: a snapshot of ONE tenant's state, optionally taking its tick lease first, in one call.
+  Used when the evaluator holds no valid copy of the tenant's state (first tick after a start, a
+  tenant that moved in, a flushed or foreign-written state); the steady state needs only
+  tenant_write.
+
+  KEYS[1]: one key of the tenant: the tick lease `tick:{tenant}:slot` when "lease" is given, else
+           the tenant's state hash `tstate:{tenant}`. Its hash tag `{tenant}` is the only tag the
+           script uses: every other key is built here (`tstate:{tenant}`, and
+           `<kind>:{tenant}:<rule>:<device>` for wbuf: and cooldown:, the format of keys.ts), so
+           the call touches only keys in the tenant's hash slot (one Cluster slot).
+  ARGV[1]: JSON request:
+    {
+      "lease": ["<token>", "<px>"],        -- optional: take KEYS[1] first (SET NX PX)
+      "buffers": ["<rule>:<device>", ...]  -- the window buffers to read (keyPart-escaped parts)
+    }
+
+  Per call: HGETALL of the state hash; for every cd field, PTTL of its cooldown key (an expired one
+  drops the field); GET of every requested buffer. A buffer still stored as a sorted set (an older
+  release) is read with ZRANGE and returned in the string form, so an upgrade loses no window.
+
+  Returns:
+    { 0, <holder token or nil> }  the lease is held by another token: nothing was read or written
+    { 1, gen, fields, cooldowns, buffers }
+      gen        the hash's "gen" stamp, or false when it has none
+      fields     name, value, ...          every cond, anom and seen field of the hash
+      cooldowns  "<rule>:<device>", ms, ... pairs whose cooldown has time left
+      buffers    one per requested buffer, in order: "ts:value,ts:value,..." or false (none)
+]]
+
+local tag = string.match(KEYS[1], '{[^}]*}')
+if not tag then
+  return redis.error_reply('tenant_read: KEYS[1] carries no hash tag')
+end
+
+local req = cjson.decode(ARGV[1])
+
+if req.lease then
+  local key = KEYS[1]
+  local token = req.lease[1]
+  if not redis.call('SET', key, token, 'NX', 'PX', req.lease[2]) then
+    local holder = redis.call('GET', key)
+    -- The same token again (a retried call) keeps its lease.
+    if holder ~= token then
+      return { 0, holder }
+    end
+  end
+end
+
+local hash_key = 'tstate:' .. tag
+local hash = redis.call('HGETALL', hash_key)
+local gen = false
+local fields, cooldowns, stale = {}, {}, {}
+for i = 1, #hash, 2 do
+  local name = hash[i]
+  if name == 'gen' then
+    gen = hash[i + 1]
+  elseif string.sub(name, -3) == ':cd' then
+    local prefix = string.sub(name, 1, -4)
+    local left = redis.call('PTTL', 'cooldown:' .. tag .. ':' .. prefix)
+    if left > 0 then
+      cooldowns[#cooldowns + 1] = prefix
+      cooldowns[#cooldowns + 1] = left
+    else
+      stale[#stale + 1] = name
+    end
+  else
+    fields[#fields + 1] = name
+    fields[#fields + 1] = hash[i + 1]
+  end
+end
+for i = 1, #stale, 1000 do
+  redis.call('HDEL', hash_key, unpack(stale, i, math.min(i + 999, #stale)))
+end
+
+local buffers = {}
+for i, part in ipairs(req.buffers) do
+  local key = 'wbuf:' .. tag .. ':' .. part
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' and value.err then
+    -- WRONGTYPE: the sorted set of an older release, member "ts:value" scored by ts.
+    value = table.concat(redis.call('ZRANGE', key, 0, -1), ',')
+    if value == '' then
+      value = false
+    end
+  end
+  buffers[i] = value
+end
+
+return { 1, gen, fields, cooldowns, buffers }
