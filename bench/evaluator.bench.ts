@@ -164,9 +164,9 @@ async function main(): Promise<void> {
     // --- End to end: the real tick path -------------------------------------------------------
     let statements = 0;
     const countingDb: Queryable = {
-      query: (text, values) => {
+      query: (statement) => {
         statements++;
-        return db.query(text, values);
+        return db.query(statement);
       },
     };
     // Round trips counted on the client too (exact, whatever else uses the shared server).

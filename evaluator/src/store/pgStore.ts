@@ -4,11 +4,20 @@ import type { Reading } from "../rules/types.ts";
 import type { AlertWrites, Maintenance } from "./alertWrites.ts";
 import { NO_MAINTENANCE } from "./alertWrites.ts";
 
+/**
+ * A statement: SQL text, parameters, and a name under which each connection prepares it once
+ * (parsed and planned once per connection instead of on every tick).
+ */
+export interface Statement {
+  readonly name: string;
+  readonly text: string;
+  readonly values: unknown[];
+}
+
 /** The narrow slice of `pg.Pool` the store uses (a Pool or a Client fits). */
 export interface Queryable {
   query<R extends Record<string, unknown> = Record<string, unknown>>(
-    text: string,
-    values?: unknown[],
+    statement: Statement,
   ): Promise<{ rows: R[] }>;
 }
 
@@ -30,7 +39,7 @@ export interface TenantData {
   /** Raw `alert_rules` rows (enabled), for `parseRule`. */
   readonly ruleRows: readonly Record<string, unknown>[];
   readonly deviceIds: readonly string[];
-  /** Readings in (lower bound, tick time], oldest first. */
+  /** Readings in (lower bound, tick time], in no particular order (`readingsFor` sorts each group). */
   readonly readings: readonly Reading[];
   readonly maintenance: Maintenance;
   /** (rule, device) pairs with an open alert, as `pairKey` strings. */
@@ -51,7 +60,9 @@ export interface EvaluatorStore {
   readMembership(shardSet: string, shardIndex: number, movedAfterMs: number): Promise<MemberTenant[]>;
   /**
    * One batch of tenants: rules, devices, readings in (since[i], now], active maintenance and open
-   * alerts — five parameterized statements in parallel, whatever the batch size.
+   * alerts — five parameterized statements in parallel, whatever the batch size. Device lists are
+   * kept between calls with their version (`tenants.devices_version`): only tenants whose devices
+   * changed send theirs again.
    */
   readTenantData(
     tenantIds: readonly string[],
@@ -62,6 +73,8 @@ export interface EvaluatorStore {
   writeAlerts(tenantId: string, writes: AlertWrites, nowMs: number): Promise<WriteResult>;
   /** A trivial round trip (readiness probe). */
   ping(): Promise<void>;
+  /** Forgets what is kept in memory for tenants not in `tenantIds` (they left this shard). */
+  retainTenants?(tenantIds: ReadonlySet<string>): void;
 }
 
 /** SQL files of this folder, by name. Read once per store (not at import time). */
@@ -87,33 +100,44 @@ type ReadingTuple = [string, string, number, number];
 /** The PostgreSQL implementation of {@link EvaluatorStore}; queries live in `./sql/*.sql`. */
 export function createPgStore(db: Queryable): EvaluatorStore {
   const sql = loadSql(SQL_FILES);
+  const stmt = (name: (typeof SQL_FILES)[number], values: unknown[]): Statement => ({
+    name: `eo_${name}`,
+    text: sql[name],
+    values,
+  });
+  /** Device lists read, by tenant, with their version. */
+  const deviceLists = new Map<string, { readonly version: string; readonly ids: readonly string[] }>();
   return {
     async readShardSet(shardSet) {
-      const { rows } = await db.query<{ shard_count: number; epoch: string }>(sql.shard_set, [shardSet]);
+      const { rows } = await db.query<{ shard_count: number; epoch: string }>(stmt("shard_set", [shardSet]));
       const row = rows[0];
       return row ? { shardCount: row.shard_count, epoch: Number(row.epoch) } : null;
     },
 
     async readMembership(shardSet, shardIndex, movedAfterMs) {
-      const { rows } = await db.query<{ id: string; owned: boolean }>(sql.membership, [
-        shardSet,
-        shardIndex,
-        movedAfterMs,
-      ]);
+      const { rows } = await db.query<{ id: string; owned: boolean }>(
+        stmt("membership", [shardSet, shardIndex, movedAfterMs]),
+      );
       return rows.map((r) => ({ id: r.id, owned: r.owned }));
     },
 
     async readTenantData(tenantIds, sinceMs, nowMs) {
       const ids = [...tenantIds];
       const [rules, devices, telemetry, maintenance, open] = await Promise.all([
-        db.query<Record<string, unknown> & { tenant_id: string }>(sql.rules, [ids]),
-        db.query<{ tenant_id: string; device_ids: string[] }>(sql.devices, [ids]),
-        db.query<{ tenant_id: string; readings: ReadingTuple[] }>(sql.telemetry, [ids, [...sinceMs], nowMs]),
-        db.query<{ tenant_id: string; device_id: string | null }>(sql.maintenance, [ids, nowMs]),
-        db.query<{ tenant_id: string; rule_id: string; device_id: string | null }>(sql.open_alerts, [ids]),
+        db.query<Record<string, unknown> & { tenant_id: string }>(stmt("rules", [ids])),
+        db.query<{ tenant_id: string; version: string; device_ids: string[] }>(
+          stmt("devices", [ids, ids.map((id) => deviceLists.get(id)?.version ?? null)]),
+        ),
+        db.query<{ tenant_id: string; readings: ReadingTuple[] }>(
+          stmt("telemetry", [ids, [...sinceMs], nowMs]),
+        ),
+        db.query<{ tenant_id: string; device_id: string | null }>(stmt("maintenance", [ids, nowMs])),
+        db.query<{ tenant_id: string; rule_id: string; device_id: string | null }>(
+          stmt("open_alerts", [ids]),
+        ),
       ]);
       const ruleRows = groupBy(rules.rows, (r) => r.tenant_id);
-      const deviceIds = new Map(devices.rows.map((r) => [r.tenant_id, r.device_ids]));
+      for (const r of devices.rows) deviceLists.set(r.tenant_id, { version: r.version, ids: r.device_ids });
       const readings = new Map(
         telemetry.rows.map((r) => [
           r.tenant_id,
@@ -145,7 +169,7 @@ export function createPgStore(db: Queryable): EvaluatorStore {
       for (const id of ids) {
         out.set(id, {
           ruleRows: ruleRows.get(id) ?? [],
-          deviceIds: deviceIds.get(id) ?? [],
+          deviceIds: deviceLists.get(id)?.ids ?? [],
           readings: readings.get(id) ?? [],
           maintenance: maint.get(id) ?? NO_MAINTENANCE,
           openPairs: openPairs.get(id) ?? new Set(),
@@ -160,8 +184,7 @@ export function createPgStore(db: Queryable): EvaluatorStore {
       }
       const u = writes.upserts;
       const { rows } = await db.query<{ opened: number; updated: number; resolved: number }>(
-        sql.write_alerts,
-        [
+        stmt("write_alerts", [
           tenantId,
           u.map((x) => x.ruleId),
           u.map((x) => x.deviceId),
@@ -174,14 +197,18 @@ export function createPgStore(db: Queryable): EvaluatorStore {
           u.map((x) => x.escalated),
           [...writes.resolves],
           nowMs,
-        ],
+        ]),
       );
       const r = rows[0];
       return { opened: r?.opened ?? 0, updated: r?.updated ?? 0, resolved: r?.resolved ?? 0 };
     },
 
     async ping() {
-      await db.query("SELECT 1");
+      await db.query({ name: "eo_ping", text: "SELECT 1", values: [] });
+    },
+
+    retainTenants(tenantIds) {
+      for (const id of deviceLists.keys()) if (!tenantIds.has(id)) deviceLists.delete(id);
     },
   };
 }

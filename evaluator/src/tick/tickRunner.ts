@@ -221,6 +221,7 @@ export class TickRunner {
     const ids = new Set(members.map((m) => m.id));
     this.#cursors.retain(ids);
     this.#d.state.retainTenants?.(ids);
+    this.#d.store.retainTenants?.(ids);
     for (const id of this.#evaluatedSlot.keys()) if (!ids.has(id)) this.#evaluatedSlot.delete(id);
   }
 
