@@ -40,7 +40,13 @@ export function connectClients(config: EvaluatorConfig, log: Logger): EvaluatorC
     application_name: `evaluator ${config.shardSet}#${config.shardIndex}`,
   };
   // Five batch reads run in parallel beside `concurrency` tenant writes, plus the readiness probe.
-  const db = new pg.Pool({ ...pgOptions, max: config.concurrency + 6, idleTimeoutMillis: 30_000 });
+  // The pool's only writes are alert writes: their commit mode is a setting (README, "Durability").
+  const db = new pg.Pool({
+    ...pgOptions,
+    options: `-c synchronous_commit=${config.pgSynchronousCommit}`,
+    max: config.concurrency + 6,
+    idleTimeoutMillis: 30_000,
+  });
   db.on("error", (err) => log.warn({ err: err.message }, "postgres_idle_client_error"));
   return {
     db,

@@ -8,6 +8,8 @@ import { Redis } from "ioredis";
 import pino from "pino";
 import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { compileEvaluatorConfig } from "../../evaluator/src/config/evaluatorConfig.ts";
+import { connectClients } from "../../evaluator/src/main.ts";
 import { createEvaluatorMetrics } from "../../evaluator/src/metrics.ts";
 import { tenantStateField, tenantStateKey } from "../../evaluator/src/state/keys.ts";
 import { ValkeyState } from "../../evaluator/src/state/scripts.ts";
@@ -18,7 +20,7 @@ import { isPostgresOutage, isValkeyOutage } from "../../evaluator/src/tick/outag
 import { TickRunner, type TickSummary } from "../../evaluator/src/tick/tickRunner.ts";
 import { createEvaluatorWorld, type EvaluatorWorld } from "../support/evaluatorProcess.ts";
 import { freePort } from "../support/ports.ts";
-import { connectValkey, uniqueTenantId } from "../support/valkey.ts";
+import { connectValkey, uniqueTenantId, VALKEY_URL } from "../support/valkey.ts";
 
 const I = 60_000;
 // Slot-aligned "now" of the test: ticks run at T0 + k·I.
@@ -300,6 +302,51 @@ describe("rules end to end (one real tick per slot)", () => {
     await reading(t, "d1", 115, 10);
     await tickAt(r, 2); // no lifecycle "resolve" without state, but the false condition resolves it
     expect(await alerts(t)).toMatchObject([{ state: "resolved" }]);
+  });
+
+  it("an alert write the database lost (an asynchronous commit cut by a crash) is written again on the next tick", async () => {
+    const t = await tenant();
+    await rule(t, "hot", { rule_type: "threshold", operator: ">", threshold: 30 });
+    const r = runner();
+    await reading(t, "d1", -5, 40);
+    await tickAt(r, 0);
+    await world.db.pool.query("DELETE FROM alerts WHERE tenant_id = $1", [t]); // the fire was lost
+    await reading(t, "d1", 55, 41);
+    await tickAt(r, 1); // the lifecycle says "still firing": the upsert opens the alert again
+    expect(await alerts(t)).toMatchObject([{ state: "open", occurrences: 1, value: 41 }]);
+    await reading(t, "d1", 115, 10);
+    await tickAt(r, 2);
+    expect(await alerts(t)).toMatchObject([{ state: "resolved" }]);
+    await world.db.pool.query("UPDATE alerts SET state = 'open', resolved_at = NULL WHERE tenant_id = $1", [
+      t,
+    ]);
+    await reading(t, "d1", 175, 11);
+    await tickAt(r, 3); // the resolve was lost: the false condition resolves the open alert again
+    expect(await alerts(t)).toMatchObject([{ state: "resolved" }]);
+  });
+
+  it("the evaluator's PostgreSQL sessions commit with the configured synchronous_commit (default off)", async () => {
+    const log = pino({ level: "silent" });
+    for (const [setting, expected] of [
+      [undefined, "off"],
+      ["on", "on"],
+    ] as const) {
+      const config = compileEvaluatorConfig({
+        shardIndex: "0",
+        shardSet: world.shardSet,
+        databaseUrl: world.db.url,
+        valkeyUrl: VALKEY_URL,
+        pgSynchronousCommit: setting,
+      });
+      const { db, valkey } = connectClients(config, log);
+      try {
+        const { rows } = await db.query<{ synchronous_commit: string }>("SHOW synchronous_commit");
+        expect(rows[0]?.synchronous_commit).toBe(expected);
+      } finally {
+        valkey.disconnect();
+        await db.end();
+      }
+    }
   });
 
   it("Valkey unreachable: owned tenants fail open (threshold alerts written, windows silent)", async () => {

@@ -19,7 +19,7 @@ import { type PairState, planTenant, type TenantInput } from "../../evaluator/sr
 import { groupReadings } from "../../evaluator/src/rules/readings.ts";
 import type { Reading, Rule } from "../../evaluator/src/rules/types.ts";
 import { baselineWindowStore } from "../../evaluator/src/state/baselineWindowStore.ts";
-import type { TickLease } from "../../evaluator/src/state/codec.ts";
+import { decodeAnomalyStats, type TickLease } from "../../evaluator/src/state/codec.ts";
 import {
   cooldownKey,
   tenantKeysPattern,
@@ -351,7 +351,7 @@ describe("anomaly statistics and last-seen", () => {
       expect(quiet.evaluations).toEqual([]);
     }
     expect(
-      JSON.parse((await c.hget(tenantStateKey(t), tenantStateField("r1", "d1", "anom"))) ?? "null"),
+      decodeAnomalyStats(await c.hget(tenantStateKey(t), tenantStateField("r1", "d1", "anom"))),
     ).toMatchObject({
       n: 12,
       lastTs: T0 + 200_000,

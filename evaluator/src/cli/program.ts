@@ -39,6 +39,8 @@ const DESCRIPTIONS: Record<keyof RawEvaluatorOptions, string> = {
   breakerFailureThreshold: "consecutive outage errors that open a circuit breaker (default 3)",
   breakerCooldownSeconds: "seconds an open circuit breaker waits before a trial call (default 5)",
   valkeyCommandTimeoutMs: "timeout of one Valkey command, ms (default 2000)",
+  pgSynchronousCommit:
+    "synchronous_commit of the alert writes: off | local | on | remote_write | remote_apply (default off)",
   testDelayTenant: "",
   testPoisonRule: "",
 };

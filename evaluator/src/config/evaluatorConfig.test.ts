@@ -42,6 +42,7 @@ describe("compileEvaluatorConfig", () => {
       allowedLatenessMs: 5000,
       breaker: { failureThreshold: 3, cooldownMs: 5000 },
       valkeyCommandTimeoutMs: 2000,
+      pgSynchronousCommit: "off",
       testFaults: { delayTenant: null, poisonRuleId: null },
     });
     expect(Object.isFrozen(c)).toBe(true);
@@ -82,6 +83,7 @@ describe("compileEvaluatorConfig", () => {
     [{ logLevel: "verbose" }, "LOG_LEVEL", /one of/],
     [{ metricsPort: "70000" }, "METRICS_PORT", /integer/],
     [{ testDelayTenant: "t1" }, "EVALUATOR_TEST_DELAY_TENANT", /tenant id/],
+    [{ pgSynchronousCommit: "maybe" }, "PG_SYNCHRONOUS_COMMIT", /one of off, local, on/],
   ] as const)("rejects %j naming %s", (overrides, setting, problem) => {
     const message = compileError(overrides);
     expect(message.startsWith(setting)).toBe(true);

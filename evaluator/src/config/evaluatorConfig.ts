@@ -21,6 +21,7 @@ export interface RawEvaluatorOptions {
   readonly breakerFailureThreshold?: string | undefined;
   readonly breakerCooldownSeconds?: string | undefined;
   readonly valkeyCommandTimeoutMs?: string | undefined;
+  readonly pgSynchronousCommit?: string | undefined;
   /** Test-only fault injection (environment only, see {@link TestFaults}). */
   readonly testDelayTenant?: string | undefined;
   readonly testPoisonRule?: string | undefined;
@@ -61,8 +62,13 @@ export interface EvaluatorConfig {
   readonly allowedLatenessMs: number;
   readonly breaker: { readonly failureThreshold: number; readonly cooldownMs: number };
   readonly valkeyCommandTimeoutMs: number;
+  /** `synchronous_commit` of the evaluator's PostgreSQL sessions (its only writes are alert writes). */
+  readonly pgSynchronousCommit: PgSynchronousCommit;
   readonly testFaults: TestFaults;
 }
+
+export const PG_SYNCHRONOUS_COMMIT = ["off", "local", "on", "remote_write", "remote_apply"] as const;
+export type PgSynchronousCommit = (typeof PG_SYNCHRONOUS_COMMIT)[number];
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -89,6 +95,7 @@ export const SETTINGS = {
   breakerFailureThreshold: { flag: "--breaker-failure-threshold", env: "BREAKER_FAILURE_THRESHOLD" },
   breakerCooldownSeconds: { flag: "--breaker-cooldown-seconds", env: "BREAKER_COOLDOWN_SECONDS" },
   valkeyCommandTimeoutMs: { flag: "--valkey-command-timeout-ms", env: "VALKEY_COMMAND_TIMEOUT_MS" },
+  pgSynchronousCommit: { flag: "--pg-synchronous-commit", env: "PG_SYNCHRONOUS_COMMIT" },
   testDelayTenant: { flag: null, env: "EVALUATOR_TEST_DELAY_TENANT" },
   testPoisonRule: { flag: null, env: "EVALUATOR_TEST_POISON_RULE" },
 } as const satisfies Record<keyof RawEvaluatorOptions, { flag: string | null; env: string }>;
@@ -169,7 +176,9 @@ function testFaults(raw: RawEvaluatorOptions): TestFaults {
  * Defaults: tick interval 60 s; minimum interval a quarter of the tick interval; tenant budget
  * 5000 ms (capped at the interval); concurrency 8; log level info; metrics on 0.0.0.0:9464 (port 0 picks a free one);
  * allowed lateness 5 s; circuit breakers open after 3 consecutive failures for 5 s; Valkey
- * commands time out after 2000 ms.
+ * commands time out after 2000 ms; alert writes commit asynchronously (`synchronous_commit` off:
+ * a database crash can lose the last fraction of a second of them, which the next tick writes
+ * again, see the evaluator README).
  *
  * @throws ConfigError naming the first invalid setting (environment variable and flag)
  */
@@ -206,6 +215,13 @@ export function compileEvaluatorConfig(raw: RawEvaluatorOptions): EvaluatorConfi
   const failureThreshold = integer(raw, "breakerFailureThreshold", 3, 1, 1000);
   const cooldownMs = Math.round(decimal(raw, "breakerCooldownSeconds", 5, 0.1, 3600) * 1000);
   const valkeyCommandTimeoutMs = integer(raw, "valkeyCommandTimeoutMs", 2000, 10, 600_000);
+  const pgSynchronousCommit = present(raw, "pgSynchronousCommit") ?? "off";
+  if (!(PG_SYNCHRONOUS_COMMIT as readonly string[]).includes(pgSynchronousCommit)) {
+    fail(
+      "pgSynchronousCommit",
+      `expected one of ${PG_SYNCHRONOUS_COMMIT.join(", ")}, got "${pgSynchronousCommit}"`,
+    );
+  }
 
   return Object.freeze({
     shardIndex,
@@ -224,6 +240,7 @@ export function compileEvaluatorConfig(raw: RawEvaluatorOptions): EvaluatorConfi
     allowedLatenessMs,
     breaker: Object.freeze({ failureThreshold, cooldownMs }),
     valkeyCommandTimeoutMs,
+    pgSynchronousCommit: pgSynchronousCommit as PgSynchronousCommit,
     testFaults: Object.freeze(testFaults(raw)),
   });
 }

@@ -63,6 +63,10 @@ describe("codec", () => {
     expect(decodeAlertState(encodeAlertState(state))).toEqual(state);
     const stats = { n: 3, mean: 1 / 3, variance: 2 / 9, lastTs: T0 };
     expect(decodeAnomalyStats(encodeAnomalyStats(stats))).toEqual(stats);
+    const learning = { n: 0, mean: 0, variance: 0, lastTs: null };
+    expect(decodeAnomalyStats(encodeAnomalyStats(learning))).toEqual(learning);
+    // The JSON form of earlier releases is still read.
+    expect(decodeAnomalyStats(JSON.stringify(stats))).toEqual(stats);
   });
 
   it("reads garbage as 'nothing stored' instead of failing the tenant", () => {
@@ -74,6 +78,8 @@ describe("codec", () => {
     expect(decodeAlertState("{")).toBe(INACTIVE);
     expect(decodeAlertState('{"since":1,"severity":"fatal"}')).toBe(INACTIVE);
     expect(decodeAnomalyStats('{"n":1}')).toBeNull();
+    expect(decodeAnomalyStats("1,2,3")).toBeNull();
+    expect(decodeAnomalyStats("1,,0,")).toBeNull();
   });
 
   it("reads: one key in the tenant's hash slot, the lease, and the window pairs' buffers only", () => {
@@ -134,11 +140,11 @@ describe("codec", () => {
     s.cooldownUntil.set("w:d1", 500);
     s.cooldownUntil.set("t:d1", 2_000);
     const first = advanceTick(s, plan, 1_000);
-    expect(first.values).toEqual([`${T0 - 1000}:0.1,${T0}:-2.5e-7`]);
+    expect(first.values).toEqual([`${T0 - 1000}:0.1,${T0}:-2.5e-7`, String(T0)]);
     expect(first.ops).toEqual([
       ...["f", "w:d1:cd", false, false],
       ...["b", "w:d1", 2, "600000"], // ARGV[2], TTL 2× the window
-      ...["f", "a:d1:seen", String(T0), false], // the absent rule: the newest reading
+      ...["f", "a:d1:seen", 3, false], // the absent rule: the newest reading, ARGV[3]
     ]);
     const byKey = (p: typeof plan, k: number) => p.pairs[k]!.key;
     expect(first.state.pairs.get(byKey(plan, 0))).toEqual({
@@ -161,7 +167,7 @@ describe("codec", () => {
     // derived from the previous one and equals a fresh encoding.
     const later = planAt(T0 + 60_000, [reading(T0 + 30_000, 7), reading(T0 + 60_000, 8)]);
     const next = advanceTick(s, later, 2_500);
-    expect(next.values).toEqual([`${T0}:-2.5e-7,${T0 + 30_000}:7,${T0 + 60_000}:8`]);
+    expect(next.values).toEqual([`${T0}:-2.5e-7,${T0 + 30_000}:7,${T0 + 60_000}:8`, String(T0 + 60_000)]);
     expect(next.values[0]).toBe(encodeBuffer(s.buffers.get("w:d1")!.entries));
     expect(next.ops).toContain("t:d1:cd");
 
@@ -179,11 +185,14 @@ describe("codec", () => {
       { ...ref, kind: "alert", state: INACTIVE },
       { ...ref, kind: "anomaly", stats },
     ];
-    expect(commitOps(updates)).toEqual([
-      ...["c", "w:d1", "60000", false],
-      ...["f", "w:d1:cond", false, false],
-      ...["f", "w:d1:anom", encodeAnomalyStats(stats), false],
-    ]);
+    expect(commitOps(updates)).toEqual({
+      ops: [
+        ...["c", "w:d1", "60000", false],
+        ...["f", "w:d1:cond", false, false],
+        ...["f", "w:d1:anom", 2, false],
+      ],
+      values: [`1,2,0,${T0}`],
+    });
     const s = emptySnapshot();
     s.alerts.set("w:d1", { active: true, since: T0, severity: "info" });
     applyCommit(s, updates, 10);

@@ -96,16 +96,32 @@ export function decodeAlertState(raw: string | null): AlertState {
   return INACTIVE;
 }
 
-/** Stored form of anomaly statistics. */
+/** Stored form of anomaly statistics: `n,mean,variance,lastTs` (lastTs empty when unknown). */
 export function encodeAnomalyStats(stats: AnomalyStats): string {
-  return JSON.stringify({ n: stats.n, mean: stats.mean, variance: stats.variance, lastTs: stats.lastTs });
+  return `${stats.n},${stats.mean},${stats.variance},${stats.lastTs ?? ""}`;
 }
 
-/** Inverse of {@link encodeAnomalyStats}; unreadable → `null` (learning starts over). */
+/**
+ * Inverse of {@link encodeAnomalyStats}, also reading the JSON form of earlier releases;
+ * unreadable → `null` (learning starts over).
+ */
 export function decodeAnomalyStats(raw: string | null): AnomalyStats | null {
   if (raw === null) return null;
   try {
-    const v = JSON.parse(raw) as Record<string, unknown>;
+    let v: Record<string, unknown>;
+    if (raw.startsWith("{")) {
+      v = JSON.parse(raw) as Record<string, unknown>;
+    } else {
+      const parts = raw.split(",");
+      if (parts.length !== 4) return null;
+      const num = (x: string) => (x.trim() === "" ? Number.NaN : Number(x));
+      v = {
+        n: num(parts[0]!),
+        mean: num(parts[1]!),
+        variance: num(parts[2]!),
+        lastTs: parts[3] === "" ? null : num(parts[3]!),
+      };
+    }
     const { n, mean, variance, lastTs } = v;
     const finite = (x: unknown): x is number => typeof x === "number" && Number.isFinite(x);
     if (
@@ -274,6 +290,21 @@ export function parseReadReply(plan: TenantPlan, reply: unknown, wallNow: number
 /** Flat write ops of `tenant_write.lua`, 4 items each (see the script). */
 export type WriteOps = (string | number | false)[];
 
+/**
+ * Writes being gathered: the ops, and the values they store, which travel as ARGV entries of
+ * their own (an op names the ARGV index of its value) so the script's JSON decoder never sees them.
+ */
+export interface Writes {
+  readonly ops: WriteOps;
+  readonly values: string[];
+}
+
+/** Adds `value` to the writes' values; its ARGV index (ARGV[1] is the request, values follow). */
+function valueRef(writes: Writes, value: string): number {
+  writes.values.push(value);
+  return writes.values.length + 1;
+}
+
 /** A `tenant_write.lua` request, apart from its key. */
 export interface WriteRequest {
   /** Take this lease first (a tick's load) … */
@@ -288,13 +319,13 @@ export interface WriteRequest {
   readonly stamp: string;
   readonly statePx: number;
   readonly ops: WriteOps;
-  /** Buffer values, referred to by `b` ops as ARGV indexes (2, 3, …). */
+  /** Values, referred to by `b` and `f` ops as ARGV indexes (2, 3, …). */
   readonly values: readonly string[];
 }
 
 /**
  * The `tenant_write.lua` call. It declares ONE key, the lease (to take or to hold) else the state
- * hash. Window buffer values travel as their own ARGV entries (a `b` op names its ARGV index), so
+ * hash. Stored values travel as their own ARGV entries (an op names its ARGV index), so
  * the script decodes only the small JSON request.
  *
  * @throws RangeError when the lease is for another tenant
@@ -366,11 +397,9 @@ function storedForm(prev: KnownBuffer | undefined, next: readonly WindowEntry[])
 }
 
 /** What one tick's state step produced. */
-export interface TickAdvance {
+export interface TickAdvance extends Writes {
   /** The state the rules evaluate, by plan pair key. */
   readonly state: TenantState;
-  readonly ops: WriteOps;
-  readonly values: string[];
 }
 
 /**
@@ -383,8 +412,8 @@ export interface TickAdvance {
  * expires), an emptied one deleted.
  */
 export function advanceTick(snapshot: TenantSnapshot, plan: TenantPlan, wallNow: number): TickAdvance {
-  const ops: WriteOps = [];
-  const values: string[] = [];
+  const writes: Writes = { ops: [], values: [] };
+  const ops = writes.ops;
   for (const [part, until] of snapshot.cooldownUntil) {
     if (until <= wallNow) {
       snapshot.cooldownUntil.delete(part);
@@ -406,9 +435,7 @@ export function advanceTick(snapshot: TenantSnapshot, plan: TenantPlan, wallNow:
         } else {
           const stored = storedForm(prev, buffer);
           snapshot.buffers.set(part, { entries: buffer, stored });
-          values.push(stored);
-          // ARGV[1] is the request itself; values follow from ARGV[2].
-          ops.push("b", part, values.length + 1, String(windowBufferTtlMs(pair.window.windowMs)));
+          ops.push("b", part, valueRef(writes, stored), String(windowBufferTtlMs(pair.window.windowMs)));
         }
       }
     }
@@ -421,7 +448,7 @@ export function advanceTick(snapshot: TenantSnapshot, plan: TenantPlan, wallNow:
       next ??= String(plan.now);
       if (next !== stored) {
         snapshot.seen.set(part, next);
-        ops.push("f", `${part}:seen`, next, false);
+        ops.push("f", `${part}:seen`, valueRef(writes, next), false);
       }
       lastSeen = Number(next);
     }
@@ -434,14 +461,15 @@ export function advanceTick(snapshot: TenantSnapshot, plan: TenantPlan, wallNow:
       alert: snapshot.alerts.get(part) ?? INACTIVE,
     });
   }
-  return { state: { pairs }, ops, values };
+  return { state: { pairs }, ...writes };
 }
 
 const NO_ENTRIES: readonly WindowEntry[] = Object.freeze([]);
 
 /** The writes of an evaluation's state updates: cooldowns with PX, and hash fields set or deleted. */
-export function commitOps(updates: readonly StateUpdate[]): WriteOps {
-  const ops: WriteOps = [];
+export function commitOps(updates: readonly StateUpdate[]): Writes {
+  const writes: Writes = { ops: [], values: [] };
+  const ops = writes.ops;
   for (const u of updates) {
     const part = pairPart(u.ruleId, u.deviceId);
     switch (u.kind) {
@@ -449,15 +477,20 @@ export function commitOps(updates: readonly StateUpdate[]): WriteOps {
         ops.push("c", part, String(u.ttlMs), false);
         break;
       case "anomaly":
-        ops.push("f", `${part}:anom`, encodeAnomalyStats(u.stats), false);
+        ops.push("f", `${part}:anom`, valueRef(writes, encodeAnomalyStats(u.stats)), false);
         break;
       case "alert":
         // An inactive state is not stored: its absence means inactive.
-        ops.push("f", `${part}:cond`, u.state.active ? encodeAlertState(u.state) : false, false);
+        ops.push(
+          "f",
+          `${part}:cond`,
+          u.state.active ? valueRef(writes, encodeAlertState(u.state)) : false,
+          false,
+        );
         break;
     }
   }
-  return ops;
+  return writes;
 }
 
 /** Applies committed updates to the snapshot; cooldowns end `ttlMs` after `wallNow`. */

@@ -258,8 +258,7 @@ export class ValkeyState {
       force: true,
       stamp,
       statePx: STATE_RETENTION_MS,
-      ops: commitOps(updates),
-      values: [],
+      ...commitOps(updates),
     });
     if (result.kind === "held") return { applied: false, holder: result.holder };
     if (result.kind === "stale") throw new ValkeyStateProtocolError("commit: a forced write was refused");

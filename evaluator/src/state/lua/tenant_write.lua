@@ -14,8 +14,9 @@
            given, else the tenant's state hash `tstate:{tenant}`. Its hash tag `{tenant}` is the
            only tag the script uses: every key written is built here (`tstate:{tenant}`, and
            `<kind>:{tenant}:<rule>:<device>` for wbuf: and cooldown:, the format of keys.ts).
-  ARGV[1]: JSON request, every TTL passed as a string; ARGV[2..]: window buffer values
-           ("ts:value,ts:value,...", oldest first), so the JSON decoder never sees them:
+  ARGV[1]: JSON request, every TTL passed as a string; ARGV[2..]: the values written (window
+           buffers "ts:value,ts:value,..." oldest first, hash field values), so the JSON decoder
+           never sees them:
     {
       "lease": ["<token>", "<px>"],  -- optional: take KEYS[1] first (SET NX PX; same token: kept)
       "hold": "<token>",             -- optional instead: write only while KEYS[1] holds token
@@ -27,8 +28,8 @@
       "ops": [ op, a, b, c, ... ]    -- flat, 4 items per op:
     }                                --   "b", "<rule>:<device>", i|false, "<px>":
                                      --      SET wbuf: key to ARGV[i] PX px, or DEL when false
-                                     --   "f", "<field>", "<value>"|false, false:
-                                     --      HSET the hash field, or HDEL when false
+                                     --   "f", "<field>", i|false, false:
+                                     --      HSET the hash field to ARGV[i], or HDEL when false
                                      --   "c", "<rule>:<device>", "<px>", false:
                                      --      SET cooldown: key "1" PX px, and the field <rule>:<device>:cd
 
@@ -77,8 +78,8 @@ for i = 1, #ops, 4 do
   if not OPS[ops[i]] then
     return redis.error_reply('tenant_write: unknown op')
   end
-  if ops[i] == 'b' and ops[i + 2] and not ARGV[ops[i + 2]] then
-    return redis.error_reply('tenant_write: buffer value missing')
+  if ops[i] ~= 'c' and ops[i + 2] and not ARGV[ops[i + 2]] then
+    return redis.error_reply('tenant_write: value missing')
   end
 end
 
@@ -95,7 +96,7 @@ for i = 1, #ops, 4 do
   elseif op == 'f' then
     if ops[i + 2] then
       sets[#sets + 1] = ops[i + 1]
-      sets[#sets + 1] = ops[i + 2]
+      sets[#sets + 1] = ARGV[ops[i + 2]]
     else
       dels[#dels + 1] = ops[i + 1]
     end
