@@ -152,7 +152,7 @@ describe("window buffers", () => {
 
     // "Restart": a brand-new client and wrapper; the state lives in Valkey only.
     const second = client();
-    expect(await second.get(windowBufferKey(t, "r1", "d1"))).toBe(`${T0 - 20_000}:60,${T0 - 10_000}:70`);
+    expect(await second.get(windowBufferKey(t, "r1", "d1"))).toBe(`${T0 - 20_000}:60,+10000:70`);
     const after = await tick(
       new ValkeyState(second),
       tenantInput(t, rules, ["d1"], [reading("d1", 50, 80)], 60),
@@ -191,14 +191,14 @@ describe("window buffers", () => {
     await store.loadTenantState(planTenant(tenantInput(fresh, freshRules, ["d1"], readings, 40)));
     await store.loadTenantState(planTenant(tenantInput(fresh, freshRules, ["d1"], readings, 40)));
     expect(await c.get(windowBufferKey(fresh, "r1", "d1"))).toBe(
-      [10, 20, 30, 40].map((s) => `${T0 + s * 1000}:${s}`).join(","),
+      `${T0 + 10_000}:10,+10000:20,+10000:30,+10000:40`,
     );
     // The same by another process, which reads the buffer from Valkey instead of its own copy.
     await new ValkeyState(client()).loadTenantState(
       planTenant(tenantInput(fresh, freshRules, ["d1"], readings, 40)),
     );
     expect(await c.get(windowBufferKey(fresh, "r1", "d1"))).toBe(
-      [10, 20, 30, 40].map((s) => `${T0 + s * 1000}:${s}`).join(","),
+      `${T0 + 10_000}:10,+10000:20,+10000:30,+10000:40`,
     );
   });
 
@@ -211,7 +211,7 @@ describe("window buffers", () => {
     const result = await tick(new ValkeyState(c), tenantInput(t, rules, ["d1"], [reading("d1", 0, 80)], 0));
     expect(result.conditions).toMatchObject([{ status: true, value: 3 }]);
     expect(await c.type(key)).toBe("string");
-    expect(await c.get(key)).toBe(`${T0 - 20_000}:60,${T0 - 10_000}:70,${T0}:80`);
+    expect(await c.get(key)).toBe(`${T0 - 20_000}:60,+10000:70,+10000:80`);
   });
 });
 

@@ -161,14 +161,20 @@ export function evaluateTenant(input: TenantEvaluationInput): TenantEvaluation {
 
   for (const pair of plan.pairs) {
     const rule = pair.rule;
-    const ref: PairRef = { pairKey: pair.key, ruleId: rule.id, deviceId: pair.deviceId };
     const state = input.state.pairs.get(pair.key);
     try {
       const { condition, stats } = conditionOf(pair, state, now);
       const prev = state?.alert ?? INACTIVE;
       const step = stepAlert(prev, condition.status, now, rule, state?.cooldownRemainingMs ?? 0);
 
-      conditions.push({ ruleId: rule.id, deviceId: pair.deviceId, metric: rule.metric, ...condition });
+      conditions.push({
+        ruleId: rule.id,
+        deviceId: pair.deviceId,
+        metric: rule.metric,
+        status: condition.status,
+        value: condition.value,
+        observedAt: condition.observedAt,
+      });
       if (step.action !== "none" && step.severity !== null && step.since !== null) {
         evaluations.push({
           tenantId: plan.tenantId,
@@ -185,11 +191,21 @@ export function evaluateTenant(input: TenantEvaluationInput): TenantEvaluation {
         });
       }
       if (!state) continue;
+      const pairKey = pair.key;
+      const ruleId = rule.id;
+      const deviceId = pair.deviceId;
       if (stats !== null && !sameStats(state.anomaly, stats))
-        stateUpdates.push({ ...ref, kind: "anomaly", stats });
-      if (!sameAlert(step.state, prev)) stateUpdates.push({ ...ref, kind: "alert", state: step.state });
+        stateUpdates.push({ pairKey, ruleId, deviceId, kind: "anomaly", stats });
+      if (!sameAlert(step.state, prev))
+        stateUpdates.push({ pairKey, ruleId, deviceId, kind: "alert", state: step.state });
       if (step.action === "fire" && rule.cooldownSeconds > 0) {
-        stateUpdates.push({ ...ref, kind: "cooldown", ttlMs: rule.cooldownSeconds * 1000 });
+        stateUpdates.push({
+          pairKey,
+          ruleId,
+          deviceId,
+          kind: "cooldown",
+          ttlMs: rule.cooldownSeconds * 1000,
+        });
       }
     } catch (error) {
       failures.push({ ruleId: rule.id, deviceId: pair.deviceId, error });

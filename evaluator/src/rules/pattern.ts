@@ -15,10 +15,9 @@ export function risingCondition(rule: PatternRule, buffer: readonly WindowEntry[
   if (!latest || entries.length < k + 1) {
     return { status: false, value: latest?.value ?? null, observedAt: latest?.ts ?? null };
   }
-  const tail = entries.slice(entries.length - (k + 1));
   let rising = true;
-  for (let i = 1; i < tail.length; i++) {
-    if (!(tail[i]!.value > tail[i - 1]!.value)) {
+  for (let i = entries.length - k; i < entries.length; i++) {
+    if (!(entries[i]!.value > entries[i - 1]!.value)) {
       rising = false;
       break;
     }

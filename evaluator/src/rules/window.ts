@@ -79,10 +79,22 @@ export function appendToWindow(
   return out.length > spec.maxLen ? out.slice(out.length - spec.maxLen) : out;
 }
 
-/** Entries of `buffer` inside the window at `now`, oldest first. */
-export function inWindow(buffer: readonly WindowEntry[], now: number, windowMs: number): WindowEntry[] {
+/**
+ * Entries of `buffer` inside the window at `now`, oldest first. A buffer that is already sorted and
+ * inside the window (what every tick's append leaves) is returned as it is, without a copy.
+ */
+export function inWindow(
+  buffer: readonly WindowEntry[],
+  now: number,
+  windowMs: number,
+): readonly WindowEntry[] {
   const cutoff = now - windowMs;
-  return buffer.filter((e) => e.ts > cutoff).sort(byTs);
+  let prev = Number.NEGATIVE_INFINITY;
+  for (const e of buffer) {
+    if (!(e.ts > cutoff) || e.ts < prev) return buffer.filter((x) => x.ts > cutoff).sort(byTs);
+    prev = e.ts;
+  }
+  return buffer;
 }
 
 /**
@@ -93,10 +105,12 @@ export function inWindow(buffer: readonly WindowEntry[], now: number, windowMs: 
  * which resolves the alert even when the device goes quiet.
  */
 export function windowCondition(rule: WindowRule, buffer: readonly WindowEntry[], now: number): Condition {
-  let entries = inWindow(buffer, now, rule.windowSeconds * 1000);
-  if (rule.params.lastN !== null) entries = entries.slice(Math.max(0, entries.length - rule.params.lastN));
+  const entries = inWindow(buffer, now, rule.windowSeconds * 1000);
+  const from = rule.params.lastN === null ? 0 : Math.max(0, entries.length - rule.params.lastN);
   let matching = 0;
-  for (const e of entries) if (compare(e.value, rule.operator, rule.threshold)) matching++;
+  for (let i = from; i < entries.length; i++) {
+    if (compare(entries[i]!.value, rule.operator, rule.threshold)) matching++;
+  }
   return {
     status: matching >= rule.minCount,
     value: matching,

@@ -57,8 +57,18 @@ describe("codec", () => {
       { ts: T0 - 5, value: 0.1 + 0.2 },
       { ts: T0, value: -3 },
     ];
-    expect(encodeBuffer(entries)).toBe(`${T0 - 5}:0.30000000000000004,${T0}:-3`);
+    // After the first member, timestamps are deltas to the one before, when whole milliseconds.
+    expect(encodeBuffer(entries)).toBe(`${T0 - 5}:0.30000000000000004,+5:-3`);
     expect(decodeBuffer(encodeBuffer(entries))).toEqual(entries);
+    const fractional = [
+      { ts: 1.5, value: 1 },
+      { ts: 2, value: 2 },
+      { ts: 7, value: 3 },
+    ];
+    expect(encodeBuffer(fractional)).toBe("1.5:1,2:2,+5:3");
+    expect(decodeBuffer(encodeBuffer(fractional))).toEqual(fractional);
+    // Absolute members anywhere (the sorted sets of an earlier release, joined) read the same.
+    expect(decodeBuffer(`${T0 - 5}:0.30000000000000004,${T0}:-3`)).toEqual(entries);
     const state = { active: true, since: T0, severity: "critical" } as const;
     expect(decodeAlertState(encodeAlertState(state))).toEqual(state);
     const stats = { n: 3, mean: 1 / 3, variance: 2 / 9, lastTs: T0 };
@@ -71,7 +81,7 @@ describe("codec", () => {
 
   it("reads garbage as 'nothing stored' instead of failing the tenant", () => {
     expect(decodeMember("nonsense")).toBeNull();
-    expect(decodeBuffer(`x,${T0}:1,:,${T0 - 1}:2`)).toEqual([
+    expect(decodeBuffer(`+5:0,x,${T0}:1,:,${T0 - 1}:2`)).toEqual([
       { ts: T0 - 1, value: 2 },
       { ts: T0, value: 1 },
     ]);
@@ -140,7 +150,7 @@ describe("codec", () => {
     s.cooldownUntil.set("w:d1", 500);
     s.cooldownUntil.set("t:d1", 2_000);
     const first = advanceTick(s, plan, 1_000);
-    expect(first.values).toEqual([`${T0 - 1000}:0.1,${T0}:-2.5e-7`, String(T0)]);
+    expect(first.values).toEqual([`${T0 - 1000}:0.1,+1000:-2.5e-7`, String(T0)]);
     expect(first.ops).toEqual([
       ...["f", "w:d1:cd", false, false],
       ...["b", "w:d1", 2, "600000"], // ARGV[2], TTL 2× the window
@@ -167,7 +177,7 @@ describe("codec", () => {
     // derived from the previous one and equals a fresh encoding.
     const later = planAt(T0 + 60_000, [reading(T0 + 30_000, 7), reading(T0 + 60_000, 8)]);
     const next = advanceTick(s, later, 2_500);
-    expect(next.values).toEqual([`${T0}:-2.5e-7,${T0 + 30_000}:7,${T0 + 60_000}:8`, String(T0 + 60_000)]);
+    expect(next.values).toEqual([`${T0}:-2.5e-7,+30000:7,+30000:8`, String(T0 + 60_000)]);
     expect(next.values[0]).toBe(encodeBuffer(s.buffers.get("w:d1")!.entries));
     expect(next.ops).toContain("t:d1:cd");
 
@@ -175,6 +185,31 @@ describe("codec", () => {
     const idle = advanceTick(s, planAt(T0 + 3_600_000, []), 3_000);
     expect(idle.ops.slice(0, 4)).toEqual(["b", "w:d1", false, false]);
     expect(s.buffers.size).toBe(0);
+  });
+
+  it("keeps every buffer's derived stored form equal to a fresh encoding, over many irregular ticks", () => {
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const s = emptySnapshot();
+    for (let k = 1; k <= 200; k++) {
+      const now = T0 + k * 60_000;
+      // 0 to 3 readings in the last minute (some late, some repeated), now and then a long gap.
+      const readings = Array.from({ length: Math.floor(random() * 4) }, () =>
+        reading(now - Math.floor(random() * 90_000), Math.round(random() * 100)),
+      );
+      if (k % 37 === 0) readings.length = 0;
+      const step = advanceTick(s, planAt(now, [...readings, ...readings.slice(0, 1)]), 0);
+      const known = s.buffers.get("w:d1");
+      const i = step.ops.indexOf("w:d1");
+      if (known) {
+        expect(decodeBuffer(known.stored)).toEqual(known.entries);
+        expect(known.stored).toBe(encodeBuffer(known.entries));
+        if (i >= 0) expect(step.values[(step.ops[i + 1] as number) - 2]).toBe(known.stored);
+      }
+    }
   });
 
   it("turns state updates into cooldowns with PX and hash field set/delete ops, and applies them", () => {

@@ -50,12 +50,27 @@ export function decodeMember(member: string): WindowEntry | null {
   return Number.isFinite(ts) && Number.isFinite(value) ? { ts, value } : null;
 }
 
-/** A stored window buffer: its members joined by `,`, oldest first. */
+/**
+ * One member of a stored buffer after `prev` (the previous entry, or null for the first): the
+ * timestamp as a delta `+d` when both are whole milliseconds, which about halves a buffer's size,
+ * else absolute.
+ */
+function storedMember(prev: WindowEntry | null, e: WindowEntry): string {
+  if (prev !== null && Number.isSafeInteger(e.ts) && Number.isSafeInteger(prev.ts) && e.ts >= prev.ts) {
+    return `+${e.ts - prev.ts}:${e.value}`;
+  }
+  return encodeMember(e.ts, e.value);
+}
+
+/**
+ * A stored window buffer: its members joined by `,`, oldest first; after the first, a member's
+ * timestamp may be a delta to the one before (`+60000:57`).
+ */
 export function encodeBuffer(entries: readonly WindowEntry[]): string {
   let out = "";
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i]!;
-    out += i === 0 ? encodeMember(e.ts, e.value) : `,${encodeMember(e.ts, e.value)}`;
+    out += i === 0 ? encodeMember(e.ts, e.value) : `,${storedMember(entries[i - 1]!, e)}`;
   }
   return out;
 }
@@ -64,11 +79,15 @@ export function encodeBuffer(entries: readonly WindowEntry[]): string {
 export function decodeBuffer(raw: string): WindowEntry[] {
   const out: WindowEntry[] = [];
   let sorted = true;
+  let prevTs: number | null = null;
   for (const member of raw.split(",")) {
-    const entry = decodeMember(member);
-    if (entry === null) continue;
-    if (out.length > 0 && entry.ts < out[out.length - 1]!.ts) sorted = false;
-    out.push(entry);
+    const delta = member.startsWith("+");
+    const entry = decodeMember(delta ? member.slice(1) : member);
+    if (entry === null || (delta && prevTs === null)) continue;
+    const ts: number = delta ? (prevTs as number) + entry.ts : entry.ts;
+    if (out.length > 0 && ts < out[out.length - 1]!.ts) sorted = false;
+    out.push(delta ? { ts, value: entry.value } : entry);
+    prevTs = ts;
   }
   return sorted ? out : out.sort((a, b) => a.ts - b.ts);
 }
@@ -147,8 +166,8 @@ export function pairPart(ruleId: string, deviceId: string): string {
 
 /** A window buffer as known: entries oldest first, and their stored form. */
 export interface KnownBuffer {
-  readonly entries: readonly WindowEntry[];
-  readonly stored: string;
+  entries: readonly WindowEntry[];
+  stored: string;
 }
 
 /**
@@ -379,7 +398,8 @@ export function tenantStatePx(plan: TenantPlan): number {
 
 /**
  * The stored form of `next`, derived from the previous one when `next` only dropped a prefix of
- * `prev` and appended entries (the usual step), so a tick does not re-encode whole buffers.
+ * `prev` and appended entries (the usual step), so a tick does not re-encode whole buffers: the
+ * kept part is sliced out of the previous form, its first member made absolute.
  */
 function storedForm(prev: KnownBuffer | undefined, next: readonly WindowEntry[]): string {
   if (prev === undefined || next.length === 0) return encodeBuffer(next);
@@ -389,10 +409,17 @@ function storedForm(prev: KnownBuffer | undefined, next: readonly WindowEntry[])
   const kept = old.length - k;
   if (kept > next.length) return encodeBuffer(next);
   for (let i = 1; i < kept; i++) if (next[i] !== old[k + i]) return encodeBuffer(next);
-  let start = 0;
-  for (let i = 0; i < k; i++) start = prev.stored.indexOf(",", start) + 1;
-  let out = prev.stored.slice(start);
-  for (let i = kept; i < next.length; i++) out += `,${encodeMember(next[i]!.ts, next[i]!.value)}`;
+  let out: string;
+  if (k === 0) {
+    out = prev.stored;
+  } else {
+    // Skip k + 1 members: the first kept one is re-encoded as absolute.
+    let start = 0;
+    for (let i = 0; i <= k; i++) start = prev.stored.indexOf(",", start) + 1;
+    const first = encodeMember(next[0]!.ts, next[0]!.value);
+    out = kept === 1 ? first : `${first},${prev.stored.slice(start)}`;
+  }
+  for (let i = kept; i < next.length; i++) out += `,${storedMember(next[i - 1]!, next[i]!)}`;
   return out;
 }
 
@@ -434,7 +461,13 @@ export function advanceTick(snapshot: TenantSnapshot, plan: TenantPlan, wallNow:
           ops.push("b", part, false, false);
         } else {
           const stored = storedForm(prev, buffer);
-          snapshot.buffers.set(part, { entries: buffer, stored });
+          if (prev) {
+            // Updated in place: one object less to allocate and promote per pair and tick.
+            prev.entries = buffer;
+            prev.stored = stored;
+          } else {
+            snapshot.buffers.set(part, { entries: buffer, stored });
+          }
           ops.push("b", part, valueRef(writes, stored), String(windowBufferTtlMs(pair.window.windowMs)));
         }
       }
