@@ -42,6 +42,8 @@ function planAt(now: number, readings: Reading[]) {
 }
 const reading = (ts: number, value: number): Reading => ({ deviceId: "d1", metric: "temp", ts, value });
 const plan = planAt(T0, [reading(T0 - 1000, 0.1), reading(T0, -2.5e-7)]);
+/** Pair keys of the plan's threshold, window and absent pairs (the snapshot is keyed by them). */
+const [T, W, A] = plan.pairs.map((p) => p.key) as [string, string, string];
 
 describe("codec", () => {
   it("round-trips members, buffers, lifecycle states and statistics exactly", () => {
@@ -123,11 +125,13 @@ describe("codec", () => {
     if (!read.acquired) return;
     const s = read.snapshot;
     expect(s.gen).toBe("s.1");
-    expect([...s.alerts]).toEqual([["w:d1", { active: true, since: T0, severity: "info" }]]);
+    // Fields are named by the scripts' pair parts; the snapshot is keyed by the plan's pair keys,
+    // and a field of a pair outside the plan ("x:y") is not kept.
+    expect([...s.alerts]).toEqual([[W, { active: true, since: T0, severity: "info" }]]);
     expect(s.anomalies.size).toBe(0); // unreadable: learning starts over
-    expect([...s.seen]).toEqual([["a:d1", String(T0 - 5000)]]);
-    expect([...s.cooldownUntil]).toEqual([["w:d1", 5_500]]);
-    expect(s.buffers.get("w:d1")?.entries).toEqual([{ ts: T0 - 1000, value: 0.1 }]);
+    expect([...s.seen]).toEqual([[A, String(T0 - 5000)]]);
+    expect([...s.cooldownUntil]).toEqual([[W, 5_500]]);
+    expect(s.buffers.get(W)?.entries).toEqual([{ ts: T0 - 1000, value: 0.1 }]);
     expect(parseReadReply(plan, [1, null, [], [], [null]], 0)).toMatchObject({
       acquired: true,
       snapshot: { gen: "" },
@@ -147,8 +151,8 @@ describe("codec", () => {
 
   it("advances a snapshot by one tick: buffers appended and trimmed, last-seen seeded, ended cooldowns dropped", () => {
     const s = emptySnapshot();
-    s.cooldownUntil.set("w:d1", 500);
-    s.cooldownUntil.set("t:d1", 2_000);
+    s.cooldownUntil.set(W, 500);
+    s.cooldownUntil.set(T, 2_000);
     const first = advanceTick(s, plan, 1_000);
     expect(first.values).toEqual([`${T0 - 1000}:0.1,+1000:-2.5e-7`, String(T0)]);
     expect(first.ops).toEqual([
@@ -156,19 +160,18 @@ describe("codec", () => {
       ...["b", "w:d1", 2, "600000"], // ARGV[2], TTL 2× the window
       ...["f", "a:d1:seen", 3, false], // the absent rule: the newest reading, ARGV[3]
     ]);
-    const byKey = (p: typeof plan, k: number) => p.pairs[k]!.key;
-    expect(first.state.pairs.get(byKey(plan, 0))).toEqual({
+    expect(first.state.pairs.get(T)).toEqual({
       buffer: null,
       cooldownRemainingMs: 1_000,
       anomaly: null,
       lastSeen: null,
       alert: INACTIVE,
     });
-    expect(first.state.pairs.get(byKey(plan, 1))?.buffer).toEqual([
+    expect(first.state.pairs.get(W)?.buffer).toEqual([
       { ts: T0 - 1000, value: 0.1 },
       { ts: T0, value: -2.5e-7 },
     ]);
-    expect(first.state.pairs.get(byKey(plan, 2))?.lastSeen).toBe(T0);
+    expect(first.state.pairs.get(A)?.lastSeen).toBe(T0);
 
     // The same tick again (a retry): nothing changes, nothing is written.
     expect(advanceTick(s, plan, 1_000).ops).toEqual([]);
@@ -178,7 +181,7 @@ describe("codec", () => {
     const later = planAt(T0 + 60_000, [reading(T0 + 30_000, 7), reading(T0 + 60_000, 8)]);
     const next = advanceTick(s, later, 2_500);
     expect(next.values).toEqual([`${T0}:-2.5e-7,+30000:7,+30000:8`, String(T0 + 60_000)]);
-    expect(next.values[0]).toBe(encodeBuffer(s.buffers.get("w:d1")!.entries));
+    expect(next.values[0]).toBe(encodeBuffer(s.buffers.get(W)!.entries));
     expect(next.ops).toContain("t:d1:cd");
 
     // Long after: the window empties and the buffer is deleted.
@@ -202,7 +205,7 @@ describe("codec", () => {
       );
       if (k % 37 === 0) readings.length = 0;
       const step = advanceTick(s, planAt(now, [...readings, ...readings.slice(0, 1)]), 0);
-      const known = s.buffers.get("w:d1");
+      const known = s.buffers.get(W);
       const i = step.ops.indexOf("w:d1");
       if (known) {
         expect(decodeBuffer(known.stored)).toEqual(known.entries);
@@ -229,11 +232,11 @@ describe("codec", () => {
       values: [`1,2,0,${T0}`],
     });
     const s = emptySnapshot();
-    s.alerts.set("w:d1", { active: true, since: T0, severity: "info" });
+    s.alerts.set("k", { active: true, since: T0, severity: "info" });
     applyCommit(s, updates, 10);
-    expect([...s.cooldownUntil]).toEqual([["w:d1", 60_010]]);
+    expect([...s.cooldownUntil]).toEqual([["k", 60_010]]);
     expect(s.alerts.size).toBe(0);
-    expect(s.anomalies.get("w:d1")).toEqual(stats);
+    expect(s.anomalies.get("k")).toEqual(stats);
   });
 
   it("writes: the lease to take or to hold declares the key, and buffer values travel as ARGV", () => {

@@ -8,7 +8,7 @@
 import type { AnomalyStats } from "../rules/anomaly.ts";
 import type { StateUpdate } from "../rules/evaluateTenant.ts";
 import { type AlertState, INACTIVE } from "../rules/lifecycle.ts";
-import type { PairState, TenantPlan, TenantState } from "../rules/planTenant.ts";
+import type { PairPlan, PairState, TenantPlan, TenantState } from "../rules/planTenant.ts";
 import { SEVERITIES, type Severity, type WindowEntry } from "../rules/types.ts";
 import { appendToWindow } from "../rules/window.ts";
 import { keyPart, tenantStateKey, tickLeaseKey } from "./keys.ts";
@@ -171,7 +171,7 @@ export interface KnownBuffer {
 }
 
 /**
- * Everything known of one tenant's Valkey state, by pair part ({@link pairPart}), as of the
+ * Everything known of one tenant's Valkey state, by pair key (`PairPlan.key`), as of the
  * generation stamp `gen` ("" when the hash holds none). Built from a `tenant_read` reply, then kept
  * by the evaluator and advanced in place by {@link advanceTick} and {@link applyCommit}; it is
  * exact as long as the stored stamp is still `gen` (`tenant_write` checks).
@@ -262,25 +262,28 @@ export function parseReadReply(plan: TenantPlan, reply: unknown, wallNow: number
   if (reply.length !== 5) throw new ValkeyStateProtocolError("read: expected 5 fields");
   const snapshot = emptySnapshot();
   snapshot.gen = asString(reply[1], "read: gen") ?? "";
+  const keyOfPart = new Map(plan.pairs.map((p) => [pairPart(p.rule.id, p.deviceId), p.key]));
   const fields = nameValueList(reply[2], "fields");
   for (let i = 0; i < fields.length; i += 2) {
     const name = fields[i] as string;
     const value = asString(fields[i + 1], `read: field ${name}`);
     const cut = name.lastIndexOf(":");
-    const part = name.slice(0, cut);
+    // The state of a pair outside the plan (a deleted rule or device) is not kept.
+    const key = keyOfPart.get(name.slice(0, cut));
+    if (key === undefined) continue;
     switch (name.slice(cut + 1)) {
       case "cond": {
         const alert = decodeAlertState(value);
-        if (alert.active) snapshot.alerts.set(part, alert);
+        if (alert.active) snapshot.alerts.set(key, alert);
         break;
       }
       case "anom": {
         const stats = decodeAnomalyStats(value);
-        if (stats) snapshot.anomalies.set(part, stats);
+        if (stats) snapshot.anomalies.set(key, stats);
         break;
       }
       case "seen":
-        if (value !== null) snapshot.seen.set(part, value);
+        if (value !== null) snapshot.seen.set(key, value);
         break;
       // Anything else is not this release's field: ignored.
     }
@@ -289,7 +292,8 @@ export function parseReadReply(plan: TenantPlan, reply: unknown, wallNow: number
   for (let i = 0; i < cooldowns.length; i += 2) {
     const left = cooldowns[i + 1];
     if (typeof left !== "number") throw new ValkeyStateProtocolError("read: cooldown is not a number");
-    snapshot.cooldownUntil.set(cooldowns[i] as string, wallNow + left);
+    const key = keyOfPart.get(cooldowns[i] as string);
+    if (key !== undefined) snapshot.cooldownUntil.set(key, wallNow + left);
   }
   const buffers = reply[4] as unknown;
   const windowPairs = plan.pairs.filter((p) => p.window);
@@ -300,7 +304,7 @@ export function parseReadReply(plan: TenantPlan, reply: unknown, wallNow: number
     if (raw === null || raw === "") return;
     const entries = decodeBuffer(raw);
     if (entries.length > 0) {
-      snapshot.buffers.set(pairPart(pair.rule.id, pair.deviceId), { entries, stored: encodeBuffer(entries) });
+      snapshot.buffers.set(pair.key, { entries, stored: encodeBuffer(entries) });
     }
   });
   return { acquired: true, snapshot };
@@ -434,31 +438,31 @@ export interface TickAdvance extends Writes {
  * plan gets this tick's readings appended and is trimmed to its window at `plan.now`
  * ({@link appendToWindow}); every absent pair's last-seen time becomes the newest of the stored one
  * and its new readings (seeded with `plan.now` when there is neither); cooldowns that ended by
- * `wallNow` are forgotten. Returns the state every pair is evaluated with, and the writes that make
+ * `wallNow` are forgotten (and their index field deleted). Returns the state every pair is evaluated with, and the writes that make
  * Valkey hold the same: a changed buffer is SET with its TTL (2× the window, so an idle buffer
  * expires), an emptied one deleted.
  */
 export function advanceTick(snapshot: TenantSnapshot, plan: TenantPlan, wallNow: number): TickAdvance {
   const writes: Writes = { ops: [], values: [] };
   const ops = writes.ops;
-  for (const [part, until] of snapshot.cooldownUntil) {
-    if (until <= wallNow) {
-      snapshot.cooldownUntil.delete(part);
-      ops.push("f", `${part}:cd`, false, false);
-    }
-  }
   const pairs = new Map<string, PairState>();
   for (const pair of plan.pairs) {
-    const part = pairPart(pair.rule.id, pair.deviceId);
+    const key = pair.key;
+    let until = snapshot.cooldownUntil.get(key);
+    if (until !== undefined && until <= wallNow) {
+      snapshot.cooldownUntil.delete(key);
+      ops.push("f", `${partOf(pair)}:cd`, false, false);
+      until = undefined;
+    }
     let buffer: readonly WindowEntry[] | null = null;
     if (pair.window) {
-      const prev = snapshot.buffers.get(part);
+      const prev = snapshot.buffers.get(key);
       const before = prev?.entries ?? NO_ENTRIES;
       buffer = appendToWindow(before, pair.readings, plan.now, pair.window);
       if (buffer !== before) {
         if (buffer.length === 0) {
-          snapshot.buffers.delete(part);
-          ops.push("b", part, false, false);
+          snapshot.buffers.delete(key);
+          ops.push("b", partOf(pair), false, false);
         } else {
           const stored = storedForm(prev, buffer);
           if (prev) {
@@ -466,38 +470,43 @@ export function advanceTick(snapshot: TenantSnapshot, plan: TenantPlan, wallNow:
             prev.entries = buffer;
             prev.stored = stored;
           } else {
-            snapshot.buffers.set(part, { entries: buffer, stored });
+            snapshot.buffers.set(key, { entries: buffer, stored });
           }
-          ops.push("b", part, valueRef(writes, stored), String(windowBufferTtlMs(pair.window.windowMs)));
+          const px = String(windowBufferTtlMs(pair.window.windowMs));
+          ops.push("b", partOf(pair), valueRef(writes, stored), px);
         }
       }
     }
     let lastSeen: number | null = null;
     if (pair.lastSeen) {
-      const stored = snapshot.seen.get(part);
+      const stored = snapshot.seen.get(key);
       let next = stored !== undefined && Number.isFinite(Number(stored)) ? stored : undefined;
       const newest = pair.readings.at(-1);
       if (newest && (next === undefined || newest.ts > Number(next))) next = String(newest.ts);
       next ??= String(plan.now);
       if (next !== stored) {
-        snapshot.seen.set(part, next);
-        ops.push("f", `${part}:seen`, valueRef(writes, next), false);
+        snapshot.seen.set(key, next);
+        ops.push("f", `${partOf(pair)}:seen`, valueRef(writes, next), false);
       }
       lastSeen = Number(next);
     }
-    const until = snapshot.cooldownUntil.get(part);
-    pairs.set(pair.key, {
+    pairs.set(key, {
       buffer,
       cooldownRemainingMs: until === undefined ? 0 : until - wallNow,
-      anomaly: pair.anomaly ? (snapshot.anomalies.get(part) ?? null) : null,
+      anomaly: pair.anomaly ? (snapshot.anomalies.get(key) ?? null) : null,
       lastSeen,
-      alert: snapshot.alerts.get(part) ?? INACTIVE,
+      alert: snapshot.alerts.get(key) ?? INACTIVE,
     });
   }
   return { state: { pairs }, ...writes };
 }
 
 const NO_ENTRIES: readonly WindowEntry[] = Object.freeze([]);
+
+/** How the scripts name a planned pair (computed only for the pairs that are written). */
+function partOf(pair: PairPlan): string {
+  return pairPart(pair.rule.id, pair.deviceId);
+}
 
 /** The writes of an evaluation's state updates: cooldowns with PX, and hash fields set or deleted. */
 export function commitOps(updates: readonly StateUpdate[]): Writes {
@@ -533,17 +542,17 @@ export function applyCommit(
   wallNow: number,
 ): void {
   for (const u of updates) {
-    const part = pairPart(u.ruleId, u.deviceId);
+    const key = u.pairKey;
     switch (u.kind) {
       case "cooldown":
-        snapshot.cooldownUntil.set(part, wallNow + u.ttlMs);
+        snapshot.cooldownUntil.set(key, wallNow + u.ttlMs);
         break;
       case "anomaly":
-        snapshot.anomalies.set(part, u.stats);
+        snapshot.anomalies.set(key, u.stats);
         break;
       case "alert":
-        if (u.state.active) snapshot.alerts.set(part, u.state);
-        else snapshot.alerts.delete(part);
+        if (u.state.active) snapshot.alerts.set(key, u.state);
+        else snapshot.alerts.delete(key);
         break;
     }
   }
