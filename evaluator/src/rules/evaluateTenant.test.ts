@@ -8,6 +8,7 @@ import {
   type PairState,
   pairKey,
   planTenant,
+  splitPairKey,
   type TenantInput,
   type TenantState,
 } from "./planTenant.ts";
@@ -260,5 +261,21 @@ describe("evaluateTenant", () => {
     expect(result.stateUpdates).toMatchObject([
       { kind: "alert", state: { active: true, severity: "critical" } },
     ]);
+  });
+});
+
+describe("pairKey", () => {
+  it("is unambiguous whatever the ids contain, and splits back", () => {
+    const ids: [string, string][] = [
+      ["a", "b:c"],
+      ["a:b", "c"],
+      ["", ":"],
+      ["12:x", ""],
+    ];
+    const keys = ids.map(([r, d]) => pairKey(r, d));
+    expect(new Set(keys).size).toBe(ids.length);
+    expect(keys.map(splitPairKey)).toEqual(ids.map(([ruleId, deviceId]) => ({ ruleId, deviceId })));
+    expect(splitPairKey("x")).toBeNull();
+    expect(splitPairKey("5:ab:c")).toBeNull();
   });
 });

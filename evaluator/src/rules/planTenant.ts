@@ -78,6 +78,14 @@ export function pairKey(ruleId: string, deviceId: string): string {
   return `${ruleId.length}:${ruleId}:${deviceId}`;
 }
 
+/** Inverse of {@link pairKey}; `null` for a string that is not one. */
+export function splitPairKey(key: string): { readonly ruleId: string; readonly deviceId: string } | null {
+  const colon = key.indexOf(":");
+  const length = Number(key.slice(0, colon));
+  if (colon <= 0 || !Number.isSafeInteger(length) || key[colon + 1 + length] !== ":") return null;
+  return { ruleId: key.slice(colon + 1, colon + 1 + length), deviceId: key.slice(colon + 2 + length) };
+}
+
 /**
  * Expands one tenant's rules into (rule, device) pairs and says which state each needs: the pure
  * first step of a tick, whose result `ValkeyState.loadTenantState` turns into one script call.

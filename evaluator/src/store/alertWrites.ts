@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { AlertEvaluation, TenantEvaluation } from "../rules/evaluateTenant.ts";
-import { pairKey } from "../rules/planTenant.ts";
+import { pairKey, splitPairKey } from "../rules/planTenant.ts";
 import type { Rule, Severity } from "../rules/types.ts";
 
 /**
@@ -123,12 +123,21 @@ export function buildAlertWrites(
     if (ev.action === "fire") fire++;
     else stillFiring++;
   }
-  // Only tenants with open alerts pay for this scan (most pairs are false on most ticks).
+  // Only tenants with open alerts pay for this scan (most pairs are false on most ticks); the few
+  // open pairs are looked up by rule, then device, so no key is built for the many others.
   if (openPairs.size > 0) {
+    const open = new Map<string, Set<string>>();
+    for (const key of openPairs) {
+      const pair = splitPairKey(key);
+      if (pair === null) continue;
+      let devices = open.get(pair.ruleId);
+      if (!devices) open.set(pair.ruleId, (devices = new Set()));
+      devices.add(pair.deviceId);
+    }
     for (const c of evaluation.conditions) {
-      if (c.status !== false) continue;
+      if (c.status !== false || !open.get(c.ruleId)?.has(c.deviceId)) continue;
       const key = pairKey(c.ruleId, c.deviceId);
-      if (!openPairs.has(key) || resolvedPairs.has(key)) continue;
+      if (resolvedPairs.has(key)) continue;
       resolvedPairs.add(key);
       resolves.push(alertFingerprint(tenantId, c.ruleId, c.deviceId));
     }

@@ -39,8 +39,12 @@ export interface TenantData {
   /** Raw `alert_rules` rows (enabled), for `parseRule`. */
   readonly ruleRows: readonly Record<string, unknown>[];
   readonly deviceIds: readonly string[];
-  /** Readings in (lower bound, tick time], in no particular order (`readingsFor` sorts each group). */
-  readonly readings: readonly Reading[];
+  /**
+   * Readings in (lower bound, tick time], in no particular order (`readingsFor` sorts each group),
+   * parsed afresh by each call: a batch waiting for its turn keeps one JSON text per tenant rather
+   * than thousands of objects, which would outlive many young-generation collections.
+   */
+  readonly readings: () => Reading[];
   readonly maintenance: Maintenance;
   /** (rule, device) pairs with an open alert, as `pairKey` strings. */
   readonly openPairs: ReadonlySet<string>;
@@ -97,6 +101,18 @@ const SQL_FILES = [
 
 type ReadingTuple = [string, string, number, number];
 
+/** The reader of a tenant's readings: the JSON text of `telemetry.sql`, parsed on each call. */
+function readingsOf(json: string | undefined): () => Reading[] {
+  if (json === undefined) return () => [];
+  return () =>
+    (JSON.parse(json) as ReadingTuple[]).map(([deviceId, metric, ts, value]) => ({
+      deviceId,
+      metric,
+      ts,
+      value,
+    }));
+}
+
 /** The PostgreSQL implementation of {@link EvaluatorStore}; queries live in `./sql/*.sql`. */
 export function createPgStore(db: Queryable): EvaluatorStore {
   const sql = loadSql(SQL_FILES);
@@ -128,9 +144,7 @@ export function createPgStore(db: Queryable): EvaluatorStore {
         db.query<{ tenant_id: string; version: string; device_ids: string[] }>(
           stmt("devices", [ids, ids.map((id) => deviceLists.get(id)?.version ?? null)]),
         ),
-        db.query<{ tenant_id: string; readings: ReadingTuple[] }>(
-          stmt("telemetry", [ids, [...sinceMs], nowMs]),
-        ),
+        db.query<{ tenant_id: string; readings: string }>(stmt("telemetry", [ids, [...sinceMs], nowMs])),
         db.query<{ tenant_id: string; device_id: string | null }>(stmt("maintenance", [ids, nowMs])),
         db.query<{ tenant_id: string; rule_id: string; device_id: string | null }>(
           stmt("open_alerts", [ids]),
@@ -138,12 +152,7 @@ export function createPgStore(db: Queryable): EvaluatorStore {
       ]);
       const ruleRows = groupBy(rules.rows, (r) => r.tenant_id);
       for (const r of devices.rows) deviceLists.set(r.tenant_id, { version: r.version, ids: r.device_ids });
-      const readings = new Map(
-        telemetry.rows.map((r) => [
-          r.tenant_id,
-          r.readings.map(([deviceId, metric, ts, value]) => ({ deviceId, metric, ts, value })),
-        ]),
-      );
+      const readings = new Map(telemetry.rows.map((r) => [r.tenant_id, r.readings]));
       const maint = new Map<string, { tenantWide: boolean; deviceIds: Set<string> }>();
       for (const r of maintenance.rows) {
         let m = maint.get(r.tenant_id);
@@ -170,7 +179,7 @@ export function createPgStore(db: Queryable): EvaluatorStore {
         out.set(id, {
           ruleRows: ruleRows.get(id) ?? [],
           deviceIds: deviceLists.get(id)?.ids ?? [],
-          readings: readings.get(id) ?? [],
+          readings: readingsOf(readings.get(id)),
           maintenance: maint.get(id) ?? NO_MAINTENANCE,
           openPairs: openPairs.get(id) ?? new Set(),
         });

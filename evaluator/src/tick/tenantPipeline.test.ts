@@ -25,7 +25,7 @@ const thresholdRow = ruleRow({ id: "r1", tenant_id: "t1" });
 const data = (rows: Record<string, unknown>[] = [thresholdRow, windowRow]): TenantData => ({
   ruleRows: rows,
   deviceIds: ["d1"],
-  readings: [],
+  readings: () => [],
   maintenance: NO_MAINTENANCE,
   openPairs: new Set(),
 });

@@ -291,7 +291,8 @@ export class TickRunner {
       this.#failed(tenant, tick, "still_running", undefined, counts);
       return;
     }
-    const readings = this.#cursors.fresh(tenant, data.readings);
+    const read = data.readings();
+    const readings = this.#cursors.fresh(tenant, read);
     const { result, settled } = withBudget(clock, settings.tenantBudgetMs, (signal) =>
       runTenantPipeline(this.#pipeline, member, data, readings, tick, signal),
     );
@@ -327,7 +328,7 @@ export class TickRunner {
       case "evaluated": {
         this.#evaluatedSlot.set(tenant, tick.slot);
         // Everything read, including the re-read overlap, is now evaluated.
-        this.#cursors.advance(tenant, tick.now, data.readings);
+        this.#cursors.advance(tenant, tick.now, read);
         const w = outcome.writes;
         counts.evaluated++;
         if (outcome.degraded) counts.degraded++;
