@@ -11,7 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { compileEvaluatorConfig } from "../../evaluator/src/config/evaluatorConfig.ts";
 import { connectClients } from "../../evaluator/src/main.ts";
 import { createEvaluatorMetrics } from "../../evaluator/src/metrics.ts";
-import { tenantStateField, tenantStateKey } from "../../evaluator/src/state/keys.ts";
+import { tenantStateKey } from "../../evaluator/src/state/keys.ts";
 import { ValkeyState } from "../../evaluator/src/state/scripts.ts";
 import { createPgStore } from "../../evaluator/src/store/pgStore.ts";
 import { CircuitBreaker } from "../../evaluator/src/tick/circuitBreaker.ts";

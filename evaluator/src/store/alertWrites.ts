@@ -130,9 +130,9 @@ export function buildAlertWrites(
     for (const key of openPairs) {
       const pair = splitPairKey(key);
       if (pair === null) continue;
-      let devices = open.get(pair.ruleId);
-      if (!devices) open.set(pair.ruleId, (devices = new Set()));
-      devices.add(pair.deviceId);
+      const devices = open.get(pair.ruleId);
+      if (devices) devices.add(pair.deviceId);
+      else open.set(pair.ruleId, new Set([pair.deviceId]));
     }
     for (const c of evaluation.conditions) {
       if (c.status !== false || !open.get(c.ruleId)?.has(c.deviceId)) continue;
