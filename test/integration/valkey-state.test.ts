@@ -261,12 +261,17 @@ describe("the kept copy of a tenant's state", () => {
     await tick(new ValkeyState(client()), input(2));
     expect(await load(3)).toHaveLength(3); // refused write, read, write
     expect(await load(4)).toHaveLength(1);
+    // A tenant that left this shard is forgotten; if it comes back, it is read afresh.
+    store.retainTenants(new Set(["another tenant"]));
+    expect(store.keptTenants).toBe(0);
+    expect(await load(5)).toHaveLength(2);
+    expect(await load(6)).toHaveLength(1);
     // Valkey loses the tenant's keys: the next load starts from what Valkey holds (nothing).
     await c.del(tenantStateKey(t), windowBufferKey(t, "w", "d1"), windowBufferKey(t, "w", "d2"));
-    const state = mustAcquire(await store.loadTenantState(planTenant(input(5)), { lease: lease(5) }));
+    const state = mustAcquire(await store.loadTenantState(planTenant(input(7)), { lease: lease(7) }));
     const buffers = [...state.pairs.values()].filter((p) => p.buffer).map((p) => p.buffer?.length);
     expect(buffers).toEqual([1, 1]);
-    expect(await c.get(windowBufferKey(t, "w", "d1"))).toBe(`${T0 + 145_000}:${40 + ((5 * 13) % 30)}`);
+    expect(await c.get(windowBufferKey(t, "w", "d1"))).toBe(`${T0 + 205_000}:${40 + ((7 * 13) % 30)}`);
   });
 });
 
