@@ -66,4 +66,18 @@ describe("device lists", () => {
     expect(await devicesOf(store)).toEqual({ a: [], b: ["y", "z"] });
     expect(deviceRows.slice(6)).toEqual([2]);
   });
+
+  it("are read again after a tenant is deleted and created anew, and after TRUNCATE", async () => {
+    await db.pool.query("INSERT INTO devices (tenant_id, id) VALUES ('a', 'old'), ('b', 'x')");
+    const { store } = observedStore();
+    expect(await devicesOf(store)).toEqual({ a: ["old"], b: ["x"] });
+    // Between two ticks: the tenant is deleted (its devices go by cascade) and created again with
+    // one other device. Its version is a new one, never one the store already holds.
+    await db.pool.query("DELETE FROM tenants WHERE id = 'a'");
+    await db.pool.query("INSERT INTO tenants (id, shard_set, shard_index) VALUES ('a', 's', 0)");
+    await db.pool.query("INSERT INTO devices (tenant_id, id) VALUES ('a', 'new')");
+    expect(await devicesOf(store)).toEqual({ a: ["new"], b: ["x"] });
+    await db.pool.query("TRUNCATE devices CASCADE");
+    expect(await devicesOf(store)).toEqual({ a: [], b: [] });
+  });
 });

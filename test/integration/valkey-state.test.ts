@@ -246,6 +246,52 @@ describe("the kept copy of a tenant's state", () => {
     }
   });
 
+  it("a pair the kept copy was not read for (a device back after a silent tick) is read afresh, not taken as empty", async () => {
+    const t = newTenant();
+    const c = client();
+    const [a, b] = [new ValkeyState(c), new ValkeyState(client())];
+    // "x" is not in the tenant's device list: it is only evaluated on ticks where it sends readings.
+    const rules = [
+      windowRule({
+        tenant_id: t,
+        id: "w",
+        device_id: null,
+        threshold: 30,
+        min_count: 3,
+        window_seconds: 600,
+      }),
+    ];
+    const input = (nowS: number, readings: Reading[]) => tenantInput(t, rules, ["d1"], readings, nowS);
+    await tick(a, input(0, [reading("x", -10, 40), reading("x", -5, 41)]));
+    await tick(b, input(60, [reading("d1", 55, 10)])); // another writer: a's copy is stale
+    await tick(a, input(120, [])); // a reads afresh, for a plan without "x"
+    const back = await tick(a, input(180, [reading("x", 175, 42)]));
+    expect(back.conditions.find((x) => x.deviceId === "x")).toMatchObject({ status: true, value: 3 });
+    expect(await c.get(windowBufferKey(t, "w", "x"))).toBe(`${T0 - 10_000}:40,+5000:41,+180000:42`);
+  });
+
+  it("a late commit of an overrun tick is dropped once a newer evaluation wrote the tenant's state", async () => {
+    const t = newTenant();
+    const c = client();
+    const [a, b] = [new ValkeyState(c), new ValkeyState(client())];
+    const rules = [thresholdRule({ tenant_id: t, operator: ">", threshold: 30 })];
+    const lease = (slot: number, token: string): TickLease => ({ tenantId: t, slot, token, ttlMs: 120_000 });
+    // a evaluates slot 1 and fires, then stalls before its commit (slow PostgreSQL, say) ...
+    const late = tenantInput(t, rules, ["d1"], [reading("d1", 55, 40)], 60);
+    const state = mustAcquire(await a.loadTenantState(planTenant(late), { lease: lease(1, "shard-a") }));
+    const lateResult = evaluateTenant({ ...late, state });
+    expect(lateResult.stateUpdates.length).toBeGreaterThan(0);
+    // ... while the tenant's new owner evaluates slot 2 and commits.
+    await tick(b, tenantInput(t, rules, ["d1"], [reading("d1", 115, 45)], 120), lease(2, "shard-b"));
+    const newer = await c.hget(tenantStateKey(t), tenantStateField("r1", "d1", "cond"));
+    expect(await a.commitTenantState(t, lateResult.stateUpdates, { lease: lease(1, "shard-a") })).toEqual({
+      applied: false,
+      reason: "stale",
+      holder: null,
+    });
+    expect(await c.hget(tenantStateKey(t), tenantStateField("r1", "d1", "cond"))).toBe(newer);
+  });
+
   it("a current copy costs one call; another writer or a flush costs a read, and nothing kept is trusted", async () => {
     const t = newTenant();
     const c = client();
@@ -460,6 +506,7 @@ describe("tick leases", () => {
     } as const;
     expect(await store.commitTenantState(t, [update], { lease: mine })).toEqual({
       applied: false,
+      reason: "lease",
       holder: "shard-1",
     });
     expect(await c.exists(cooldownKey(t, "r1", "d1"))).toBe(0);

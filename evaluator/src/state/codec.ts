@@ -178,6 +178,12 @@ export interface KnownBuffer {
  */
 export interface TenantSnapshot {
   gen: string;
+  /**
+   * The pairs (by key) whose state this snapshot holds: those of the plan it was read for. A pair
+   * outside it (a device or rule that was not in that plan) may have state in Valkey that the
+   * snapshot does not know, so a plan with such a pair is read afresh.
+   */
+  readonly covered: Set<string>;
   readonly buffers: Map<string, KnownBuffer>;
   /** Firing lifecycle states (absent: inactive). */
   readonly alerts: Map<string, AlertState>;
@@ -192,12 +198,19 @@ export interface TenantSnapshot {
 export function emptySnapshot(): TenantSnapshot {
   return {
     gen: "",
+    covered: new Set(),
     buffers: new Map(),
     alerts: new Map(),
     anomalies: new Map(),
     seen: new Map(),
     cooldownUntil: new Map(),
   };
+}
+
+/** Whether the snapshot holds the state of every pair of the plan (else it must be read afresh). */
+export function covers(snapshot: TenantSnapshot, plan: TenantPlan): boolean {
+  for (const pair of plan.pairs) if (!snapshot.covered.has(pair.key)) return false;
+  return true;
 }
 
 /** The key a call declares: the tick lease when given (the script's fence), else the state hash. */
@@ -262,6 +275,7 @@ export function parseReadReply(plan: TenantPlan, reply: unknown, wallNow: number
   if (reply.length !== 5) throw new ValkeyStateProtocolError("read: expected 5 fields");
   const snapshot = emptySnapshot();
   snapshot.gen = asString(reply[1], "read: gen") ?? "";
+  for (const pair of plan.pairs) snapshot.covered.add(pair.key);
   const keyOfPart = new Map(plan.pairs.map((p) => [pairPart(p.rule.id, p.deviceId), p.key]));
   const fields = nameValueList(reply[2], "fields");
   for (let i = 0; i < fields.length; i += 2) {

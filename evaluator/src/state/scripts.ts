@@ -9,6 +9,7 @@ import {
   buildReadCall,
   buildWriteCall,
   commitOps,
+  covers,
   parseReadReply,
   parseWriteReply,
   type ScriptCall,
@@ -72,8 +73,11 @@ const READ_ATTEMPTS = 3;
 export type CommitResult =
   /** Written (`written` = number of updates; 0 when there was nothing to write and no call was made). */
   | { readonly applied: true; readonly written: number }
-  /** Refused by the lease fence: nothing written. */
-  | { readonly applied: false; readonly holder: string | null };
+  /**
+   * Nothing written: the lease is held by another token (`lease`), or a newer evaluation wrote the
+   * tenant's state since this process loaded it (`stale`).
+   */
+  | { readonly applied: false; readonly reason: "lease" | "stale"; readonly holder: string | null };
 
 /** Outcome of `acquireTickLease`. */
 export type LeaseResult =
@@ -184,11 +188,11 @@ export class ValkeyState {
     const tenantId = plan.tenantId;
     const lease = options.lease;
     if (plan.pairs.length === 0 && !lease) return { acquired: true, state: { pairs: new Map() } };
-    const kept = this.#keepState ? this.#kept.get(tenantId) : undefined;
+    const kept = this.#kept.get(tenantId);
     // Kept again only when a write succeeds below.
     this.#kept.delete(tenantId);
     const statePx = tenantStatePx(plan);
-    if (kept) {
+    if (kept && this.#keepState && covers(kept, plan)) {
       const step = advanceTick(kept, plan, this.#wallClock());
       const stamp = this.#stamp();
       const expect = kept.gen;
@@ -229,16 +233,19 @@ export class ValkeyState {
 
   #keep(tenantId: string, snapshot: TenantSnapshot, gen: string, state: TenantState): TenantLoad {
     snapshot.gen = gen;
-    if (this.#keepState) this.#kept.set(tenantId, snapshot);
+    // Also without keepState: the commit fences with the stamp this load left.
+    this.#kept.set(tenantId, snapshot);
     return { acquired: true, state };
   }
 
   /**
    * At most ONE round trip: writes the evaluation's state updates (cooldowns with PX, anomaly
    * statistics, lifecycle states) atomically. With `lease`, writes only if that lease is still held
-   * by its token, so an evaluator that overran its slot cannot overwrite a newer owner's state.
-   * The updates are written whatever the stored stamp (they come from this tick's evaluation); the
-   * kept state stays current only when the stamp was the expected one. No updates → no call.
+   * by its token, and only if the state is still the one this process's load left (the stamp), so
+   * an evaluator that overran its slot cannot overwrite what a newer evaluation of the tenant wrote
+   * meanwhile: its updates are dropped (`stale`); the next tick derives them again from the newer
+   * state, and the PostgreSQL dedup absorbs a repeated fire. Without a load to fence with (its
+   * state was forgotten), the updates are written whatever the stamp. No updates → no call.
    *
    * @throws the ioredis error on connection loss, timeout or script failure;
    *   {@link ValkeyStateProtocolError} on an unexpected reply
@@ -255,13 +262,13 @@ export class ValkeyState {
     const result = await this.#write(tenantId, {
       hold: options.lease,
       expect: kept?.gen ?? "",
-      force: true,
+      force: kept === undefined,
       stamp,
       statePx: STATE_RETENTION_MS,
       ...commitOps(updates),
     });
-    if (result.kind === "held") return { applied: false, holder: result.holder };
-    if (result.kind === "stale") throw new ValkeyStateProtocolError("commit: a forced write was refused");
+    if (result.kind === "held") return { applied: false, reason: "lease", holder: result.holder };
+    if (result.kind === "stale") return { applied: false, reason: "stale", holder: null };
     if (kept && result.matched) {
       applyCommit(kept, updates, this.#wallClock());
       kept.gen = stamp;

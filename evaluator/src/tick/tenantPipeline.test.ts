@@ -126,6 +126,9 @@ describe("runTenantPipeline", () => {
     );
     expect(out.kind).toBe("skipped");
     expect(h.calls.writes).toEqual([]);
+    // The failed load may have taken the lease before failing: it is given back (compare-and-delete),
+    // so the tenant's owner is not refused the slot.
+    expect(h.calls.released).toBe(1);
   });
 
   it("a failed alert write gives the lease back and reports PostgreSQL as unavailable", async () => {

@@ -60,7 +60,10 @@ export interface PipelineContext {
   /** Valkey failed for an owned tenant, which is then evaluated fail-open. */
   readonly onValkeyFallback: (tenantId: string, err: unknown) => void;
   /** The Valkey state commit after the alert writes failed or was fenced out. */
-  readonly onCommitProblem: (tenantId: string, problem: { err?: unknown; holder?: string | null }) => void;
+  readonly onCommitProblem: (
+    tenantId: string,
+    problem: { err?: unknown; reason?: "lease" | "stale"; holder?: string | null },
+  ) => void;
 }
 
 /** One tick of one tenant. */
@@ -156,7 +159,12 @@ export async function runTenantPipeline(
     state = load.state;
     leased = true;
   } catch (err) {
-    if (!member.owned) return { kind: "skipped", err };
+    if (!member.owned) {
+      // A load can fail after it took the lease (the read-then-write path makes two calls): give it
+      // back, so the tenant's owner is not refused the slot. Owned tenants keep it (fail-open below).
+      await releaseQuietly(ctx, lease);
+      return { kind: "skipped", err };
+    }
     ctx.onValkeyFallback(tenantId, err);
     state = emptyTenantState();
   }
@@ -185,7 +193,7 @@ export async function runTenantPipeline(
         const commit = await ctx.breakers.valkey.run(() =>
           ctx.state.commitTenantState(tenantId, evaluation.stateUpdates, { lease }),
         );
-        if (!commit.applied) ctx.onCommitProblem(tenantId, { holder: commit.holder });
+        if (!commit.applied) ctx.onCommitProblem(tenantId, { reason: commit.reason, holder: commit.holder });
       } catch (err) {
         // The alerts are written; the next tick re-derives the lost transitions and the
         // PostgreSQL dedup absorbs a repeated fire.

@@ -109,6 +109,7 @@ export class TickRunner {
           {
             tenant,
             err: problem.err === undefined ? undefined : errorMessage(problem.err),
+            reason: problem.reason,
             holder: problem.holder,
           },
           "state_commit_failed",
