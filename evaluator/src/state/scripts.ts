@@ -191,16 +191,10 @@ export class ValkeyState {
     const kept = this.#kept.get(tenantId);
     // Kept again only when a write succeeds below.
     this.#kept.delete(tenantId);
-    const statePx = tenantStatePx(plan);
     if (kept && this.#keepState && covers(kept, plan)) {
-      const step = advanceTick(kept, plan, this.#wallClock());
-      const stamp = this.#stamp();
-      const expect = kept.gen;
-      const result = await this.#write(tenantId, { lease, expect, force: false, stamp, statePx, ...step });
-      if (result.kind === "held") return { acquired: false, holder: result.holder };
-      if (result.kind === "applied")
-        return this.#keep(tenantId, kept, step.ops.length > 0 ? stamp : expect, step.state);
-      // Stale: someone else wrote the tenant's state; read it afresh.
+      const load = await this.#advance(kept, plan, { lease });
+      // null: someone else wrote the tenant's state; read it afresh.
+      if (load !== null) return load;
     }
     for (let attempt = 1; ; attempt++) {
       const read = parseReadReply(
@@ -209,21 +203,8 @@ export class ValkeyState {
         this.#wallClock(),
       );
       if (!read.acquired) return read;
-      const snapshot = read.snapshot;
-      const step = advanceTick(snapshot, plan, this.#wallClock());
-      const stamp = this.#stamp();
-      const expect = snapshot.gen;
-      const result = await this.#write(tenantId, {
-        hold: lease,
-        expect,
-        force: false,
-        stamp,
-        statePx,
-        ...step,
-      });
-      if (result.kind === "held") return { acquired: false, holder: result.holder };
-      if (result.kind === "applied")
-        return this.#keep(tenantId, snapshot, step.ops.length > 0 ? stamp : expect, step.state);
+      const load = await this.#advance(read.snapshot, plan, { hold: lease });
+      if (load !== null) return load;
       if (attempt >= READ_ATTEMPTS)
         throw new ValkeyStateContendedError(
           `the state of tenant ${tenantId} changed under ${READ_ATTEMPTS} read-then-write attempts`,
@@ -231,11 +212,34 @@ export class ValkeyState {
     }
   }
 
-  #keep(tenantId: string, snapshot: TenantSnapshot, gen: string, state: TenantState): TenantLoad {
-    snapshot.gen = gen;
-    // Also without keepState: the commit fences with the stamp this load left.
-    this.#kept.set(tenantId, snapshot);
-    return { acquired: true, state };
+  /**
+   * Advances `snapshot` by the plan's tick and writes the result, fenced by the snapshot's stamp
+   * and by the lease (taken, or held since a read took it). Keeps the snapshot when the write was
+   * applied (also without keepState: the commit fences with the stamp this load left); `null` when
+   * the stored stamp was another.
+   */
+  async #advance(
+    snapshot: TenantSnapshot,
+    plan: TenantPlan,
+    fence: Pick<WriteRequest, "lease" | "hold">,
+  ): Promise<TenantLoad | null> {
+    const step = advanceTick(snapshot, plan, this.#wallClock());
+    const stamp = this.#stamp();
+    const expect = snapshot.gen;
+    const statePx = tenantStatePx(plan);
+    const result = await this.#write(plan.tenantId, {
+      ...fence,
+      expect,
+      force: false,
+      stamp,
+      statePx,
+      ...step,
+    });
+    if (result.kind === "held") return { acquired: false, holder: result.holder };
+    if (result.kind === "stale") return null;
+    snapshot.gen = step.ops.length > 0 ? stamp : expect;
+    this.#kept.set(plan.tenantId, snapshot);
+    return { acquired: true, state: step.state };
   }
 
   /**
