@@ -8,7 +8,7 @@ export const FAILURE_REASONS = [
   "over_budget",
   /** PostgreSQL was unreachable (or its circuit breaker open) for the alert write. */
   "postgres_unavailable",
-  /** A tenant this shard does not own was skipped because Valkey (its tick lease) was unavailable. */
+  /** A tenant this shard no longer owns was skipped because Valkey (its tick lease) was unavailable. */
   "valkey_unavailable",
   /** The previous tick's evaluation of this tenant was still running (abandoned after its budget). */
   "still_running",
@@ -92,12 +92,23 @@ export function createEvaluatorMetrics(registry: Registry) {
   });
   const degraded = new Counter({
     name: "evaluator_tenants_degraded_total",
-    help: "Owned tenants evaluated without Valkey state (fail-open: no window/anomaly/absent verdicts, no state commit).",
+    help: "Owned tenants evaluated while Valkey was unavailable (state rebuilt from PostgreSQL, not stored).",
     registers,
   });
   const stateCommitFailures = new Counter({
     name: "evaluator_state_commit_failures_total",
-    help: "Valkey state commits that failed or were fenced out after the alerts were written.",
+    help: "Valkey state stores that failed or found a newer state after the evaluation was committed.",
+    registers,
+  });
+  const staleEvaluations = new Counter({
+    name: "evaluator_stale_evaluations_total",
+    help: "Evaluations refused by the tenant fence in PostgreSQL (a newer evaluation committed first): nothing written.",
+    registers,
+  });
+  const stateRebuilds = new Counter({
+    name: "evaluator_state_rebuilds_total",
+    help: "Tenant states rebuilt from PostgreSQL because Valkey held no state of the fence's seq.",
+    labelNames: ["reason"] as const,
     registers,
   });
   const tenants = new Gauge({
@@ -131,6 +142,7 @@ export function createEvaluatorMetrics(registry: Registry) {
   for (const trigger of ["timer", "notify"])
     for (const result of ["ok", "failed"]) ticks.inc({ trigger, result }, 0);
   for (const dependency of ["postgres", "valkey"]) breakerOpen.set({ dependency }, 0);
+  for (const reason of ["stale", "valkey_unavailable"]) stateRebuilds.inc({ reason }, 0);
 
   return {
     tickDuration,
@@ -147,6 +159,8 @@ export function createEvaluatorMetrics(registry: Registry) {
     rulesQuarantined,
     degraded,
     stateCommitFailures,
+    staleEvaluations,
+    stateRebuilds,
     tenants,
     shardCount,
     epoch,

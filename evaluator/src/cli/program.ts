@@ -35,7 +35,6 @@ const DESCRIPTIONS: Record<keyof RawEvaluatorOptions, string> = {
   logLevel: "trace | debug | info | warn | error | fatal | silent (default info)",
   metricsPort: "port of /metrics, /healthz, /readyz (default 9464; 0 picks a free one)",
   metricsHost: "address of the metrics server (default 0.0.0.0)",
-  allowedLatenessSeconds: "telemetry committed this late is still read (default 5)",
   breakerFailureThreshold: "consecutive outage errors that open a circuit breaker (default 3)",
   breakerCooldownSeconds: "seconds an open circuit breaker waits before a trial call (default 5)",
   valkeyCommandTimeoutMs: "timeout of one Valkey command, ms (default 2000)",

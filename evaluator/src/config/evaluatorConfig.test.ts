@@ -39,7 +39,6 @@ describe("compileEvaluatorConfig", () => {
       logLevel: "info",
       metricsPort: 9464,
       metricsHost: "0.0.0.0",
-      allowedLatenessMs: 5000,
       breaker: { failureThreshold: 3, cooldownMs: 5000 },
       valkeyCommandTimeoutMs: 2000,
       pgSynchronousCommit: "off",

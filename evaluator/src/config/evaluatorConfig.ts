@@ -17,7 +17,6 @@ export interface RawEvaluatorOptions {
   readonly logLevel?: string | undefined;
   readonly metricsPort?: string | undefined;
   readonly metricsHost?: string | undefined;
-  readonly allowedLatenessSeconds?: string | undefined;
   readonly breakerFailureThreshold?: string | undefined;
   readonly breakerCooldownSeconds?: string | undefined;
   readonly valkeyCommandTimeoutMs?: string | undefined;
@@ -58,8 +57,6 @@ export interface EvaluatorConfig {
   readonly logLevel: LogLevel;
   readonly metricsPort: number;
   readonly metricsHost: string;
-  /** How far back each tick re-reads telemetry so that readings committed late are not missed. */
-  readonly allowedLatenessMs: number;
   readonly breaker: { readonly failureThreshold: number; readonly cooldownMs: number };
   readonly valkeyCommandTimeoutMs: number;
   /** `synchronous_commit` of the evaluator's PostgreSQL sessions (its only writes are alert writes). */
@@ -91,7 +88,6 @@ export const SETTINGS = {
   logLevel: { flag: "--log-level", env: "LOG_LEVEL" },
   metricsPort: { flag: "--metrics-port", env: "METRICS_PORT" },
   metricsHost: { flag: "--metrics-host", env: "METRICS_HOST" },
-  allowedLatenessSeconds: { flag: "--allowed-lateness-seconds", env: "ALLOWED_LATENESS_SECONDS" },
   breakerFailureThreshold: { flag: "--breaker-failure-threshold", env: "BREAKER_FAILURE_THRESHOLD" },
   breakerCooldownSeconds: { flag: "--breaker-cooldown-seconds", env: "BREAKER_COOLDOWN_SECONDS" },
   valkeyCommandTimeoutMs: { flag: "--valkey-command-timeout-ms", env: "VALKEY_COMMAND_TIMEOUT_MS" },
@@ -211,7 +207,6 @@ export function compileEvaluatorConfig(raw: RawEvaluatorOptions): EvaluatorConfi
   }
   const metricsPort = integer(raw, "metricsPort", 9464, 0, 65_535);
   const metricsHost = present(raw, "metricsHost") ?? "0.0.0.0";
-  const allowedLatenessMs = Math.round(decimal(raw, "allowedLatenessSeconds", 5, 0, 3600) * 1000);
   const failureThreshold = integer(raw, "breakerFailureThreshold", 3, 1, 1000);
   const cooldownMs = Math.round(decimal(raw, "breakerCooldownSeconds", 5, 0.1, 3600) * 1000);
   const valkeyCommandTimeoutMs = integer(raw, "valkeyCommandTimeoutMs", 2000, 10, 600_000);
@@ -237,7 +232,6 @@ export function compileEvaluatorConfig(raw: RawEvaluatorOptions): EvaluatorConfi
     logLevel: logLevel as LogLevel,
     metricsPort,
     metricsHost,
-    allowedLatenessMs,
     breaker: Object.freeze({ failureThreshold, cooldownMs }),
     valkeyCommandTimeoutMs,
     pgSynchronousCommit: pgSynchronousCommit as PgSynchronousCommit,

@@ -7,6 +7,7 @@ import { type EvaluatorConfig, redactUrl } from "../config/evaluatorConfig.ts";
 import { startHttpServer } from "../httpServer.ts";
 import type { Logger } from "../log.ts";
 import { createEvaluatorMetrics } from "../metrics.ts";
+import { readRebuiltState } from "../state/rebuild.ts";
 import { ValkeyState } from "../state/scripts.ts";
 import { createPgStore } from "../store/pgStore.ts";
 import { CircuitBreaker } from "../tick/circuitBreaker.ts";
@@ -146,6 +147,7 @@ export async function runEvaluator(config: EvaluatorConfig, deps: RunEvaluatorDe
       settings: config,
       store,
       state,
+      rebuild: (plan, fence, wallNow) => readRebuiltState(db, plan, fence, wallNow),
       clock,
       log,
       metrics,

@@ -171,13 +171,19 @@ export interface KnownBuffer {
 }
 
 /**
- * Everything known of one tenant's Valkey state, by pair key (`PairPlan.key`), as of the
- * generation stamp `gen` ("" when the hash holds none). Built from a `tenant_read` reply, then kept
- * by the evaluator and advanced in place by {@link advanceTick} and {@link applyCommit}; it is
- * exact as long as the stored stamp is still `gen` (`tenant_write` checks).
+ * Everything known of one tenant's evaluation state, by pair key (`PairPlan.key`): the state the
+ * committed evaluation number `seq` of the tenant's fence left (0: never evaluated). Built from a
+ * `tenant_read` reply or rebuilt from PostgreSQL, then kept by the evaluator and advanced in place
+ * by {@link advanceTick} and {@link applyCommit}. It is exact while the fence in PostgreSQL is
+ * still at `seq`: only the evaluation that moves the fence may write the next state.
  */
 export interface TenantSnapshot {
-  gen: string;
+  seq: number;
+  /**
+   * Tick time of evaluation `seq` (`null` for seq 0). With `seq` it names one committed
+   * evaluation even if PostgreSQL lost an asynchronously committed one and gave its seq again.
+   */
+  at: number | null;
   /**
    * The pairs (by key) whose state this snapshot holds: those of the plan it was read for. A pair
    * outside it (a device or rule that was not in that plan) may have state in Valkey that the
@@ -197,7 +203,8 @@ export interface TenantSnapshot {
 /** The state of a tenant that has none. */
 export function emptySnapshot(): TenantSnapshot {
   return {
-    gen: "",
+    seq: 0,
+    at: null,
     covered: new Set(),
     buffers: new Map(),
     alerts: new Map(),
@@ -213,7 +220,7 @@ export function covers(snapshot: TenantSnapshot, plan: TenantPlan): boolean {
   return true;
 }
 
-/** The key a call declares: the tick lease when given (the script's fence), else the state hash. */
+/** The key a read declares: the tick lease when given (taken first), else the state hash. */
 function anchorKey(tenantId: string, lease: TickLease | undefined): string {
   if (!lease) return tenantStateKey(tenantId);
   if (lease.tenantId !== tenantId)
@@ -274,7 +281,11 @@ export function parseReadReply(plan: TenantPlan, reply: unknown, wallNow: number
   if (reply[0] !== 1) throw new ValkeyStateProtocolError("read: unknown status");
   if (reply.length !== 5) throw new ValkeyStateProtocolError("read: expected 5 fields");
   const snapshot = emptySnapshot();
-  snapshot.gen = asString(reply[1], "read: gen") ?? "";
+  // No seq: a tenant never evaluated (or the state of an earlier release, which counts as such).
+  const version = parseStateVersion(asString(reply[1], "read: seq") ?? "0");
+  if (version === null) throw new ValkeyStateProtocolError("read: seq is not a state version");
+  snapshot.seq = version.seq;
+  snapshot.at = version.at;
   for (const pair of plan.pairs) snapshot.covered.add(pair.key);
   const keyOfPart = new Map(plan.pairs.map((p) => [pairPart(p.rule.id, p.deviceId), p.key]));
   const fields = nameValueList(reply[2], "fields");
@@ -342,18 +353,36 @@ function valueRef(writes: Writes, value: string): number {
   return writes.values.length + 1;
 }
 
+/**
+ * The stored name of the state of evaluation `seq` at tick time `at`: `"<seq>:<at>"`, or `"0"` for
+ * the state of a tenant never evaluated.
+ */
+export function stateVersion(seq: number, at: number | null): string {
+  return seq === 0 || at === null ? String(seq) : `${seq}:${at}`;
+}
+
+/** Inverse of {@link stateVersion}; `null` for anything else. */
+export function parseStateVersion(raw: string): { seq: number; at: number | null } | null {
+  const cut = raw.indexOf(":");
+  const seq = Number(cut < 0 ? raw : raw.slice(0, cut));
+  const at = cut < 0 ? null : Number(raw.slice(cut + 1));
+  if (!Number.isSafeInteger(seq) || seq < 0 || (at !== null && !Number.isFinite(at))) return null;
+  return { seq, at };
+}
+
 /** A `tenant_write.lua` request, apart from its key. */
 export interface WriteRequest {
-  /** Take this lease first (a tick's load) … */
-  readonly lease?: TickLease;
-  /** … or write only while this lease is held (a commit). */
-  readonly hold?: TickLease;
-  /** The stamp the writes were computed from ("" for none). */
+  /**
+   * `delta`: the writes were computed from the state of seq `expect` (applied only on that state);
+   * `full`: they are the whole state (applied only over an older one).
+   */
+  readonly mode: "delta" | "full";
+  /** Delta: the {@link stateVersion} of the state the writes were computed from. */
   readonly expect: string;
-  /** Apply even when the stored stamp differs (the writer then drops its copy). */
-  readonly force: boolean;
-  /** The new stamp, unique per write. */
-  readonly stamp: string;
+  /** The seq of the committed evaluation whose state this is … */
+  readonly seq: number;
+  /** … and its {@link stateVersion}, stored in the hash field `seq`. */
+  readonly version: string;
   readonly statePx: number;
   readonly ops: WriteOps;
   /** Values, referred to by `b` and `f` ops as ARGV indexes (2, 3, …). */
@@ -361,43 +390,36 @@ export interface WriteRequest {
 }
 
 /**
- * The `tenant_write.lua` call. It declares ONE key, the lease (to take or to hold) else the state
- * hash. Stored values travel as their own ARGV entries (an op names its ARGV index), so
- * the script decodes only the small JSON request.
- *
- * @throws RangeError when the lease is for another tenant
+ * The `tenant_write.lua` call. It declares ONE key, the tenant's state hash; stored values travel
+ * as their own ARGV entries (an op names its ARGV index), so the script decodes only the small
+ * JSON request.
  */
 export function buildWriteCall(tenantId: string, request: WriteRequest): ScriptCall {
-  const lease = request.lease ?? request.hold;
-  const anchor = anchorKey(tenantId, lease);
-  const header: Record<string, unknown> = {
+  const header = {
+    mode: request.mode,
     expect: request.expect,
-    force: request.force,
-    stamp: request.stamp,
+    seq: String(request.seq),
+    version: request.version,
     statePx: String(request.statePx),
     ops: request.ops,
   };
-  if (request.lease) header["lease"] = [request.lease.token, String(request.lease.ttlMs)];
-  else if (request.hold) header["hold"] = request.hold.token;
-  return { keys: [anchor], args: [JSON.stringify(header), ...request.values] };
+  return { keys: [tenantStateKey(tenantId)], args: [JSON.stringify(header), ...request.values] };
 }
 
 /** Outcome of a write. */
 export type WriteResult =
-  /** Applied; `matched`: the stored stamp was the expected one (so a copy stays exact). */
-  | { readonly kind: "applied"; readonly matched: boolean }
-  /** The lease is held by another token: nothing written. */
-  | { readonly kind: "held"; readonly holder: string | null }
-  /** The stored stamp is not the expected one: nothing written. */
-  | { readonly kind: "stale"; readonly stored: string | null };
+  | { readonly kind: "applied" }
+  /** The stored seq refused the write (`delta`: not `expect`; `full`: not older): nothing written. */
+  | { readonly kind: "stale"; readonly stored: number | null };
 
 /** Parses the `tenant_write.lua` reply. @throws ValkeyStateProtocolError on any other shape */
 export function parseWriteReply(reply: unknown): WriteResult {
   if (Array.isArray(reply)) {
-    if (reply[0] === 1 && (reply[1] === 1 || reply[1] === 0))
-      return { kind: "applied", matched: reply[1] === 1 };
-    if (reply[0] === 0) return { kind: "held", holder: asString(reply[1], "write: holder") };
-    if (reply[0] === 2) return { kind: "stale", stored: asString(reply[1], "write: stamp") };
+    if (reply[0] === 1) return { kind: "applied" };
+    if (reply[0] === 2) {
+      const stored = asString(reply[1], "write: seq");
+      return { kind: "stale", stored: stored === null ? null : (parseStateVersion(stored)?.seq ?? null) };
+    }
   }
   throw new ValkeyStateProtocolError("write: unexpected reply");
 }
@@ -522,9 +544,11 @@ function partOf(pair: PairPlan): string {
   return pairPart(pair.rule.id, pair.deviceId);
 }
 
-/** The writes of an evaluation's state updates: cooldowns with PX, and hash fields set or deleted. */
-export function commitOps(updates: readonly StateUpdate[]): Writes {
-  const writes: Writes = { ops: [], values: [] };
+/**
+ * The writes of an evaluation's state updates: cooldowns with PX, and hash fields set or deleted,
+ * appended to `writes` (a tick's {@link advanceTick} writes, so one call carries both).
+ */
+export function commitOps(updates: readonly StateUpdate[], writes: Writes = { ops: [], values: [] }): Writes {
   const ops = writes.ops;
   for (const u of updates) {
     const part = pairPart(u.ruleId, u.deviceId);
@@ -570,4 +594,37 @@ export function applyCommit(
         break;
     }
   }
+}
+
+/**
+ * The whole stored state of the plan's pairs, as `snapshot` holds it: every window buffer SET (or
+ * deleted when empty), every lifecycle state, anomaly statistics and last-seen time as a hash
+ * field, every running cooldown with its time left on `wallNow`. Written in `full` mode (the hash
+ * is replaced), after a rebuild from PostgreSQL or over a state that lagged behind the fence.
+ */
+export function fullStateWrites(snapshot: TenantSnapshot, plan: TenantPlan, wallNow: number): Writes {
+  const writes: Writes = { ops: [], values: [] };
+  const ops = writes.ops;
+  for (const pair of plan.pairs) {
+    const key = pair.key;
+    const part = partOf(pair);
+    if (pair.window) {
+      const buffer = snapshot.buffers.get(key);
+      if (buffer && buffer.entries.length > 0) {
+        const px = String(windowBufferTtlMs(pair.window.windowMs));
+        ops.push("b", part, valueRef(writes, buffer.stored), px);
+      } else {
+        ops.push("b", part, false, false);
+      }
+    }
+    const alert = snapshot.alerts.get(key);
+    if (alert?.active) ops.push("f", `${part}:cond`, valueRef(writes, encodeAlertState(alert)), false);
+    const stats = snapshot.anomalies.get(key);
+    if (stats) ops.push("f", `${part}:anom`, valueRef(writes, encodeAnomalyStats(stats)), false);
+    const seen = snapshot.seen.get(key);
+    if (seen !== undefined) ops.push("f", `${part}:seen`, valueRef(writes, seen), false);
+    const until = snapshot.cooldownUntil.get(key);
+    if (until !== undefined && until > wallNow) ops.push("c", part, String(Math.ceil(until - wallNow)), false);
+  }
+  return writes;
 }

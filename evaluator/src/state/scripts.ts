@@ -1,27 +1,24 @@
-import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Redis } from "ioredis";
-import type { StateUpdate } from "../rules/evaluateTenant.ts";
-import type { TenantPlan, TenantState } from "../rules/planTenant.ts";
+import type { TenantPlan } from "../rules/planTenant.ts";
 import {
-  advanceTick,
-  applyCommit,
   buildReadCall,
   buildWriteCall,
-  commitOps,
   covers,
+  fullStateWrites,
   parseReadReply,
   parseWriteReply,
   type ScriptCall,
+  stateVersion,
   type TenantSnapshot,
   type TickLease,
   tenantStatePx,
   ValkeyStateProtocolError,
   type WriteRequest,
   type WriteResult,
+  type Writes,
 } from "./codec.ts";
 import { tickLeaseKey } from "./keys.ts";
-import { STATE_RETENTION_MS } from "./retention.ts";
 
 /**
  * Script name → command name. The version suffix is bumped whenever a script's KEYS/ARGV/reply
@@ -29,8 +26,8 @@ import { STATE_RETENTION_MS } from "./retention.ts";
  * script by the same name.
  */
 export const SCRIPT_COMMANDS = {
-  tenant_read: "eoTenantReadV4",
-  tenant_write: "eoTenantWriteV4",
+  tenant_read: "eoTenantReadV5",
+  tenant_write: "eoTenantWriteV5",
   tick_lease: "eoTickLeaseV1",
   tick_release: "eoTickReleaseV1",
 } as const;
@@ -45,39 +42,52 @@ export function readScript(name: ScriptName): string {
   return readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), "utf8");
 }
 
-/** Outcome of a tenant load: its state, or the lease was held by someone else. */
+/**
+ * Outcome of a tenant load for an evaluation at the fence's `seq`:
+ * - `state`: the state that evaluation `seq` left, from this process's copy (`kept`, no call) or
+ *   from Valkey (`valkey`);
+ * - `stale`: Valkey holds no state of that seq (flushed, failed over, or the commit that should
+ *   have written it failed): rebuild it from PostgreSQL;
+ * - `held`: the lease was asked for and another evaluator holds it.
+ */
 export type TenantLoad =
-  | { readonly acquired: true; readonly state: TenantState }
-  | { readonly acquired: false; readonly holder: string | null };
-
-/** Raised when a tenant's state changed under every one of a load's read-then-write attempts. */
-export class ValkeyStateContendedError extends Error {
-  override readonly name = "ValkeyStateContendedError";
-}
+  | { readonly kind: "state"; readonly snapshot: TenantSnapshot; readonly source: "kept" | "valkey" }
+  | { readonly kind: "stale"; readonly stored: number }
+  | { readonly kind: "held"; readonly holder: string | null };
 
 /** Options of {@link ValkeyState}. */
 export interface ValkeyStateOptions {
   /**
-   * Keep each tenant's state between ticks (default true), so a steady tick is one write-only
-   * call. Off: every load reads first (two calls).
+   * Keep each tenant's state between ticks (default true), so a steady tick makes no call before
+   * its evaluation. Off: every load reads.
    */
   readonly keepState?: boolean;
   /** Wall clock, ms (cooldown end times); default `Date.now`. */
   readonly wallClock?: () => number;
 }
 
-/** How many read-then-write attempts a load makes while other writers change the tenant's state. */
-const READ_ATTEMPTS = 3;
+/** A committed evaluation's name in the fence: its seq and tick time (`null` for seq 0). */
+export interface FenceVersion {
+  readonly seq: number;
+  readonly evalMs: number | null;
+}
 
-/** Outcome of `commitTenantState`. */
-export type CommitResult =
-  /** Written (`written` = number of updates; 0 when there was nothing to write and no call was made). */
-  | { readonly applied: true; readonly written: number }
-  /**
-   * Nothing written: the lease is held by another token (`lease`), or a newer evaluation wrote the
-   * tenant's state since this process loaded it (`stale`).
-   */
-  | { readonly applied: false; readonly reason: "lease" | "stale"; readonly holder: string | null };
+function isVersion(snapshot: TenantSnapshot, fence: FenceVersion): boolean {
+  return snapshot.seq === fence.seq && (fence.seq === 0 || snapshot.at === fence.evalMs);
+}
+
+/** Writes computed from the state of evaluation `from` (what a `delta` store applies on). */
+export interface StateDelta {
+  readonly from: { readonly seq: number; readonly at: number | null };
+  readonly writes: Writes;
+}
+
+/** Outcome of `storeTenantState`. */
+export type StoreResult =
+  /** Stored (`full`: the whole state was written, not a delta). */
+  | { readonly stored: true; readonly full: boolean }
+  /** Valkey already holds the state of a newer evaluation (`stored`): nothing written. */
+  | { readonly stored: false; readonly newer: number | null };
 
 /** Outcome of `acquireTickLease`. */
 export type LeaseResult =
@@ -87,9 +97,9 @@ export type LeaseResult =
 /** Outcome of `releaseTickLease`: released, refused (another holder), or there was no lease. */
 export type ReleaseResult = "released" | "not-holder" | "absent";
 
-/** Options of `loadTenantState` and `commitTenantState`. */
+/** Options of `loadTenantState`. */
 export interface LeaseOption {
-  /** Load: take this tick lease first, in the same call. Commit: write only while still holding it. */
+  /** Take this tick lease first (in the same call when the state is read). */
   readonly lease?: TickLease;
 }
 
@@ -97,31 +107,26 @@ export interface LeaseOption {
  * The one typed gateway to the evaluator's Valkey state. It registers the Lua scripts on the given
  * client with `defineCommand` (under versioned names, sent as EVALSHA with an automatic EVAL
  * fallback) and exposes one method per atomic operation. Every call touches the keys of one tenant
- * only (one hash slot), so it works unchanged on Valkey Cluster.
+ * only (one hash slot).
  *
- * It keeps, per tenant, the state it last read or wrote, with the generation stamp that state had
- * in Valkey (`tstate:{tenant}` field `gen`). A tick then advances the kept state itself and sends
- * only the writes, in ONE `tenant_write` call that takes the tick lease and applies them if the
- * stored stamp is still the kept one. Any other writer (another evaluator, a restart, a flush)
- * changes or removes the stamp, and the next load reads the tenant afresh (`tenant_read`, one more
- * call) — so Valkey stays the source of truth and a restart loses nothing. A failed or refused
- * call drops the kept state of that tenant.
+ * Valkey is a cache of PostgreSQL, where the tenant's evaluation fence lives (`tenant_fences`):
+ * the stored state carries the fence seq of the committed evaluation that wrote it (hash field
+ * `seq`), and it is written only after that commit (`storeTenantState`). A load for an evaluation
+ * at fence seq k uses the state of seq k only — this process's copy of what it stored itself
+ * (no call), or Valkey's — and answers `stale` otherwise, so the caller rebuilds from PostgreSQL
+ * (a flush, a failover, a commit whose Valkey write failed). A state is never advanced twice, and
+ * the state of a stale evaluation is never stored.
  *
  * Failure policy is the caller's: every method rejects with the ioredis error when Valkey is
  * unreachable or times out (per the client's `maxRetriesPerRequest`/`commandTimeout`) or when a
  * script fails (`ReplyError`), and with {@link ValkeyStateProtocolError} when a reply does not have
- * the documented shape. None of them retries on its own. Typical policy (DESIGN §5): on a failed
- * load the owning shard evaluates with `emptyTenantState()` (windows fail open, cooldowns fall back
- * to the Postgres dedup) and does not commit; a failed lease fails closed for shards that do not
- * own the tenant.
+ * the documented shape. None of them retries on its own.
  */
 export class ValkeyState {
   readonly #commands: Readonly<Record<ScriptName, ScriptCommand>>;
   readonly #kept = new Map<string, TenantSnapshot>();
   readonly #keepState: boolean;
   readonly #wallClock: () => number;
-  readonly #stampPrefix = randomBytes(9).toString("base64url");
-  #stamps = 0;
   #calls = 0;
 
   /** @param client an ioredis client without `keyPrefix` (keys come from `keys.ts` as they are) */
@@ -141,6 +146,11 @@ export class ValkeyState {
     this.#wallClock = options.wallClock ?? Date.now;
   }
 
+  /** This gateway's wall clock, ms (what cooldown end times are measured on). */
+  wallNow(): number {
+    return this.#wallClock();
+  }
+
   /** Script calls (round trips) made so far. */
   get calls(): number {
     return this.#calls;
@@ -156,131 +166,89 @@ export class ValkeyState {
     for (const id of this.#kept.keys()) if (!tenantIds.has(id)) this.#kept.delete(id);
   }
 
+  /** Forgets the kept state of one tenant (its evaluation was not committed). */
+  forget(tenantId: string): void {
+    this.#kept.delete(tenantId);
+  }
+
   #run(name: ScriptName, call: ScriptCall): Promise<unknown> {
     this.#calls++;
     return this.#commands[name](call.keys.length, ...call.keys, ...call.args);
   }
 
-  async #write(tenantId: string, request: WriteRequest): Promise<WriteResult> {
-    return parseWriteReply(await this.#run("tenant_write", buildWriteCall(tenantId, request)));
-  }
-
-  #stamp(): string {
-    this.#stamps++;
-    return `${this.#stampPrefix}.${this.#stamps.toString(36)}`;
-  }
-
   /**
-   * The tick's state step for one tenant: optionally takes the tick lease, appends this tick's
-   * readings to every window buffer (a reading already stored is not stored twice) and trims them
-   * to their window at `plan.now`, refreshes TTLs, advances last-seen timestamps, and returns every
-   * pair's buffer, cooldown, anomaly statistics and lifecycle state. ONE round trip when this
-   * process's kept state of the tenant is current, else two (read, then write). A plan without
-   * pairs and without a lease makes no call.
-   *
-   * @returns `{ acquired: false, holder }` when the lease is held by another token — then nothing
-   *   was written
-   * @throws the ioredis error on connection loss, timeout or script failure;
-   *   {@link ValkeyStateProtocolError} on an unexpected reply; {@link ValkeyStateContendedError}
-   *   when other writers changed the tenant's state under every attempt (no lease)
-   */
-  async loadTenantState(plan: TenantPlan, options: LeaseOption = {}): Promise<TenantLoad> {
-    const tenantId = plan.tenantId;
-    const lease = options.lease;
-    if (plan.pairs.length === 0 && !lease) return { acquired: true, state: { pairs: new Map() } };
-    const kept = this.#kept.get(tenantId);
-    // Kept again only when a write succeeds below.
-    this.#kept.delete(tenantId);
-    if (kept && this.#keepState && covers(kept, plan)) {
-      const load = await this.#advance(kept, plan, { lease });
-      // null: someone else wrote the tenant's state; read it afresh.
-      if (load !== null) return load;
-    }
-    for (let attempt = 1; ; attempt++) {
-      const read = parseReadReply(
-        plan,
-        await this.#run("tenant_read", buildReadCall(plan, lease)),
-        this.#wallClock(),
-      );
-      if (!read.acquired) return read;
-      const load = await this.#advance(read.snapshot, plan, { hold: lease });
-      if (load !== null) return load;
-      if (attempt >= READ_ATTEMPTS)
-        throw new ValkeyStateContendedError(
-          `the state of tenant ${tenantId} changed under ${READ_ATTEMPTS} read-then-write attempts`,
-        );
-    }
-  }
-
-  /**
-   * Advances `snapshot` by the plan's tick and writes the result, fenced by the snapshot's stamp
-   * and by the lease (taken, or held since a read took it). Keeps the snapshot when the write was
-   * applied (also without keepState: the commit fences with the stamp this load left); `null` when
-   * the stored stamp was another.
-   */
-  async #advance(
-    snapshot: TenantSnapshot,
-    plan: TenantPlan,
-    fence: Pick<WriteRequest, "lease" | "hold">,
-  ): Promise<TenantLoad | null> {
-    const step = advanceTick(snapshot, plan, this.#wallClock());
-    const stamp = this.#stamp();
-    const expect = snapshot.gen;
-    const statePx = tenantStatePx(plan);
-    const result = await this.#write(plan.tenantId, {
-      ...fence,
-      expect,
-      force: false,
-      stamp,
-      statePx,
-      ...step,
-    });
-    if (result.kind === "held") return { acquired: false, holder: result.holder };
-    if (result.kind === "stale") return null;
-    snapshot.gen = step.ops.length > 0 ? stamp : expect;
-    this.#kept.set(plan.tenantId, snapshot);
-    return { acquired: true, state: step.state };
-  }
-
-  /**
-   * At most ONE round trip: writes the evaluation's state updates (cooldowns with PX, anomaly
-   * statistics, lifecycle states) atomically. With `lease`, writes only if that lease is still held
-   * by its token, and only if the state is still the one this process's load left (the stamp), so
-   * an evaluator that overran its slot cannot overwrite what a newer evaluation of the tenant wrote
-   * meanwhile: its updates are dropped (`stale`); the next tick derives them again from the newer
-   * state, and the PostgreSQL dedup absorbs a repeated fire. Without a load to fence with (its
-   * state was forgotten), the updates are written whatever the stamp. No updates → no call.
+   * The state to evaluate `plan` with, for an evaluation after the fence's evaluation `fence`: this
+   * process's copy when it is that evaluation's and covers every pair of the plan (no call, or one `tick_lease` call
+   * when a lease is asked for), else ONE `tenant_read` call (taking the lease in it). The returned
+   * snapshot is the caller's until it stores it back with {@link storeTenantState} or drops it
+   * ({@link forget}); the copy is not kept meanwhile.
    *
    * @throws the ioredis error on connection loss, timeout or script failure;
    *   {@link ValkeyStateProtocolError} on an unexpected reply
    */
-  async commitTenantState(
-    tenantId: string,
-    updates: readonly StateUpdate[],
-    options: LeaseOption = {},
-  ): Promise<CommitResult> {
-    if (updates.length === 0) return { applied: true, written: 0 };
+  async loadTenantState(plan: TenantPlan, fence: FenceVersion, options: LeaseOption = {}): Promise<TenantLoad> {
+    const tenantId = plan.tenantId;
+    const lease = options.lease;
     const kept = this.#kept.get(tenantId);
     this.#kept.delete(tenantId);
-    const stamp = this.#stamp();
-    const result = await this.#write(tenantId, {
-      hold: options.lease,
-      expect: kept?.gen ?? "",
-      force: kept === undefined,
-      stamp,
-      statePx: STATE_RETENTION_MS,
-      ...commitOps(updates),
-    });
-    if (result.kind === "held") return { applied: false, reason: "lease", holder: result.holder };
-    if (result.kind === "stale") return { applied: false, reason: "stale", holder: null };
-    if (kept && result.matched) {
-      applyCommit(kept, updates, this.#wallClock());
-      kept.gen = stamp;
-      this.#kept.set(tenantId, kept);
+    if (kept && this.#keepState && isVersion(kept, fence) && covers(kept, plan)) {
+      if (lease) {
+        const taken = await this.acquireTickLease(lease);
+        if (!taken.acquired) {
+          this.#kept.set(tenantId, kept);
+          return { kind: "held", holder: taken.holder };
+        }
+      }
+      return { kind: "state", snapshot: kept, source: "kept" };
     }
-    return { applied: true, written: updates.length };
+    const read = parseReadReply(plan, await this.#run("tenant_read", buildReadCall(plan, lease)), this.#wallClock());
+    if (!read.acquired) return { kind: "held", holder: read.holder };
+    if (!isVersion(read.snapshot, fence)) return { kind: "stale", stored: read.snapshot.seq };
+    return { kind: "state", snapshot: read.snapshot, source: "valkey" };
   }
 
+  /**
+   * Stores the state a COMMITTED evaluation left (`snapshot`, already advanced, with `snapshot.seq`
+   * and `snapshot.at` the fence's seq and tick time after that commit), in ONE call: the `delta`
+   * writes when given (computed from the state of evaluation `delta.from`, applied only on that
+   * state), else — or when Valkey does
+   * not hold that state (flushed, or an earlier store failed) — the whole state in `full` mode
+   * (a second call in that case), never over a newer evaluation's state. The snapshot is kept for
+   * the next tick when stored.
+   *
+   * @throws the ioredis error on connection loss, timeout or script failure;
+   *   {@link ValkeyStateProtocolError} on an unexpected reply
+   */
+  async storeTenantState(
+    plan: TenantPlan,
+    snapshot: TenantSnapshot,
+    delta: StateDelta | null,
+  ): Promise<StoreResult> {
+    const tenantId = plan.tenantId;
+    this.#kept.delete(tenantId);
+    const statePx = tenantStatePx(plan);
+    const { seq } = snapshot;
+    const version = stateVersion(seq, snapshot.at);
+    if (delta !== null) {
+      const expect = stateVersion(delta.from.seq, delta.from.at);
+      const result = await this.#write(tenantId, { mode: "delta", expect, seq, version, statePx, ...delta.writes });
+      if (result.kind === "applied") return this.#keep(tenantId, snapshot, false);
+      if (result.stored !== null && result.stored >= seq) return { stored: false, newer: result.stored };
+    }
+    const full = fullStateWrites(snapshot, plan, this.#wallClock());
+    const result = await this.#write(tenantId, { mode: "full", expect: "", seq, version, statePx, ...full });
+    if (result.kind === "applied") return this.#keep(tenantId, snapshot, true);
+    return { stored: false, newer: result.stored };
+  }
+
+  #keep(tenantId: string, snapshot: TenantSnapshot, full: boolean): StoreResult {
+    if (this.#keepState) this.#kept.set(tenantId, snapshot);
+    return { stored: true, full };
+  }
+
+  async #write(tenantId: string, request: WriteRequest): Promise<WriteResult> {
+    return parseWriteReply(await this.#run("tenant_write", buildWriteCall(tenantId, request)));
+  }
   /**
    * Takes the tick lease `tick:{tenant}:slot` (SET NX PX). Idempotent for the same token.
    * @throws the ioredis error on connection loss or timeout; {@link ValkeyStateProtocolError}

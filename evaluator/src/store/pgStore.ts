@@ -32,15 +32,38 @@ export interface MemberTenant {
   readonly id: string;
   /** `shard_index` is this shard (else it left this shard less than one interval ago). */
   readonly owned: boolean;
+  /**
+   * The tenant moved in or out less than one interval ago, so another shard may be evaluating it
+   * too: the evaluation takes the Valkey tick lease first (one evaluator per slot does the work).
+   */
+  readonly handoff: boolean;
+}
+
+/**
+ * A tenant's evaluation fence as one read saw it (`tenant_fences`, migration 000008), and the read
+ * position of that read. The evaluation judges exactly the readings with
+ * `judgedXid <= ingest_xid < readXid` and commits `seq → seq + 1`, moving the position to `readXid`.
+ */
+export interface TenantFence {
+  /** Committed evaluations so far (0: never evaluated). */
+  readonly seq: number;
+  /** Readings below this transaction id (xid8, as text) are judged. */
+  readonly judgedXid: string;
+  /** Tick time of the newest committed evaluation (`null`: none). */
+  readonly evalMs: number | null;
+  /** The read position of the read that returned this fence (xid8, as text). */
+  readonly readXid: string;
 }
 
 /** Everything one tenant's evaluation reads from PostgreSQL. */
 export interface TenantData {
+  /** The tenant's fence; {@link TenantData.readings} are the readings between it and `readXid`. */
+  readonly fence: TenantFence;
   /** Raw `alert_rules` rows (enabled), for `parseRule`. */
   readonly ruleRows: readonly Record<string, unknown>[];
   readonly deviceIds: readonly string[];
   /**
-   * Readings in (lower bound, tick time], in no particular order (`readingsFor` sorts each group),
+   * The readings no committed evaluation has judged yet, in no particular order (`readingsFor` sorts each group),
    * parsed afresh by each call: a batch waiting for its turn keeps one JSON text per tenant rather
    * than thousands of objects, which would outlive many young-generation collections.
    */
@@ -50,11 +73,25 @@ export interface TenantData {
   readonly openPairs: ReadonlySet<string>;
 }
 
-/** Per-tenant counts of one `writeAlerts`. */
+/** Outcome of one `commitEvaluation`. */
 export interface WriteResult {
+  /**
+   * The fence moved and the alert writes were made. `false`: a newer evaluation had committed
+   * first (the evaluation is stale), and nothing was written.
+   */
+  readonly applied: boolean;
   readonly opened: number;
   readonly updated: number;
   readonly resolved: number;
+}
+
+/** What a commit needs besides the alert writes. */
+export interface EvaluationCommit {
+  readonly fence: TenantFence;
+  /** Tick time (ms). */
+  readonly nowMs: number;
+  /** The evaluator's lease token (stored with the fence). */
+  readonly evaluator: string;
 }
 
 /** The evaluator's PostgreSQL reads and writes. */
@@ -63,18 +100,23 @@ export interface EvaluatorStore {
   /** Tenants of the shard at `now`: own ones and those that left it after `movedAfterMs`. */
   readMembership(shardSet: string, shardIndex: number, movedAfterMs: number): Promise<MemberTenant[]>;
   /**
-   * One batch of tenants: rules, devices, readings in (since[i], now], active maintenance and open
-   * alerts — five parameterized statements in parallel, whatever the batch size. Device lists are
-   * kept between calls with their version (`tenants.devices_version`): only tenants whose devices
-   * changed send theirs again.
+   * One batch of tenants: fences with the readings not judged yet, rules, devices, active
+   * maintenance and open alerts — five parameterized statements in parallel, whatever the batch
+   * size. A tenant never evaluated reads only readings with ts after `firstReadAfterMs`. Device
+   * lists are kept between calls with their version (`tenants.devices_version`): only tenants
+   * whose devices changed send theirs again.
    */
   readTenantData(
     tenantIds: readonly string[],
-    sinceMs: readonly number[],
     nowMs: number,
+    firstReadAfterMs: number,
   ): Promise<Map<string, TenantData>>;
-  /** All alert writes of one tenant in one statement (atomic). No writes → no statement. */
-  writeAlerts(tenantId: string, writes: AlertWrites, nowMs: number): Promise<WriteResult>;
+  /**
+   * Commits one tenant's evaluation in one statement (atomic): moves the fence from
+   * `commit.fence.seq` to the next seq and the judged position to `commit.fence.readXid`, and makes
+   * the alert writes — or, when a newer evaluation committed first, nothing (`applied: false`).
+   */
+  commitEvaluation(tenantId: string, writes: AlertWrites, commit: EvaluationCommit): Promise<WriteResult>;
   /** A trivial round trip (readiness probe). */
   ping(): Promise<void>;
   /** Forgets what is kept in memory for tenants not in `tenantIds` (they left this shard). */
@@ -96,7 +138,7 @@ const SQL_FILES = [
   "telemetry",
   "maintenance",
   "open_alerts",
-  "write_alerts",
+  "commit_evaluation",
 ] as const;
 
 type ReadingTuple = [string, string, number, number];
@@ -131,20 +173,27 @@ export function createPgStore(db: Queryable): EvaluatorStore {
     },
 
     async readMembership(shardSet, shardIndex, movedAfterMs) {
-      const { rows } = await db.query<{ id: string; owned: boolean }>(
+      const { rows } = await db.query<{ id: string; owned: boolean; handoff: boolean }>(
         stmt("membership", [shardSet, shardIndex, movedAfterMs]),
       );
-      return rows.map((r) => ({ id: r.id, owned: r.owned }));
+      return rows.map((r) => ({ id: r.id, owned: r.owned, handoff: r.handoff }));
     },
 
-    async readTenantData(tenantIds, sinceMs, nowMs) {
+    async readTenantData(tenantIds, nowMs, firstReadAfterMs) {
       const ids = [...tenantIds];
       const [rules, devices, telemetry, maintenance, open] = await Promise.all([
         db.query<Record<string, unknown> & { tenant_id: string }>(stmt("rules", [ids])),
         db.query<{ tenant_id: string; version: string; device_ids: string[] }>(
           stmt("devices", [ids, ids.map((id) => deviceLists.get(id)?.version ?? null)]),
         ),
-        db.query<{ tenant_id: string; readings: string }>(stmt("telemetry", [ids, [...sinceMs], nowMs])),
+        db.query<{
+          tenant_id: string;
+          seq: string;
+          judged_xid: string;
+          eval_ms: number | null;
+          read_xid: string;
+          readings: string | null;
+        }>(stmt("telemetry", [ids, firstReadAfterMs])),
         db.query<{ tenant_id: string; device_id: string | null }>(stmt("maintenance", [ids, nowMs])),
         db.query<{ tenant_id: string; rule_id: string; device_id: string | null }>(
           stmt("open_alerts", [ids]),
@@ -152,7 +201,7 @@ export function createPgStore(db: Queryable): EvaluatorStore {
       ]);
       const ruleRows = groupBy(rules.rows, (r) => r.tenant_id);
       for (const r of devices.rows) deviceLists.set(r.tenant_id, { version: r.version, ids: r.device_ids });
-      const readings = new Map(telemetry.rows.map((r) => [r.tenant_id, r.readings]));
+      const fenced = new Map(telemetry.rows.map((r) => [r.tenant_id, r]));
       const maint = new Map<string, { tenantWide: boolean; deviceIds: Set<string> }>();
       for (const r of maintenance.rows) {
         let m = maint.get(r.tenant_id);
@@ -176,10 +225,18 @@ export function createPgStore(db: Queryable): EvaluatorStore {
       }
       const out = new Map<string, TenantData>();
       for (const id of ids) {
+        const f = fenced.get(id);
+        if (f === undefined) throw new Error(`the telemetry read returned no fence for tenant ${id}`);
         out.set(id, {
+          fence: {
+            seq: Number(f.seq),
+            judgedXid: f.judged_xid,
+            evalMs: f.eval_ms,
+            readXid: f.read_xid,
+          },
           ruleRows: ruleRows.get(id) ?? [],
           deviceIds: deviceLists.get(id)?.ids ?? [],
-          readings: readingsOf(readings.get(id)),
+          readings: readingsOf(f.readings ?? undefined),
           maintenance: maint.get(id) ?? NO_MAINTENANCE,
           openPairs: openPairs.get(id) ?? new Set(),
         });
@@ -187,13 +244,10 @@ export function createPgStore(db: Queryable): EvaluatorStore {
       return out;
     },
 
-    async writeAlerts(tenantId, writes, nowMs) {
-      if (writes.upserts.length === 0 && writes.resolves.length === 0) {
-        return { opened: 0, updated: 0, resolved: 0 };
-      }
+    async commitEvaluation(tenantId, writes, commit) {
       const u = writes.upserts;
-      const { rows } = await db.query<{ opened: number; updated: number; resolved: number }>(
-        stmt("write_alerts", [
+      const { rows } = await db.query<{ applied: boolean; opened: number; updated: number; resolved: number }>(
+        stmt("commit_evaluation", [
           tenantId,
           u.map((x) => x.ruleId),
           u.map((x) => x.deviceId),
@@ -205,11 +259,19 @@ export function createPgStore(db: Queryable): EvaluatorStore {
           u.map((x) => x.message),
           u.map((x) => x.escalated),
           [...writes.resolves],
-          nowMs,
+          commit.nowMs,
+          commit.fence.seq,
+          commit.fence.readXid,
+          commit.evaluator,
         ]),
       );
       const r = rows[0];
-      return { opened: r?.opened ?? 0, updated: r?.updated ?? 0, resolved: r?.resolved ?? 0 };
+      return {
+        applied: r?.applied === true,
+        opened: r?.opened ?? 0,
+        updated: r?.updated ?? 0,
+        resolved: r?.resolved ?? 0,
+      };
     },
 
     async ping() {

@@ -4,12 +4,12 @@
  */
 import { describe, expect, it } from "vitest";
 import { ruleRow, T0 } from "../rules/fixtures.ts";
-import { INACTIVE } from "../rules/lifecycle.ts";
-import type { PairState } from "../rules/planTenant.ts";
-import { NO_MAINTENANCE } from "../store/alertWrites.ts";
-import type { EvaluatorStore, TenantData } from "../store/pgStore.ts";
+import { emptySnapshot } from "../state/codec.ts";
+import { type AlertWrites, NO_MAINTENANCE } from "../store/alertWrites.ts";
+import type { EvaluationCommit, EvaluatorStore, TenantData } from "../store/pgStore.ts";
 import { CircuitBreaker } from "./circuitBreaker.ts";
 import { ManualClock } from "./clock.ts";
+import type { EvaluationRecord } from "./evaluationRecord.ts";
 import { DependencyUnavailableError, isPostgresOutage, isValkeyOutage } from "./outages.ts";
 import { leaseTtlMs, type PipelineContext, runTenantPipeline, type StateGateway } from "./tenantPipeline.ts";
 
@@ -22,7 +22,10 @@ const windowRow = ruleRow({
 });
 const thresholdRow = ruleRow({ id: "r1", tenant_id: "t1" });
 
+const FENCE = { seq: 4, judgedXid: "100", evalMs: T0 - 60_000, readXid: "120" };
+
 const data = (rows: Record<string, unknown>[] = [thresholdRow, windowRow]): TenantData => ({
+  fence: FENCE,
   ruleRows: rows,
   deviceIds: ["d1"],
   readings: () => [],
@@ -31,41 +34,51 @@ const data = (rows: Record<string, unknown>[] = [thresholdRow, windowRow]): Tena
 });
 const readings = [{ deviceId: "d1", metric: "temp", ts: T0 - 1000, value: 42 }];
 
-function harness(opts: { load?: "ok" | "conflict" | "outage"; write?: "ok" | "outage" | "defect" } = {}) {
+type LoadMode = "ok" | "conflict" | "outage" | "stale";
+
+function harness(opts: { load?: LoadMode; write?: "ok" | "outage" | "defect" | "refused" } = {}) {
   const clock = new ManualClock(T0);
-  const calls = { released: 0, committed: 0, writes: [] as unknown[] };
+  const calls = {
+    released: 0,
+    stored: [] as { seq: number; delta: boolean }[],
+    writes: [] as AlertWrites[],
+    commits: [] as EvaluationCommit[],
+    rebuilds: 0,
+    forgotten: 0,
+    records: [] as EvaluationRecord[],
+  };
   const state: StateGateway = {
-    async loadTenantState(plan) {
+    async loadTenantState(_plan, fence) {
       if (opts.load === "outage") throw new Error("Command timed out");
-      if (opts.load === "conflict") return { acquired: false, holder: "other" };
-      const pairs = new Map<string, PairState>();
-      for (const p of plan.pairs) {
-        pairs.set(p.key, {
-          buffer: p.window ? p.readings.map((r) => ({ ts: r.ts, value: r.value })) : null,
-          cooldownRemainingMs: 0,
-          anomaly: null,
-          lastSeen: null,
-          alert: INACTIVE,
-        });
-      }
-      return { acquired: true, state: { pairs } };
+      if (opts.load === "conflict") return { kind: "held", holder: "other" };
+      if (opts.load === "stale") return { kind: "stale", stored: fence.seq - 1 };
+      const snapshot = emptySnapshot();
+      snapshot.seq = fence.seq;
+      snapshot.at = fence.evalMs;
+      return { kind: "state", snapshot, source: "valkey" };
     },
-    async commitTenantState(_t, updates) {
-      calls.committed += updates.length;
-      return { applied: true, written: updates.length };
+    async storeTenantState(_plan, snapshot, delta) {
+      calls.stored.push({ seq: snapshot.seq, delta: delta !== null });
+      return { stored: true, full: delta === null };
     },
     async releaseTickLease() {
       calls.released++;
       return "released";
     },
+    forget() {
+      calls.forgotten++;
+    },
+    wallNow: () => clock.now(),
   };
-  const store: Pick<EvaluatorStore, "writeAlerts"> = {
-    async writeAlerts(_t, writes) {
+  const store: Pick<EvaluatorStore, "commitEvaluation"> = {
+    async commitEvaluation(_t, writes, commit) {
       if (opts.write === "outage")
         throw Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" });
       if (opts.write === "defect") throw Object.assign(new Error("violates check"), { code: "23514" });
+      calls.commits.push(commit);
+      if (opts.write === "refused") return { applied: false, opened: 0, updated: 0, resolved: 0 };
       calls.writes.push(writes);
-      return { opened: writes.upserts.length, updated: 0, resolved: 0 };
+      return { applied: true, opened: writes.upserts.length, updated: 0, resolved: 0 };
     },
   };
   const breaker = (isOutage: (e: unknown) => boolean) =>
@@ -73,6 +86,10 @@ function harness(opts: { load?: "ok" | "conflict" | "outage"; write?: "ok" | "ou
   const ctx: PipelineContext = {
     store: store as EvaluatorStore,
     state,
+    rebuild: async () => {
+      calls.rebuilds++;
+      return emptySnapshot();
+    },
     clock,
     breakers: { postgres: breaker(isPostgresOutage), valkey: breaker(isValkeyOutage) },
     token: "me",
@@ -81,37 +98,68 @@ function harness(opts: { load?: "ok" | "conflict" | "outage"; write?: "ok" | "ou
     onQuarantined: () => {},
     onValkeyFallback: () => {},
     onCommitProblem: () => {},
+    onEvaluation: (r) => calls.records.push(r),
   };
   return { ctx, calls, clock };
 }
 
 const tick = { slot: Math.floor(T0 / 60_000), now: T0 };
-const owned = { id: "t1", owned: true };
-const handedOff = { id: "t1", owned: false };
+const owned = { id: "t1", owned: true, handoff: false };
+const ownedInHandoff = { id: "t1", owned: true, handoff: true };
+const handedOff = { id: "t1", owned: false, handoff: true };
 
 describe("runTenantPipeline", () => {
-  it("evaluates, writes the alerts, then commits the state", async () => {
+  it("evaluates, commits fence and alerts in one write, then stores the state as a delta", async () => {
     const h = harness();
     const out = await runTenantPipeline(h.ctx, owned, data(), readings, tick, new AbortController().signal);
-    expect(out).toMatchObject({ kind: "evaluated", pairs: 2, degraded: false });
+    expect(out).toMatchObject({ kind: "evaluated", pairs: 2, degraded: false, stateSource: "valkey", seq: 5 });
+    expect(h.calls.commits).toEqual([{ fence: FENCE, nowMs: T0, evaluator: "me" }]);
     expect(h.calls.writes).toHaveLength(1);
-    expect(h.calls.committed).toBeGreaterThan(0);
+    expect(h.calls.stored).toEqual([{ seq: 5, delta: true }]);
+    expect(h.calls.records.map((r) => [r.outcome, r.loadedSeq, r.readings.length])).toEqual([
+      ["committed", 4, 1],
+    ]);
   });
 
-  it("a lease held elsewhere is a conflict: nothing written", async () => {
-    const h = harness({ load: "conflict" });
+  it("a commit refused by the fence (a newer evaluation won) stores nothing and drops the copy", async () => {
+    const h = harness({ write: "refused" });
     const out = await runTenantPipeline(h.ctx, owned, data(), readings, tick, new AbortController().signal);
-    expect(out).toEqual({ kind: "conflict", holder: "other" });
-    expect(h.calls.writes).toEqual([]);
+    expect(out).toEqual({ kind: "stale", loadedSeq: 4 });
+    expect(h.calls.stored).toEqual([]);
+    expect(h.calls.forgotten).toBeGreaterThan(0);
+    expect(h.calls.records.map((r) => r.outcome)).toEqual(["refused"]);
   });
 
-  it("Valkey down, owned tenant: fail-open — threshold alerts written, windows unknown, no commit", async () => {
+  it("Valkey holds another seq: the state is rebuilt from PostgreSQL and stored whole", async () => {
+    const h = harness({ load: "stale" });
+    const out = await runTenantPipeline(h.ctx, owned, data(), readings, tick, new AbortController().signal);
+    expect(out).toMatchObject({ kind: "evaluated", stateSource: "rebuilt", degraded: false });
+    expect(h.calls.rebuilds).toBe(1);
+    expect(h.calls.stored).toEqual([{ seq: 5, delta: false }]);
+  });
+
+  it("a lease held elsewhere (hand-off) is a conflict: nothing written", async () => {
+    const h = harness({ load: "conflict" });
+    const out = await runTenantPipeline(
+      h.ctx,
+      ownedInHandoff,
+      data(),
+      readings,
+      tick,
+      new AbortController().signal,
+    );
+    expect(out).toEqual({ kind: "conflict", holder: "other" });
+    expect(h.calls.commits).toEqual([]);
+  });
+
+  it("Valkey down, owned tenant: evaluated on the state rebuilt from PostgreSQL, nothing stored", async () => {
     const h = harness({ load: "outage" });
     const out = await runTenantPipeline(h.ctx, owned, data(), readings, tick, new AbortController().signal);
-    expect(out).toMatchObject({ kind: "evaluated", degraded: true });
-    const upserts = (h.calls.writes[0] as { upserts: { ruleId: string }[] }).upserts;
-    expect(upserts.map((u) => u.ruleId)).toEqual(["r1"]); // the window rule did not fire
-    expect(h.calls.committed).toBe(0);
+    expect(out).toMatchObject({ kind: "evaluated", degraded: true, stateSource: "rebuilt" });
+    expect(h.calls.rebuilds).toBe(1);
+    // The window rule judged its reading on the rebuilt (empty) buffer: it fires like a healthy one.
+    expect(h.calls.writes[0]!.upserts.map((u) => u.ruleId).sort()).toEqual(["r1", "w1"]);
+    expect(h.calls.stored).toEqual([]);
   });
 
   it("Valkey down, tenant handed off: fail-closed — skipped, nothing written", async () => {
@@ -125,19 +173,20 @@ describe("runTenantPipeline", () => {
       new AbortController().signal,
     );
     expect(out.kind).toBe("skipped");
-    expect(h.calls.writes).toEqual([]);
-    // The failed load may have taken the lease before failing: it is given back (compare-and-delete),
+    expect(h.calls.commits).toEqual([]);
+    // The failed read may have taken the lease before failing: it is given back (compare-and-delete),
     // so the tenant's owner is not refused the slot.
     expect(h.calls.released).toBe(1);
   });
 
-  it("a failed alert write gives the lease back and reports PostgreSQL as unavailable", async () => {
+  it("a failed commit gives a hand-off lease back and reports PostgreSQL as unavailable", async () => {
     const h = harness({ write: "outage" });
     await expect(
-      runTenantPipeline(h.ctx, owned, data(), readings, tick, new AbortController().signal),
+      runTenantPipeline(h.ctx, ownedInHandoff, data(), readings, tick, new AbortController().signal),
     ).rejects.toBeInstanceOf(DependencyUnavailableError);
     expect(h.calls.released).toBe(1);
-    expect(h.calls.committed).toBe(0);
+    expect(h.calls.stored).toEqual([]);
+    expect(h.calls.records.map((r) => r.outcome)).toEqual(["failed"]);
   });
 
   it("a bad write is an error, not an outage", async () => {
@@ -147,15 +196,15 @@ describe("runTenantPipeline", () => {
     ).rejects.toThrow("violates check");
   });
 
-  it("an aborted budget before the write gives the lease back and writes nothing", async () => {
+  it("an aborted budget before the commit gives the lease back and writes nothing", async () => {
     const h = harness();
     const budget = new AbortController();
     budget.abort(new Error("over budget"));
-    await expect(runTenantPipeline(h.ctx, owned, data(), readings, tick, budget.signal)).rejects.toThrow(
-      "over budget",
-    );
+    await expect(
+      runTenantPipeline(h.ctx, ownedInHandoff, data(), readings, tick, budget.signal),
+    ).rejects.toThrow("over budget");
     expect(h.calls.released).toBe(1);
-    expect(h.calls.writes).toEqual([]);
+    expect(h.calls.commits).toEqual([]);
   });
 
   it("quarantines a malformed rule alone", async () => {

@@ -1,42 +1,53 @@
 import type { TestFaults } from "../config/evaluatorConfig.ts";
-import {
-  evaluateTenant,
-  type PairFailure,
-  type StateUpdate,
-  type TenantEvaluation,
-} from "../rules/evaluateTenant.ts";
+import { evaluateTenant, type PairFailure, type TenantEvaluation } from "../rules/evaluateTenant.ts";
 import { parseRule } from "../rules/parseRule.ts";
-import type { TenantPlan } from "../rules/planTenant.ts";
 import {
-  emptyTenantState,
   pairKey,
   planTenant,
   type TenantInput,
+  type TenantPlan,
   type TenantState,
 } from "../rules/planTenant.ts";
 import { groupReadings } from "../rules/readings.ts";
 import type { Reading, Rule } from "../rules/types.ts";
-import type { TickLease } from "../state/codec.ts";
-import type { CommitResult, LeaseOption, ReleaseResult, TenantLoad } from "../state/scripts.ts";
+import {
+  advanceTick,
+  applyCommit,
+  commitOps,
+  type TenantSnapshot,
+  type TickLease,
+} from "../state/codec.ts";
+import type {
+  FenceVersion,
+  LeaseOption,
+  ReleaseResult,
+  StateDelta,
+  StoreResult,
+  TenantLoad,
+} from "../state/scripts.ts";
 import { type AlertWrites, buildAlertWrites } from "../store/alertWrites.ts";
-import type { EvaluatorStore, MemberTenant, TenantData, WriteResult } from "../store/pgStore.ts";
+import type { EvaluatorStore, MemberTenant, TenantData, TenantFence, WriteResult } from "../store/pgStore.ts";
 import { BudgetExceededError } from "./budget.ts";
 import { type CircuitBreaker, CircuitOpenError } from "./circuitBreaker.ts";
 import { type Clock, sleep } from "./clock.ts";
+import type { EvaluationRecord, StateSource } from "./evaluationRecord.ts";
 import { DependencyUnavailableError, isPostgresOutage } from "./outages.ts";
 
 /** The slice of `ValkeyState` a tick uses (so tests can wrap or replace it). */
 export interface StateGateway {
-  loadTenantState(plan: TenantPlan, options?: LeaseOption): Promise<TenantLoad>;
-  commitTenantState(
-    tenantId: string,
-    updates: readonly StateUpdate[],
-    options?: LeaseOption,
-  ): Promise<CommitResult>;
+  loadTenantState(plan: TenantPlan, fence: FenceVersion, options?: LeaseOption): Promise<TenantLoad>;
+  storeTenantState(plan: TenantPlan, snapshot: TenantSnapshot, delta: StateDelta | null): Promise<StoreResult>;
   releaseTickLease(lease: Pick<TickLease, "tenantId" | "slot" | "token">): Promise<ReleaseResult>;
+  /** Drops the kept state of a tenant whose evaluation was not committed. */
+  forget(tenantId: string): void;
+  /** The wall clock cooldown end times are measured on (ms). */
+  wallNow(): number;
   /** Forgets whatever is kept in memory for tenants not in `tenantIds` (they left this shard). */
   retainTenants?(tenantIds: ReadonlySet<string>): void;
 }
+
+/** Rebuilds a tenant's state as its last committed evaluation left it, from PostgreSQL. */
+export type StateRebuilder = (plan: TenantPlan, fence: TenantFence, wallNow: number) => Promise<TenantSnapshot>;
 
 /** A malformed rule row set aside by `parseRule`. */
 export interface QuarantinedRule {
@@ -48,6 +59,8 @@ export interface QuarantinedRule {
 export interface PipelineContext {
   readonly store: EvaluatorStore;
   readonly state: StateGateway;
+  /** The PostgreSQL rebuild of a state Valkey does not hold. */
+  readonly rebuild: StateRebuilder;
   readonly clock: Clock;
   readonly breakers: { readonly postgres: CircuitBreaker; readonly valkey: CircuitBreaker };
   /** This process's lease token. */
@@ -57,13 +70,14 @@ export interface PipelineContext {
   readonly tenantBudgetMs?: number;
   readonly testFaults: TestFaults;
   readonly onQuarantined: (tenantId: string, rule: QuarantinedRule) => void;
-  /** Valkey failed for an owned tenant, which is then evaluated fail-open. */
+  /** Valkey failed for an owned tenant, which is then evaluated with its state rebuilt from PostgreSQL. */
   readonly onValkeyFallback: (tenantId: string, err: unknown) => void;
-  /** The Valkey state commit after the alert writes failed or was fenced out. */
-  readonly onCommitProblem: (
-    tenantId: string,
-    problem: { err?: unknown; reason?: "lease" | "stale"; holder?: string | null },
-  ) => void;
+  /** The state was rebuilt from PostgreSQL (`stale`: Valkey held another seq). */
+  readonly onRebuilt?: (tenantId: string, reason: "stale" | "valkey_unavailable") => void;
+  /** Storing the state in Valkey after the commit failed, or found a newer state. */
+  readonly onCommitProblem: (tenantId: string, problem: { err?: unknown; newer?: number | null }) => void;
+  /** Every evaluation that judged, committed or not (the history checker's input; logs). */
+  readonly onEvaluation?: (record: EvaluationRecord) => void;
 }
 
 /** One tick of one tenant. */
@@ -83,41 +97,49 @@ export type TenantOutcome =
       readonly written: WriteResult;
       /** fire actions held back by a rule's cooldown. */
       readonly suppressedByCooldown: number;
-      /** Evaluated without Valkey state (fail-open). */
+      /** Evaluated while Valkey was unavailable (state rebuilt from PostgreSQL, not stored). */
       readonly degraded: boolean;
+      readonly stateSource: StateSource;
       readonly pairFailures: readonly PairFailure[];
-      /** Every reading read for the tenant this tick (for the read cursor). */
+      /** Every reading judged. */
       readonly readings: readonly Reading[];
+      /** The fence seq this evaluation committed. */
+      readonly seq: number;
     }
-  /** Another evaluator holds this tenant-slot's lease. */
+  /** A newer evaluation of the tenant committed first (fence): this one wrote nothing. */
+  | { readonly kind: "stale"; readonly loadedSeq: number }
+  /** Another evaluator holds this tenant-slot's lease (a hand-off): it does the slot's work. */
   | { readonly kind: "conflict"; readonly holder: string | null }
   /** Not owned, and Valkey is unavailable: the lease fails closed. */
   | { readonly kind: "skipped"; readonly err: unknown };
 
 /**
- * Lease TTL: until the end of the slot after the claimed one. A tick may claim its slot up to one
- * slot early (a NOTIFY), and another evaluator may tick the same slot as late as its end plus an
- * overrun, so the lease outlives every moment at which anyone could still try the slot.
+ * Lease TTL: until the end of the slot after the claimed one. A tick may run early in a slot (a
+ * NOTIFY), and another evaluator may tick the same slot as late as its end plus an overrun, so
+ * the lease outlives every moment at which anyone could still try the slot.
  */
 export function leaseTtlMs(slot: number, now: number, intervalMs: number): number {
   return Math.max(intervalMs, (slot + 2) * intervalMs - now);
 }
 
 /**
- * One tenant, one tick (DESIGN §5):
+ * One tenant, one tick (DESIGN §4–5). Exactly-once rests on the tenant's fence in PostgreSQL
+ * (`data.fence`, read in the same statement as the readings): the readings are those no committed
+ * evaluation judged, and the commit moves the fence `seq → seq + 1` with the alert writes, or —
+ * when a newer evaluation committed first — writes nothing (`stale`).
  * 1. parse the rule rows — a malformed row is quarantined alone;
  * 2. plan the (rule, device) pairs (pure);
- * 3. ONE Valkey round trip: take the tick lease `tick:{tenant}:slot` and load all state. Lease held
- *    by someone else → `conflict`. Valkey unavailable → an owned tenant is evaluated with empty
- *    state (fail-open: windows/anomaly/absent unknown, so nothing fires from them; threshold rules
- *    still alert, deduplicated by PostgreSQL) and nothing is committed; a tenant this shard no
- *    longer owns is `skipped` (the lease fails closed: its new owner evaluates it);
- * 4. evaluate (pure);
- * 5. all alert writes of the tenant in one statement;
- * 6. commit the state updates to Valkey, fenced by the lease (only when there are any).
- * An error after the lease was taken and before the alerts were written gives the lease back, so
- * another evaluator may take the slot; the budget (`signal`, and `deadline` on the clock) is checked
- * before evaluating and before writing.
+ * 3. the state the fence's evaluation left: this process's copy or Valkey's when it carries the
+ *    fence's seq, else rebuilt from PostgreSQL (a flush, a failover, a failed store, Valkey down —
+ *    so a Valkey loss changes no decision). A tenant in a hand-off takes the tick lease first: held
+ *    by someone else → `conflict` (that evaluator does the slot). Valkey unavailable → an owned
+ *    tenant is evaluated on the rebuilt state; a tenant this shard no longer owns is `skipped`;
+ * 4. advance the state by this tick's readings and evaluate (pure);
+ * 5. commit: fence and all alert writes of the tenant in one statement;
+ * 6. store the new state in Valkey, labelled with the new seq (a cache: a failure here loses
+ *    nothing, the next evaluation rebuilds).
+ * An error before the commit gives a taken lease back, so another evaluator may take the slot; the
+ * budget (`signal`, and `deadline` on the clock) is checked before evaluating and before writing.
  */
 export async function runTenantPipeline(
   ctx: PipelineContext,
@@ -128,6 +150,7 @@ export async function runTenantPipeline(
   signal: AbortSignal,
 ): Promise<TenantOutcome> {
   const tenantId = member.id;
+  const fence = data.fence;
   const deadline = ctx.clock.now() + (ctx.tenantBudgetMs ?? Number.POSITIVE_INFINITY);
   const rules: Rule[] = [];
   for (const row of data.ruleRows) {
@@ -144,59 +167,107 @@ export async function runTenantPipeline(
     now: tick.now,
   };
   const plan = planTenant(input);
-  const lease: TickLease = {
-    tenantId,
-    slot: tick.slot,
-    token: ctx.token,
-    ttlMs: leaseTtlMs(tick.slot, tick.now, ctx.intervalMs),
-  };
+  // Only a tenant another shard may be evaluating too needs the lease (work of a slot done once);
+  // correctness never rests on it, the fence refuses whatever is stale.
+  const lease: TickLease | undefined =
+    member.handoff || !member.owned
+      ? { tenantId, slot: tick.slot, token: ctx.token, ttlMs: leaseTtlMs(tick.slot, tick.now, ctx.intervalMs) }
+      : undefined;
 
-  let state: TenantState;
+  let snapshot: TenantSnapshot;
+  let source: StateSource;
+  let degraded = false;
   let leased = false;
   try {
-    const load = await ctx.breakers.valkey.run(() => ctx.state.loadTenantState(plan, { lease }));
-    if (!load.acquired) return { kind: "conflict", holder: load.holder };
-    state = load.state;
-    leased = true;
-  } catch (err) {
-    if (!member.owned) {
-      // A load can fail after it took the lease (the read-then-write path makes two calls): give it
-      // back, so the tenant's owner is not refused the slot. Owned tenants keep it (fail-open below).
-      await releaseQuietly(ctx, lease);
-      return { kind: "skipped", err };
+    let load: TenantLoad;
+    try {
+      load = await ctx.breakers.valkey.run(() => ctx.state.loadTenantState(plan, fence, { lease }));
+    } catch (err) {
+      if (!member.owned) {
+        // A read can fail after it took the lease: give it back, so the tenant's owner is not
+        // refused the slot. Owned tenants go on (their state is rebuilt below).
+        if (lease) await releaseQuietly(ctx, lease);
+        return { kind: "skipped", err };
+      }
+      ctx.onValkeyFallback(tenantId, err);
+      degraded = true;
+      load = { kind: "stale", stored: -1 };
     }
-    ctx.onValkeyFallback(tenantId, err);
-    state = emptyTenantState();
+    if (load.kind === "held") return { kind: "conflict", holder: load.holder };
+    leased = lease !== undefined && !degraded;
+    if (load.kind === "state") {
+      snapshot = load.snapshot;
+      source = load.source;
+    } else {
+      ctx.onRebuilt?.(tenantId, degraded ? "valkey_unavailable" : "stale");
+      snapshot = await postgres(ctx, () => ctx.rebuild(plan, fence, ctx.state.wallNow()));
+      snapshot.seq = fence.seq;
+      snapshot.at = fence.evalMs;
+      source = "rebuilt";
+    }
+  } catch (err) {
+    if (leased && lease) await releaseQuietly(ctx, lease);
+    throw err;
   }
 
-  let written = false;
+  let committed = false;
   try {
     await injectFaults(ctx, tenantId, rules, signal);
     checkBudget(ctx, signal, deadline);
-    const evaluation = evaluateTenant({ ...input, state, plan });
+    const wallNow = ctx.state.wallNow();
+    // Advances `snapshot` in place: from here it is this evaluation's, and dropped unless committed.
+    const step = advanceTick(snapshot, plan, wallNow);
+    const evaluation = evaluateTenant({ ...input, state: step.state, plan });
     const rulesById = new Map(rules.map((r) => [r.id, r]));
     const writes = buildAlertWrites(tenantId, rulesById, evaluation, data.openPairs, data.maintenance);
     // Also by the clock: a long synchronous evaluation keeps the budget timer from firing.
     checkBudget(ctx, signal, deadline);
+    const record = (outcome: EvaluationRecord["outcome"]) =>
+      ctx.onEvaluation?.({
+        tenantId,
+        evaluator: ctx.token,
+        now: tick.now,
+        slot: tick.slot,
+        loadedSeq: fence.seq,
+        outcome,
+        stateSource: source,
+        readings,
+        rules,
+        deviceIds: data.deviceIds,
+        maintenance: data.maintenance,
+      });
     let result: WriteResult;
     try {
-      result = await ctx.breakers.postgres.run(() => ctx.store.writeAlerts(tenantId, writes, tick.now));
+      result = await postgres(ctx, () =>
+        ctx.store.commitEvaluation(tenantId, writes, { fence, nowMs: tick.now, evaluator: ctx.token }),
+      );
     } catch (err) {
-      throw err instanceof CircuitOpenError || isPostgresOutage(err)
-        ? new DependencyUnavailableError("postgres", err)
-        : err;
+      record("failed");
+      throw err;
     }
-    written = true;
+    committed = true;
+    if (!result.applied) {
+      record("refused");
+      ctx.state.forget(tenantId);
+      return { kind: "stale", loadedSeq: fence.seq };
+    }
+    record("committed");
 
-    if (leased && evaluation.stateUpdates.length > 0) {
+    applyCommit(snapshot, evaluation.stateUpdates, wallNow);
+    snapshot.seq = fence.seq + 1;
+    snapshot.at = tick.now;
+    if (!degraded) {
+      // A delta on the state it was computed from; after a rebuild, the whole state.
+      const delta: StateDelta | null =
+        source === "rebuilt"
+          ? null
+          : { from: { seq: fence.seq, at: fence.evalMs }, writes: commitOps(evaluation.stateUpdates, step) };
       try {
-        const commit = await ctx.breakers.valkey.run(() =>
-          ctx.state.commitTenantState(tenantId, evaluation.stateUpdates, { lease }),
-        );
-        if (!commit.applied) ctx.onCommitProblem(tenantId, { reason: commit.reason, holder: commit.holder });
+        const stored = await ctx.breakers.valkey.run(() => ctx.state.storeTenantState(plan, snapshot, delta));
+        if (!stored.stored) ctx.onCommitProblem(tenantId, { newer: stored.newer });
       } catch (err) {
-        // The alerts are written; the next tick re-derives the lost transitions and the
-        // PostgreSQL dedup absorbs a repeated fire.
+        // Committed in PostgreSQL; Valkey keeps the previous seq, so the next evaluation rebuilds.
+        ctx.state.forget(tenantId);
         ctx.onCommitProblem(tenantId, { err });
       }
     }
@@ -205,14 +276,28 @@ export async function runTenantPipeline(
       pairs: evaluation.conditions.length,
       writes,
       written: result,
-      suppressedByCooldown: countCooldownSuppressed(evaluation, state),
-      degraded: !leased,
+      suppressedByCooldown: countCooldownSuppressed(evaluation, step.state),
+      degraded,
+      stateSource: source,
       pairFailures: evaluation.failures,
       readings,
+      seq: fence.seq + 1,
     };
   } catch (err) {
-    if (leased && !written) await releaseQuietly(ctx, lease);
+    ctx.state.forget(tenantId);
+    if (leased && lease && !committed) await releaseQuietly(ctx, lease);
     throw err;
+  }
+}
+
+/** Runs a PostgreSQL step; an outage (or an open breaker) becomes a DependencyUnavailableError. */
+async function postgres<T>(ctx: PipelineContext, step: () => Promise<T>): Promise<T> {
+  try {
+    return await ctx.breakers.postgres.run(step);
+  } catch (err) {
+    throw err instanceof CircuitOpenError || isPostgresOutage(err)
+      ? new DependencyUnavailableError("postgres", err)
+      : err;
   }
 }
 

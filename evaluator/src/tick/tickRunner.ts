@@ -7,13 +7,14 @@ import { type CircuitBreaker, CircuitOpenError } from "./circuitBreaker.ts";
 import type { Clock } from "./clock.ts";
 import { forEachConcurrently } from "./concurrency.ts";
 import { DependencyUnavailableError, isPostgresOutage } from "./outages.ts";
-import { ReadCursors } from "./readCursors.ts";
+import type { EvaluationRecord } from "./evaluationRecord.ts";
 import type { TickRequest } from "./scheduler.ts";
 import {
   type PipelineContext,
   type QuarantinedRule,
   runTenantPipeline,
   type StateGateway,
+  type StateRebuilder,
   type TenantOutcome,
 } from "./tenantPipeline.ts";
 
@@ -24,7 +25,6 @@ export interface TickSettings {
   readonly intervalMs: number;
   readonly tenantBudgetMs: number;
   readonly concurrency: number;
-  readonly allowedLatenessMs: number;
   readonly testFaults: TestFaults;
 }
 
@@ -33,6 +33,8 @@ export interface TickRunnerDeps {
   readonly settings: TickSettings;
   readonly store: EvaluatorStore;
   readonly state: StateGateway;
+  /** Rebuilds a tenant's state from PostgreSQL when Valkey holds none of the fence's seq. */
+  readonly rebuild: StateRebuilder;
   readonly clock: Clock;
   readonly log: Logger;
   readonly metrics: EvaluatorMetrics;
@@ -41,6 +43,8 @@ export interface TickRunnerDeps {
   readonly token: string;
   /** Tenants per batch read (default 250). */
   readonly batchSize?: number;
+  /** Every evaluation that judged, committed or not (history checker, debugging). */
+  readonly onEvaluation?: (record: EvaluationRecord) => void;
 }
 
 /** Figures of one tick (also logged as `tick_done`). */
@@ -59,7 +63,9 @@ export interface TickSummary {
   readonly resolved: number;
   readonly failed: number;
   readonly conflicts: number;
-  /** Owned tenants evaluated without Valkey state (fail-open). */
+  /** Evaluations refused by the tenant fence (a newer one committed first): nothing written. */
+  readonly stale: number;
+  /** Owned tenants evaluated while Valkey was unavailable (state rebuilt from PostgreSQL). */
   readonly degraded: number;
   readonly durationMs: number;
 }
@@ -69,17 +75,25 @@ type TickCounts = { -readonly [K in keyof Omit<TickSummary, "slot" | "ok" | "dur
 const QUARANTINE_LOG_MEMORY = 10_000;
 
 /**
+ * How far back a tenant's FIRST evaluation reads (it has no fence yet): older readings are not
+ * judged, so a tenant with a long history does not judge all of it at once. Every later evaluation
+ * reads from its fence's position, whatever the readings' age.
+ */
+export function firstReadLookbackMs(intervalMs: number): number {
+  return Math.max(3_600_000, 2 * intervalMs);
+}
+
+/**
  * Runs ticks: membership → batched reads → every due tenant through its own isolation (try/catch,
  * wall-clock budget, bounded concurrency) → summary. A tick never throws: a PostgreSQL failure
  * fails the tick cleanly (logged `tick_failed`, counted), and the next tick retries.
  *
- * A tenant is evaluated at most once per slot by this process (`evaluatedSlot`), and never while
- * its previous evaluation — abandoned after its budget — is still running.
+ * A tenant is never evaluated while its previous evaluation — abandoned after its budget — is
+ * still running in this process. Across processes, the tenant's fence in PostgreSQL orders the
+ * evaluations and refuses a stale one (see `runTenantPipeline`).
  */
 export class TickRunner {
   readonly #d: TickRunnerDeps;
-  readonly #cursors: ReadCursors;
-  readonly #evaluatedSlot = new Map<string, number>();
   readonly #inFlight = new Map<string, Promise<void>>();
   readonly #quarantineLogged = new Set<string>();
   readonly #pipeline: PipelineContext;
@@ -88,10 +102,10 @@ export class TickRunner {
   constructor(deps: TickRunnerDeps) {
     this.#d = deps;
     const s = deps.settings;
-    this.#cursors = new ReadCursors({ intervalMs: s.intervalMs, allowedLatenessMs: s.allowedLatenessMs });
     this.#pipeline = {
       store: deps.store,
       state: deps.state,
+      rebuild: deps.rebuild,
       clock: deps.clock,
       breakers: deps.breakers,
       token: deps.token,
@@ -103,18 +117,22 @@ export class TickRunner {
         deps.metrics.degraded.inc();
         deps.log.debug({ tenant, err: errorMessage(err) }, "valkey_fallback");
       },
+      onRebuilt: (tenant, reason) => {
+        deps.metrics.stateRebuilds.inc({ reason });
+        deps.log.debug({ tenant, reason }, "state_rebuilt");
+      },
       onCommitProblem: (tenant, problem) => {
         deps.metrics.stateCommitFailures.inc();
         deps.log.warn(
           {
             tenant,
             err: problem.err === undefined ? undefined : errorMessage(problem.err),
-            reason: problem.reason,
-            holder: problem.holder,
+            newer: problem.newer,
           },
-          "state_commit_failed",
+          "state_store_failed",
         );
       },
+      ...(deps.onEvaluation ? { onEvaluation: deps.onEvaluation } : {}),
     };
   }
 
@@ -139,6 +157,7 @@ export class TickRunner {
       resolved: 0,
       failed: 0,
       conflicts: 0,
+      stale: 0,
       degraded: 0,
     };
     let ok = true;
@@ -154,7 +173,7 @@ export class TickRunner {
       counts.members = members.length;
       metrics.tenants.set(members.length);
       this.#forgetOthers(members);
-      const due = members.filter((m) => (this.#evaluatedSlot.get(m.id) ?? -1) < tick.slot);
+      const due = members;
       counts.tenants = due.length;
       metrics.queueDepth.set(due.length);
       await this.#evaluateBatches(due, tick, counts, stop);
@@ -183,6 +202,7 @@ export class TickRunner {
         resolved: counts.resolved,
         failed: counts.failed,
         conflicts: counts.conflicts,
+        stale: counts.stale,
         degraded: counts.degraded,
         durationMs,
       },
@@ -220,10 +240,8 @@ export class TickRunner {
 
   #forgetOthers(members: readonly MemberTenant[]): void {
     const ids = new Set(members.map((m) => m.id));
-    this.#cursors.retain(ids);
     this.#d.state.retainTenants?.(ids);
     this.#d.store.retainTenants?.(ids);
-    for (const id of this.#evaluatedSlot.keys()) if (!ids.has(id)) this.#evaluatedSlot.delete(id);
   }
 
   /** Batches read in sequence, the next one prefetched while the current one is evaluated. */
@@ -236,10 +254,12 @@ export class TickRunner {
     const size = this.#d.batchSize ?? 250;
     const batches: MemberTenant[][] = [];
     for (let i = 0; i < due.length; i += size) batches.push(due.slice(i, i + size));
+    const firstReadAfter = tick.now - firstReadLookbackMs(this.#d.settings.intervalMs);
     const load = (batch: readonly MemberTenant[]) => {
       const ids = batch.map((m) => m.id);
-      const since = ids.map((id) => this.#cursors.since(id, tick.now));
-      const p = this.#d.breakers.postgres.run(() => this.#d.store.readTenantData(ids, since, tick.now));
+      const p = this.#d.breakers.postgres.run(() =>
+        this.#d.store.readTenantData(ids, tick.now, firstReadAfter),
+      );
       p.catch(() => undefined); // awaited below; avoid an unhandled rejection while prefetching
       return p;
     };
@@ -292,8 +312,7 @@ export class TickRunner {
       this.#failed(tenant, tick, "still_running", undefined, counts);
       return;
     }
-    const read = data.readings();
-    const readings = this.#cursors.fresh(tenant, read);
+    const readings = data.readings();
     const { result, settled } = withBudget(clock, settings.tenantBudgetMs, (signal) =>
       runTenantPipeline(this.#pipeline, member, data, readings, tick, signal),
     );
@@ -323,13 +342,15 @@ export class TickRunner {
         metrics.leaseConflicts.inc();
         log.debug({ tenant, slot: tick.slot, holder: outcome.holder }, "tick_lease_conflict");
         return;
+      case "stale":
+        counts.stale++;
+        metrics.staleEvaluations.inc();
+        log.info({ tenant, slot: tick.slot, seq: outcome.loadedSeq }, "evaluation_stale");
+        return;
       case "skipped":
         this.#failed(tenant, tick, "valkey_unavailable", outcome.err, counts);
         return;
       case "evaluated": {
-        this.#evaluatedSlot.set(tenant, tick.slot);
-        // Everything read, including the re-read overlap, is now evaluated.
-        this.#cursors.advance(tenant, tick.now, read);
         const w = outcome.writes;
         counts.evaluated++;
         if (outcome.degraded) counts.degraded++;
@@ -364,6 +385,8 @@ export class TickRunner {
             suppressedByCooldown: outcome.suppressedByCooldown,
             suppressedByMaintenance: w.suppressedByMaintenance,
             degraded: outcome.degraded,
+            state: outcome.stateSource,
+            seq: outcome.seq,
             readings: outcome.readings.length,
           },
           "tenant_evaluated",

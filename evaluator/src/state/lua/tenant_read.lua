@@ -1,8 +1,9 @@
 --[[
   tenant_read: a snapshot of ONE tenant's state, optionally taking its tick lease first, in one call.
   Used when the evaluator holds no valid copy of the tenant's state (first tick after a start, a
-  tenant that moved in, a flushed or foreign-written state); the steady state needs only
-  tenant_write.
+  tenant that moved in, another evaluator committed since); the steady state needs only
+  tenant_write. The state is a cache of PostgreSQL: it is used only when its "seq" is the
+  tenant's fence seq there, else the evaluator rebuilds it from PostgreSQL.
 
   KEYS[1]: one key of the tenant: the tick lease `tick:{tenant}:slot` when "lease" is given, else
            the tenant's state hash `tstate:{tenant}`. Its hash tag `{tenant}` is the only tag the
@@ -21,8 +22,8 @@
 
   Returns:
     { 0, <holder token or nil> }  the lease is held by another token: nothing was read or written
-    { 1, gen, fields, cooldowns, buffers }
-      gen        the hash's "gen" stamp, or false when it has none
+    { 1, seq, fields, cooldowns, buffers }
+      seq        the hash's "seq" (the fence seq of the evaluation that wrote it), or false
       fields     name, value, ...          every cond, anom and seen field of the hash
       cooldowns  "<rule>:<device>", ms, ... pairs whose cooldown has time left
       buffers    one per requested buffer, in order: "ts:value,ts:value,..." or false (none)
@@ -49,12 +50,14 @@ end
 
 local hash_key = 'tstate:' .. tag
 local hash = redis.call('HGETALL', hash_key)
-local gen = false
+local seq = false
 local fields, cooldowns, stale = {}, {}, {}
 for i = 1, #hash, 2 do
   local name = hash[i]
-  if name == 'gen' then
-    gen = hash[i + 1]
+  if name == 'seq' then
+    seq = hash[i + 1]
+  elseif name == 'gen' then
+    -- The generation stamp of an earlier release: not state.
   elseif string.sub(name, -3) == ':cd' then
     local prefix = string.sub(name, 1, -4)
     local left = redis.call('PTTL', 'cooldown:' .. tag .. ':' .. prefix)
@@ -87,4 +90,4 @@ for i, part in ipairs(req.buffers) do
   buffers[i] = value
 end
 
-return { 1, gen, fields, cooldowns, buffers }
+return { 1, seq, fields, cooldowns, buffers }

@@ -1,29 +1,35 @@
 --[[
-  tenant_write: apply writes to ONE tenant's state, atomically, in one call, fenced by the tick
-  lease and by the state's generation stamp.
+  tenant_write: store the state ONE committed evaluation of a tenant left, atomically, in one call,
+  fenced by the evaluation-fence seq the state belongs to.
 
-  The evaluator keeps a copy of each tenant's state that it read or wrote last, tagged with the
-  stamp it last stored in the hash field "gen". A write names the stamp it expects ("expect"; ""
-  for none) and the new one ("stamp", unique per write of every process). When the stored stamp is
-  the expected one, nobody else has written the tenant's state since, so the copy is exact and the
-  writes computed from it are applied; otherwise nothing is written and the evaluator reads the
-  tenant afresh (tenant_read). Every write of tenant state goes through this script, so the stamp
-  changes whenever the state does.
+  Valkey is a cache of PostgreSQL. An evaluation is committed in PostgreSQL first (tenant_fences
+  moves seq k -> k+1 with its alert writes); only then does the evaluator store here the state that
+  evaluation left, labelled with its version in the hash field "seq". So the stored state is always the state
+  of some committed evaluation, and an evaluator that finds a seq other than the fence's in
+  PostgreSQL rebuilds the state from PostgreSQL instead of using it.
 
-  KEYS[1]: one key of the tenant: the tick lease `tick:{tenant}:slot` when "lease" or "hold" is
-           given, else the tenant's state hash `tstate:{tenant}`. Its hash tag `{tenant}` is the
-           only tag the script uses: every key written is built here (`tstate:{tenant}`, and
+  A state's version is "<seq>:<tick ms>" of the evaluation that left it ("0": never evaluated), so
+  it names one evaluation even if PostgreSQL lost an asynchronously committed one and gave its seq
+  again. Two modes:
+    "delta": the writes are computed from the state of version "expect" (the evaluator's copy, or
+             what it read): applied only when the stored version is "expect" (no version counts
+             as "0", the state of a tenant never evaluated).
+    "full":  the writes are the whole state of the plan's pairs (after a rebuild from PostgreSQL,
+             or a delta refused because the stored state lagged): the hash is replaced; applied
+             only when the stored seq is older than "seq" (or absent), so a late write never
+             overwrites the state of a newer evaluation.
+
+  KEYS[1]: the tenant's state hash `tstate:{tenant}`. Its hash tag `{tenant}` is the only tag the
+           script uses: every key written is built here (`tstate:{tenant}`, and
            `<kind>:{tenant}:<rule>:<device>` for wbuf: and cooldown:, the format of keys.ts).
-  ARGV[1]: JSON request, every TTL passed as a string; ARGV[2..]: the values written (window
+  ARGV[1]: JSON request, every number passed as a string; ARGV[2..]: the values written (window
            buffers "ts:value,ts:value,..." oldest first, hash field values), so the JSON decoder
            never sees them:
     {
-      "lease": ["<token>", "<px>"],  -- optional: take KEYS[1] first (SET NX PX; same token: kept)
-      "hold": "<token>",             -- optional instead: write only while KEYS[1] holds token
-      "expect": "<stamp>" | "",      -- the stamp the writer's copy was made from
-      "force": true|false,           -- apply even when the stamp differs (the writer then keeps
-                                     --   no copy, so no copy anywhere matches the new stamp)
-      "stamp": "<stamp>",            -- stored when something was written
+      "mode": "delta" | "full",
+      "expect": "<version>",         -- delta: the version of the state the writes were computed from
+      "seq": "<seq>",                -- the seq of the committed evaluation
+      "version": "<seq>:<tick ms>",  -- its version, stored in the hash field "seq"
       "statePx": "<ms>",             -- least TTL of the state hash, ensured by every call
       "ops": [ op, a, b, c, ... ]    -- flat, 4 items per op:
     }                                --   "b", "<rule>:<device>", i|false, "<px>":
@@ -34,10 +40,8 @@
                                      --      SET cooldown: key "1" PX px, and the field <rule>:<device>:cd
 
   Returns:
-    { 1, 1 }                applied; the stamp matched (now "stamp" when ops were given)
-    { 1, 0 }                applied with "force" although the stamp differed
-    { 0, <holder or nil> }  the lease is held by another token: nothing was written
-    { 2, <stamp or nil> }   the stored stamp is not "expect" (and no "force"): nothing was written
+    { 1 }                   applied
+    { 2, <stored seq or nil> }  refused by the seq fence: nothing was written
 ]]
 
 local OPS = { b = true, f = true, c = true }
@@ -48,28 +52,20 @@ if not tag then
 end
 
 local req = cjson.decode(ARGV[1])
-
-if req.lease then
-  local key = KEYS[1]
-  local token = req.lease[1]
-  if not redis.call('SET', key, token, 'NX', 'PX', req.lease[2]) then
-    local holder = redis.call('GET', key)
-    if holder ~= token then
-      return { 0, holder }
-    end
-  end
-elseif req.hold then
-  local holder = redis.call('GET', KEYS[1])
-  if holder ~= req.hold then
-    return { 0, holder }
-  end
-end
-
 local hash_key = 'tstate:' .. tag
-local stored = redis.call('HGET', hash_key, 'gen')
-local matched = (stored or '') == req.expect
-if not matched and not req.force then
-  return { 2, stored }
+local stored = redis.call('HGET', hash_key, 'seq')
+
+if req.mode == 'delta' then
+  if (stored or '0') ~= req.expect then
+    return { 2, stored }
+  end
+elseif req.mode == 'full' then
+  local stored_seq = stored and tonumber(string.match(stored, '^%d+'))
+  if stored_seq and stored_seq >= tonumber(req.seq) then
+    return { 2, stored }
+  end
+else
+  return redis.error_reply('tenant_write: unknown mode')
 end
 
 local ops = req.ops
@@ -83,8 +79,12 @@ for i = 1, #ops, 4 do
   end
 end
 
+if req.mode == 'full' then
+  redis.call('DEL', hash_key)
+end
+
 local wbuf = 'wbuf:' .. tag .. ':'
-local sets, dels = {}, {}
+local sets, dels = { 'seq', req.version }, {}
 for i = 1, #ops, 4 do
   local op = ops[i]
   if op == 'b' then
@@ -107,12 +107,6 @@ for i = 1, #ops, 4 do
   end
 end
 
--- A new stamp for every write: also after a forced write, whose writer then drops its copy, so
--- no copy anywhere matches the stamp.
-if #ops > 0 then
-  sets[#sets + 1] = 'gen'
-  sets[#sets + 1] = req.stamp
-end
 for i = 1, #dels, 1000 do
   redis.call('HDEL', hash_key, unpack(dels, i, math.min(i + 999, #dels)))
 end
@@ -121,7 +115,7 @@ for i = 1, #sets, 1000 do
 end
 -- The TTL only grows here: a commit never shortens a long last-seen retention set by a tick.
 local ttl = redis.call('PTTL', hash_key)
-if ttl ~= -2 and ttl < tonumber(req.statePx) then
+if ttl < tonumber(req.statePx) then
   redis.call('PEXPIRE', hash_key, req.statePx)
 end
-return { 1, matched and 1 or 0 }
+return { 1 }

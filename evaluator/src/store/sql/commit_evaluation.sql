@@ -1,21 +1,42 @@
--- Every alert write of ONE tenant for one tick, in one statement (so one transaction: all or
--- nothing) and one round trip:
---   upserted: fire and still-firing actions. ON CONFLICT on the open fingerprint deduplicates a
---             repeated condition, a retried tick or two racing evaluators: last_seen, value and
---             message move on, occurrences + 1, and the severity only ever rises (escalation),
---             stamping escalated_at when it does. Rows whose rule or device no longer exists (deleted
---             since the tick read them, or a device that reports without being registered) are
---             skipped instead of failing the foreign keys.
+-- Commits ONE tenant's evaluation, in one statement (so one transaction: all or nothing) and one
+-- round trip: the fence first, then every alert write of the evaluation, only if the fence moved.
+--   fence:    tenant_fences moves from the seq the evaluation loaded ($13) to $13 + 1, its judged
+--             position to the evaluation's read position ($14), its tick time to $12 — only when
+--             the stored seq is still $13 and the stored tick time is not newer than $12. Otherwise
+--             a newer evaluation committed first (another evaluator, or this one's previous tick
+--             finishing late) and this one is stale: zero rows, and nothing below is written.
+--             Concurrent commits of one tenant serialize on the fence row; the loser re-checks the
+--             WHERE against the winner's row and finds its seq gone.
+--   upserted: fire and still-firing actions. ON CONFLICT on the open fingerprint: last_seen,
+--             value and message move on, occurrences + 1, and the severity only ever rises
+--             (escalation), stamping escalated_at when it does. Rows whose rule or device no longer
+--             exists (deleted since the tick read them, or a device that reports without being
+--             registered) are skipped instead of failing the foreign keys.
 --   resolved: open alerts whose condition cleared.
 -- Fingerprints of the two lists are disjoint (one action per (rule, device)).
 -- $1 tenant id; upserts as parallel arrays: $2 rule ids, $3 device ids, $4 fingerprints,
 -- $5 severities, $6 first seen (ms), $7 last seen (ms), $8 values, $9 messages, $10 escalated;
--- $11 fingerprints to resolve, $12 tick time (ms)
-WITH input AS (
+-- $11 fingerprints to resolve, $12 tick time (ms); $13 the fence seq the evaluation loaded (0: none),
+-- $14 its read position (xid8 as text), $15 the evaluator's token
+WITH fence AS (
+  INSERT INTO tenant_fences AS f (tenant_id, seq, judged_xid, eval_ms, evaluator)
+  VALUES ($1::text, $13::bigint + 1, $14::xid8, $12::float8, $15::text)
+  ON CONFLICT (tenant_id) DO UPDATE
+     SET seq = excluded.seq,
+         judged_xid = excluded.judged_xid,
+         eval_ms = excluded.eval_ms,
+         evaluator = excluded.evaluator,
+         updated_at = now()
+   WHERE f.seq = $13::bigint
+     AND f.eval_ms <= excluded.eval_ms
+  RETURNING 1
+),
+input AS (
   SELECT *
     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::float8[],
                 $8::float8[], $9::text[], $10::boolean[])
       AS u (rule_id, device_id, fingerprint, severity, first_seen_ms, last_seen_ms, value, message, escalated)
+   WHERE EXISTS (SELECT 1 FROM fence)
 ),
 upserted AS (
   INSERT INTO alerts AS a (tenant_id, rule_id, device_id, fingerprint, severity, first_seen, last_seen,
@@ -43,8 +64,10 @@ resolved AS (
    WHERE fingerprint = ANY ($11::text[])
      AND state = 'open'
      AND tenant_id = $1::text
+     AND EXISTS (SELECT 1 FROM fence)
   RETURNING 1
 )
-SELECT (SELECT count(*) FROM upserted WHERE inserted)::int AS opened,
+SELECT EXISTS (SELECT 1 FROM fence) AS applied,
+       (SELECT count(*) FROM upserted WHERE inserted)::int AS opened,
        (SELECT count(*) FROM upserted WHERE NOT inserted)::int AS updated,
        (SELECT count(*) FROM resolved)::int AS resolved

@@ -1,0 +1,42 @@
+-- The per-tenant evaluation fence: what makes every reading judged exactly once and the evaluations
+-- of one tenant totally ordered, whichever evaluators (old and new owner of a hand-off, two pods of
+-- a rollout, a restarted process) try to evaluate it.
+--
+-- 1. A commit-ordered read position. Each telemetry row records the id of the transaction that
+--    inserted it (ingest_xid, filled by the default; the ingest side changes nothing). An evaluator
+--    reads, in ONE statement, the readings with judged_xid <= ingest_xid < xmin, where xmin is the
+--    oldest transaction still running in that statement's snapshot: every transaction below xmin
+--    has ended, so every row below it that will ever be visible already is. The next evaluation
+--    starts at that xmin. Unlike a ts or bigserial cursor, no row that commits late is skipped, and
+--    none is read twice. A reading's own ts plays no part in the position.
+--    Rows written before this migration have no ingest_xid: they count as judged.
+-- 2. tenant_fences: per tenant the number of committed evaluations (seq), the judged-through
+--    position and the tick time of the newest evaluation. An evaluation loads the row with its
+--    readings and commits with a compare-and-set (seq = loaded seq, tick time not older) in the
+--    same statement as its alert writes; zero rows means a newer evaluation committed first, and
+--    then nothing of the stale one is written.
+--
+-- A long-running writing transaction holds xmin back: readings inserted after it started wait
+-- (they are not lost) until it ends. Read-only queries take no transaction id and hold nothing.
+ALTER TABLE telemetry ADD COLUMN ingest_xid xid8;
+-- Set after ADD COLUMN, so the rows already there are not rewritten (they keep NULL: judged).
+ALTER TABLE telemetry ALTER COLUMN ingest_xid SET DEFAULT pg_current_xact_id();
+
+-- "Readings of these tenants between two positions" (every evaluation).
+CREATE INDEX telemetry_tenant_id_ingest_xid_idx ON telemetry (tenant_id, ingest_xid);
+
+CREATE TABLE tenant_fences (
+  tenant_id entity_id PRIMARY KEY REFERENCES tenants (id) ON DELETE CASCADE,
+  -- Committed evaluations so far; the next commit must name this value.
+  seq bigint NOT NULL CONSTRAINT tenant_fences_seq_range CHECK (seq >= 1),
+  -- Readings with ingest_xid below this have been judged.
+  judged_xid xid8 NOT NULL,
+  -- Tick time (epoch ms) of the newest committed evaluation; a later commit may not be older.
+  eval_ms double precision NOT NULL,
+  -- Lease token of the evaluator that committed it (for logs and the history checker).
+  evaluator text NOT NULL,
+  first_evaluated_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+)
+-- Updated once per tenant and tick, on no indexed column: room for HOT updates.
+WITH (fillfactor = 50);
