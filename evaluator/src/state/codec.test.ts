@@ -20,8 +20,11 @@ import {
   encodeAnomalyStats,
   encodeBuffer,
   encodeMember,
+  fullStateWrites,
   parseReadReply,
+  parseStateVersion,
   parseWriteReply,
+  stateVersion,
   ValkeyStateProtocolError,
 } from "./codec.ts";
 
@@ -106,7 +109,7 @@ describe("codec", () => {
   it("parses a read into a snapshot, and a lease conflict", () => {
     const reply = [
       1,
-      "s.1",
+      `5:${T0}`,
       [
         "w:d1:cond",
         JSON.stringify({ since: T0, severity: "info" }),
@@ -124,7 +127,7 @@ describe("codec", () => {
     expect(read.acquired).toBe(true);
     if (!read.acquired) return;
     const s = read.snapshot;
-    expect(s.gen).toBe("s.1");
+    expect([s.seq, s.at]).toEqual([5, T0]);
     // Fields are named by the scripts' pair parts; the snapshot is keyed by the plan's pair keys,
     // and a field of a pair outside the plan ("x:y") is not kept.
     expect([...s.alerts]).toEqual([[W, { active: true, since: T0, severity: "info" }]]);
@@ -134,7 +137,7 @@ describe("codec", () => {
     expect(s.buffers.get(W)?.entries).toEqual([{ ts: T0 - 1000, value: 0.1 }]);
     expect(parseReadReply(plan, [1, null, [], [], [null]], 0)).toMatchObject({
       acquired: true,
-      snapshot: { gen: "" },
+      snapshot: { seq: 0, at: null },
     });
     expect(parseReadReply(plan, [0, "other"], 0)).toEqual({ acquired: false, holder: "other" });
   });
@@ -239,27 +242,59 @@ describe("codec", () => {
     expect(s.anomalies.get("k")).toEqual(stats);
   });
 
-  it("writes: the lease to take or to hold declares the key, and buffer values travel as ARGV", () => {
-    const base = { expect: "a.1", force: false, stamp: "a.2", statePx: 5, ops: ["b", "w:d1", 2, "9"] };
-    const take = buildWriteCall("t1", { ...base, lease, values: ["1:2"] });
-    expect(take.keys).toEqual(["tick:{t1}:7"]);
-    expect(take.args.slice(1)).toEqual(["1:2"]);
-    expect(JSON.parse(take.args[0]!)).toEqual({
-      lease: ["tok", "120000"],
-      expect: "a.1",
-      force: false,
-      stamp: "a.2",
+  it("writes: the state hash is the key, buffer values travel as ARGV, the version names the evaluation", () => {
+    const call = buildWriteCall("t1", {
+      mode: "delta",
+      expect: stateVersion(4, T0 - 60_000),
+      seq: 5,
+      version: stateVersion(5, T0),
+      statePx: 5,
+      ops: ["b", "w:d1", 2, "9"],
+      values: ["1:2"],
+    });
+    expect(call.keys).toEqual(["tstate:{t1}"]);
+    expect(call.args.slice(1)).toEqual(["1:2"]);
+    expect(JSON.parse(call.args[0]!)).toEqual({
+      mode: "delta",
+      expect: `4:${T0 - 60_000}`,
+      seq: "5",
+      version: `5:${T0}`,
       statePx: "5",
       ops: ["b", "w:d1", 2, "9"],
     });
-    expect(JSON.parse(buildWriteCall("t1", { ...base, hold: lease, values: [] }).args[0]!).hold).toBe("tok");
-    expect(buildWriteCall("t1", { ...base, values: [] }).keys).toEqual(["tstate:{t1}"]);
-    expect(() => buildWriteCall("t2", { ...base, hold: lease, values: [] })).toThrow(RangeError);
+    expect(stateVersion(0, null)).toBe("0");
+    expect(parseStateVersion(`5:${T0}`)).toEqual({ seq: 5, at: T0 });
+    expect(parseStateVersion("0")).toEqual({ seq: 0, at: null });
+    expect(parseStateVersion("s.1")).toBeNull();
 
-    expect(parseWriteReply([1, 1])).toEqual({ kind: "applied", matched: true });
-    expect(parseWriteReply([1, 0])).toEqual({ kind: "applied", matched: false });
-    expect(parseWriteReply([0, "other"])).toEqual({ kind: "held", holder: "other" });
+    expect(parseWriteReply([1])).toEqual({ kind: "applied" });
+    expect(parseWriteReply([2, `7:${T0}`])).toEqual({ kind: "stale", stored: 7 });
     expect(parseWriteReply([2, null])).toEqual({ kind: "stale", stored: null });
     expect(() => parseWriteReply("OK")).toThrow(ValkeyStateProtocolError);
+  });
+
+  it("a full write holds the whole state of the plan's pairs", () => {
+    const plan = planTenant({
+      tenantId: "t1",
+      rules: [windowRule({ id: "w", tenant_id: "t1", device_id: null, window_seconds: 60, min_count: 1 })],
+      deviceIds: ["d1", "d2"],
+      readingsByDeviceMetric: new Map(),
+      now: T0,
+    });
+    const s = emptySnapshot();
+    const [k1, k2] = plan.pairs.map((p) => p.key);
+    s.buffers.set(k1!, { entries: [{ ts: T0, value: 1 }], stored: `${T0}:1` });
+    s.alerts.set(k1!, { active: true, since: T0, severity: "info" });
+    s.cooldownUntil.set(k1!, 1_500);
+    s.cooldownUntil.set(k2!, 900);
+    const writes = fullStateWrites(s, plan, 1_000);
+    expect(writes.ops).toEqual([
+      ...["b", "w:d1", 2, "120000"],
+      ...["f", "w:d1:cond", 3, false],
+      ...["c", "w:d1", "500", false],
+      // An empty buffer is deleted, an ended cooldown not written.
+      ...["b", "w:d2", false, false],
+    ]);
+    expect(writes.values).toEqual([`${T0}:1`, JSON.stringify({ since: T0, severity: "info" })]);
   });
 });

@@ -1,8 +1,16 @@
 import type { Clock } from "./clock.ts";
-import { type PlannedTick, planNextTick, type ScheduleConfig, type ScheduleState } from "./schedule.ts";
+import {
+  initialScheduleState,
+  type PlannedTick,
+  planNextTick,
+  type ScheduleConfig,
+  type ScheduleState,
+  tickStarted,
+} from "./schedule.ts";
 
 /** One tick to run: its slot, its timestamp (passed to the rules) and what started it. */
 export interface TickRequest {
+  /** A regular tick: its slot; an early (`notify`) tick: the slot it runs in (see {@link PlannedTick}). */
   readonly slot: number;
   /** Tick timestamp, epoch ms: the moment the tick started. */
   readonly now: number;
@@ -24,11 +32,13 @@ export interface SchedulerDeps {
  * The imperative half of the slotted scheduler: one loop, so never two ticks at once. It waits
  * for the tick {@link planNextTick} chooses (a timer on the injected clock), runs it to completion,
  * and plans again. `wake()` (a NOTIFY) only marks a wake-up pending and interrupts the wait so the
- * plan is redone; any number of wakes before a tick starts count as one.
+ * plan is redone; any number of wakes before a tick starts count as one. A wake may add an early
+ * tick between two regular ones; it never moves or replaces a regular tick.
  */
 export class TickScheduler {
   readonly #deps: SchedulerDeps;
-  #state: ScheduleState = { lastSlot: null, lastStartMs: null, wakePending: false };
+  #state: ScheduleState = initialScheduleState;
+  #lastSlot: number | null = null;
   #interrupt: (() => void) | null = null;
   #running = false;
 
@@ -36,12 +46,12 @@ export class TickScheduler {
     this.#deps = deps;
   }
 
-  /** Slot of the last tick started, or `null`. */
+  /** Slot of the last tick started (regular or early), or `null`. */
   get lastSlot(): number | null {
-    return this.#state.lastSlot;
+    return this.#lastSlot;
   }
 
-  /** A NOTIFY arrived: run the next tick early if the schedule allows (coalesced). */
+  /** A NOTIFY arrived: run an extra, early tick if the schedule allows (coalesced). */
   wake(): void {
     if (!this.#state.wakePending) this.#state = { ...this.#state, wakePending: true };
     this.#interrupt?.();
@@ -64,7 +74,8 @@ export class TickScheduler {
           continue; // re-plan: the wait may have been cut short by a wake or the signal
         }
         const tick: TickRequest = { slot: plan.slot, now, trigger: plan.trigger };
-        this.#state = { lastSlot: plan.slot, lastStartMs: now, wakePending: false };
+        this.#state = tickStarted(this.#state, plan, now);
+        this.#lastSlot = plan.slot;
         if (plan.missed > 0) this.#deps.onMissed?.(plan.missed, tick);
         try {
           await this.#deps.runTick(tick);
