@@ -14,7 +14,12 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["operator/**/*.test.ts", "evaluator/**/*.test.ts", "hack/**/*.test.ts"],
+          include: [
+            "operator/**/*.test.ts",
+            "evaluator/**/*.test.ts",
+            "hack/**/*.test.ts",
+            "test/support/**/*.test.ts",
+          ],
         },
       },
       {
