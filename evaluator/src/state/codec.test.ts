@@ -120,7 +120,7 @@ describe("codec", () => {
         "x:y:future",
         "?",
       ],
-      ["w:d1", 4500],
+      ["w:d1", 4500, "1"],
       [`${T0 - 1000}:0.1`],
     ];
     const read = parseReadReply(plan, reply, 1_000);
@@ -226,9 +226,9 @@ describe("codec", () => {
       { ...ref, kind: "alert", state: INACTIVE },
       { ...ref, kind: "anomaly", stats },
     ];
-    expect(commitOps(updates)).toEqual({
+    expect(commitOps(updates, 10)).toEqual({
       ops: [
-        ...["c", "w:d1", "60000", false],
+        ...["c", "w:d1", "60000", "60010"],
         ...["f", "w:d1:cond", false, false],
         ...["f", "w:d1:anom", 2, false],
       ],
@@ -287,11 +287,12 @@ describe("codec", () => {
     s.alerts.set(k1!, { active: true, since: T0, severity: "info" });
     s.cooldownUntil.set(k1!, 1_500);
     s.cooldownUntil.set(k2!, 900);
-    const writes = fullStateWrites(s, plan, 1_000);
+    // Tick time 1000; this process's wall clock 1100: the key lives for the 400 ms left.
+    const writes = fullStateWrites(s, plan, 1_000, 1_100);
     expect(writes.ops).toEqual([
       ...["b", "w:d1", 2, "120000"],
       ...["f", "w:d1:cond", 3, false],
-      ...["c", "w:d1", "500", false],
+      ...["c", "w:d1", "400", "1500"],
       // An empty buffer is deleted, an ended cooldown not written.
       ...["b", "w:d2", false, false],
     ]);

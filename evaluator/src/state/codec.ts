@@ -313,12 +313,17 @@ export function parseReadReply(plan: TenantPlan, reply: unknown, wallNow: number
       // Anything else is not this release's field: ignored.
     }
   }
-  const cooldowns = nameValueList(reply[3], "cooldowns");
-  for (let i = 0; i < cooldowns.length; i += 2) {
+  const cooldowns = reply[3];
+  if (!Array.isArray(cooldowns) || cooldowns.length % 3 !== 0)
+    throw new ValkeyStateProtocolError("read: cooldowns is not a list of triples");
+  for (let i = 0; i < cooldowns.length; i += 3) {
     const left = cooldowns[i + 1];
     if (typeof left !== "number") throw new ValkeyStateProtocolError("read: cooldown is not a number");
-    const key = keyOfPart.get(cooldowns[i] as string);
-    if (key !== undefined) snapshot.cooldownUntil.set(key, wallNow + left);
+    const key = keyOfPart.get(String(cooldowns[i]));
+    if (key === undefined) continue;
+    // The end as stored (tick clock); "1" (an earlier release) → the key's time left on wallNow.
+    const until = Number(asString(cooldowns[i + 2], "read: cooldown end"));
+    snapshot.cooldownUntil.set(key, Number.isFinite(until) && until > 1 ? until : wallNow + left);
   }
   const buffers = reply[4] as unknown;
   const windowPairs = plan.pairs.filter((p) => p.window);
@@ -545,16 +550,21 @@ function partOf(pair: PairPlan): string {
 }
 
 /**
- * The writes of an evaluation's state updates: cooldowns with PX, and hash fields set or deleted,
- * appended to `writes` (a tick's {@link advanceTick} writes, so one call carries both).
+ * The writes of an evaluation's state updates: cooldowns with PX (ending `ttlMs` after the tick
+ * time `now`), and hash fields set or deleted, appended to `writes` (a tick's {@link advanceTick}
+ * writes, so one call carries both).
  */
-export function commitOps(updates: readonly StateUpdate[], writes: Writes = { ops: [], values: [] }): Writes {
+export function commitOps(
+  updates: readonly StateUpdate[],
+  now: number,
+  writes: Writes = { ops: [], values: [] },
+): Writes {
   const ops = writes.ops;
   for (const u of updates) {
     const part = pairPart(u.ruleId, u.deviceId);
     switch (u.kind) {
       case "cooldown":
-        ops.push("c", part, String(u.ttlMs), false);
+        ops.push("c", part, String(u.ttlMs), String(now + u.ttlMs));
         break;
       case "anomaly":
         ops.push("f", `${part}:anom`, valueRef(writes, encodeAnomalyStats(u.stats)), false);
@@ -573,7 +583,7 @@ export function commitOps(updates: readonly StateUpdate[], writes: Writes = { op
   return writes;
 }
 
-/** Applies committed updates to the snapshot; cooldowns end `ttlMs` after `wallNow`. */
+/** Applies committed updates to the snapshot; cooldowns end `ttlMs` after the tick time `wallNow`. */
 export function applyCommit(
   snapshot: TenantSnapshot,
   updates: readonly StateUpdate[],
@@ -599,10 +609,16 @@ export function applyCommit(
 /**
  * The whole stored state of the plan's pairs, as `snapshot` holds it: every window buffer SET (or
  * deleted when empty), every lifecycle state, anomaly statistics and last-seen time as a hash
- * field, every running cooldown with its time left on `wallNow`. Written in `full` mode (the hash
- * is replaced), after a rebuild from PostgreSQL or over a state that lagged behind the fence.
+ * field, every cooldown still running at the tick time `now` with its end (and a key TTL of its time
+ * left on this process's wall clock `wallNow`). Written in `full` mode (the hash is replaced), after
+ * a rebuild from PostgreSQL or over a state that lagged behind the fence.
  */
-export function fullStateWrites(snapshot: TenantSnapshot, plan: TenantPlan, wallNow: number): Writes {
+export function fullStateWrites(
+  snapshot: TenantSnapshot,
+  plan: TenantPlan,
+  now: number,
+  wallNow: number,
+): Writes {
   const writes: Writes = { ops: [], values: [] };
   const ops = writes.ops;
   for (const pair of plan.pairs) {
@@ -624,7 +640,9 @@ export function fullStateWrites(snapshot: TenantSnapshot, plan: TenantPlan, wall
     const seen = snapshot.seen.get(key);
     if (seen !== undefined) ops.push("f", `${part}:seen`, valueRef(writes, seen), false);
     const until = snapshot.cooldownUntil.get(key);
-    if (until !== undefined && until > wallNow) ops.push("c", part, String(Math.ceil(until - wallNow)), false);
+    if (until !== undefined && until > now) {
+      ops.push("c", part, String(Math.max(1, Math.ceil(until - wallNow))), String(until));
+    }
   }
   return writes;
 }

@@ -235,7 +235,7 @@ export class ValkeyState {
       if (result.kind === "applied") return this.#keep(tenantId, snapshot, false);
       if (result.stored !== null && result.stored >= seq) return { stored: false, newer: result.stored };
     }
-    const full = fullStateWrites(snapshot, plan, this.#wallClock());
+    const full = fullStateWrites(snapshot, plan, snapshot.at ?? this.#wallClock(), this.#wallClock());
     const result = await this.#write(tenantId, { mode: "full", expect: "", seq, version, statePx, ...full });
     if (result.kind === "applied") return this.#keep(tenantId, snapshot, true);
     return { stored: false, newer: result.stored };

@@ -200,7 +200,7 @@ export async function runTenantPipeline(
       source = load.source;
     } else {
       ctx.onRebuilt?.(tenantId, degraded ? "valkey_unavailable" : "stale");
-      snapshot = await postgres(ctx, () => ctx.rebuild(plan, fence, ctx.state.wallNow()));
+      snapshot = await postgres(ctx, () => ctx.rebuild(plan, fence, tick.now));
       snapshot.seq = fence.seq;
       snapshot.at = fence.evalMs;
       source = "rebuilt";
@@ -214,9 +214,10 @@ export async function runTenantPipeline(
   try {
     await injectFaults(ctx, tenantId, rules, signal);
     checkBudget(ctx, signal, deadline);
-    const wallNow = ctx.state.wallNow();
+    // Cooldowns run on the tick clock (the rules' `now`), so every evaluator, a replay and a
+    // rebuild from PostgreSQL agree on when one ends.
     // Advances `snapshot` in place: from here it is this evaluation's, and dropped unless committed.
-    const step = advanceTick(snapshot, plan, wallNow);
+    const step = advanceTick(snapshot, plan, tick.now);
     const evaluation = evaluateTenant({ ...input, state: step.state, plan });
     const rulesById = new Map(rules.map((r) => [r.id, r]));
     const writes = buildAlertWrites(tenantId, rulesById, evaluation, data.openPairs, data.maintenance);
@@ -253,7 +254,7 @@ export async function runTenantPipeline(
     }
     record("committed");
 
-    applyCommit(snapshot, evaluation.stateUpdates, wallNow);
+    applyCommit(snapshot, evaluation.stateUpdates, tick.now);
     snapshot.seq = fence.seq + 1;
     snapshot.at = tick.now;
     if (!degraded) {
@@ -261,7 +262,10 @@ export async function runTenantPipeline(
       const delta: StateDelta | null =
         source === "rebuilt"
           ? null
-          : { from: { seq: fence.seq, at: fence.evalMs }, writes: commitOps(evaluation.stateUpdates, step) };
+          : {
+              from: { seq: fence.seq, at: fence.evalMs },
+              writes: commitOps(evaluation.stateUpdates, tick.now, step),
+            };
       try {
         const stored = await ctx.breakers.valkey.run(() => ctx.state.storeTenantState(plan, snapshot, delta));
         if (!stored.stored) ctx.onCommitProblem(tenantId, { newer: stored.newer });

@@ -16,7 +16,8 @@
       "buffers": ["<rule>:<device>", ...]  -- the window buffers to read (keyPart-escaped parts)
     }
 
-  Per call: HGETALL of the state hash; for every cd field, PTTL of its cooldown key (an expired one
+  Per call: HGETALL of the state hash; for every cd field (its value: when the cooldown ends, on the
+  evaluator's tick clock, ms; "1" from an earlier release), PTTL of its cooldown key (an expired one
   drops the field); GET of every requested buffer. A buffer still stored as a sorted set (an older
   release) is read with ZRANGE and returned in the string form, so an upgrade loses no window.
 
@@ -25,7 +26,7 @@
     { 1, seq, fields, cooldowns, buffers }
       seq        the hash's "seq" (the fence seq of the evaluation that wrote it), or false
       fields     name, value, ...          every cond, anom and seen field of the hash
-      cooldowns  "<rule>:<device>", ms, ... pairs whose cooldown has time left
+      cooldowns  "<rule>:<device>", ms left, cd field value, ...  pairs whose cooldown key lives
       buffers    one per requested buffer, in order: "ts:value,ts:value,..." or false (none)
 ]]
 
@@ -64,6 +65,7 @@ for i = 1, #hash, 2 do
     if left > 0 then
       cooldowns[#cooldowns + 1] = prefix
       cooldowns[#cooldowns + 1] = left
+      cooldowns[#cooldowns + 1] = hash[i + 1]
     else
       stale[#stale + 1] = name
     end

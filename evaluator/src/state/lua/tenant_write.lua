@@ -36,8 +36,9 @@
                                      --      SET wbuf: key to ARGV[i] PX px, or DEL when false
                                      --   "f", "<field>", i|false, false:
                                      --      HSET the hash field to ARGV[i], or HDEL when false
-                                     --   "c", "<rule>:<device>", "<px>", false:
-                                     --      SET cooldown: key "1" PX px, and the field <rule>:<device>:cd
+                                     --   "c", "<rule>:<device>", "<px>", "<until>":
+                                     --      SET cooldown: key "1" PX px, and the field
+                                     --      <rule>:<device>:cd to until (when it ends, tick clock ms)
 
   Returns:
     { 1 }                   applied
@@ -103,7 +104,7 @@ for i = 1, #ops, 4 do
   else
     redis.call('SET', 'cooldown:' .. tag .. ':' .. ops[i + 1], '1', 'PX', ops[i + 2])
     sets[#sets + 1] = ops[i + 1] .. ':cd'
-    sets[#sets + 1] = '1'
+    sets[#sets + 1] = ops[i + 3] or '1'
   end
 end
 
