@@ -4,6 +4,7 @@
  * The tick timestamps are chosen by the test (the tick runner is driven in-process, one slot per
  * call), so windows, silences and escalations play out without waiting.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import pino from "pino";
 import { Registry } from "prom-client";
@@ -12,6 +13,7 @@ import { compileEvaluatorConfig } from "../../evaluator/src/config/evaluatorConf
 import { connectClients } from "../../evaluator/src/main.ts";
 import { createEvaluatorMetrics } from "../../evaluator/src/metrics.ts";
 import { tenantStateKey } from "../../evaluator/src/state/keys.ts";
+import { readRebuiltState } from "../../evaluator/src/state/rebuild.ts";
 import { ValkeyState } from "../../evaluator/src/state/scripts.ts";
 import { createPgStore } from "../../evaluator/src/store/pgStore.ts";
 import { CircuitBreaker } from "../../evaluator/src/tick/circuitBreaker.ts";
@@ -48,11 +50,11 @@ function runner(valkey: Redis = track(connectValkey()), token = "test-evaluator"
       intervalMs: I,
       tenantBudgetMs: 10_000,
       concurrency: 4,
-      allowedLatenessMs: 0,
       testFaults: { delayTenant: null, poisonRuleId: null },
     },
     store: createPgStore(world.db.pool),
     state: new ValkeyState(valkey),
+    rebuild: (plan, fence, wallNow) => readRebuiltState(world.db.pool, plan, fence, wallNow),
     clock: systemClock,
     log: pino({ level: "silent" }),
     metrics: createEvaluatorMetrics(new Registry()),
@@ -96,12 +98,27 @@ async function rule(tenantId: string, id: string, columns: Record<string, unknow
   );
 }
 
-/** Inserts a reading at T0 + s seconds. */
+/**
+ * Inserts a reading at T0 + s seconds, and waits until an evaluation's read position is past it.
+ * That position is the oldest transaction running anywhere on the server (migration 000008): a
+ * transaction of another test file open at the tick's read would hold the reading back to the
+ * next tick.
+ */
 async function reading(tenantId: string, deviceId: string, s: number, value: number): Promise<void> {
-  await world.db.pool.query(
-    "INSERT INTO telemetry (tenant_id, device_id, metric, ts, value) VALUES ($1, $2, 'temp', to_timestamp($3::float8 / 1000), $4)",
+  const { rows } = await world.db.pool.query<{ xid: string }>(
+    `INSERT INTO telemetry (tenant_id, device_id, metric, ts, value)
+     VALUES ($1, $2, 'temp', to_timestamp($3::float8 / 1000), $4) RETURNING ingest_xid::text AS xid`,
     [tenantId, deviceId, T0 + s * 1000, value],
   );
+  const xid = BigInt(rows[0]!.xid);
+  for (let attempt = 0; ; attempt++) {
+    const position = await world.db.pool.query<{ xmin: string }>(
+      "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin",
+    );
+    if (BigInt(position.rows[0]!.xmin) > xid) return;
+    if (attempt >= 400) throw new Error(`the read position stayed below the reading's transaction ${xid}`);
+    await sleep(25);
+  }
 }
 
 interface AlertRow {
@@ -287,21 +304,29 @@ describe("rules end to end (one real tick per slot)", () => {
     expect(await alerts(t)).toHaveLength(1);
   });
 
-  it("PostgreSQL deduplicates a re-fire after the Valkey lifecycle state was lost", async () => {
+  it("a Valkey state lost (a flush) changes no decision: the kept copy, then the rebuild from PostgreSQL, carry the alert on", async () => {
     const t = await tenant();
     await rule(t, "hot", { rule_type: "threshold", operator: ">", threshold: 30 });
     const valkey = track(connectValkey());
     const r = runner(valkey);
     await reading(t, "d1", -5, 40);
     await tickAt(r, 0);
-    await valkey.del(tenantStateKey(t)); // e.g. a Valkey flush: the evaluator's copy is stale now
-    await reading(t, "d1", 55, 41);
-    await tickAt(r, 1); // the lifecycle says "fire" again; the open fingerprint absorbs it
-    expect(await alerts(t)).toMatchObject([{ state: "open", occurrences: 2, value: 41 }]);
     await valkey.del(tenantStateKey(t));
-    await reading(t, "d1", 115, 10);
-    await tickAt(r, 2); // no lifecycle "resolve" without state, but the false condition resolves it
-    expect(await alerts(t)).toMatchObject([{ state: "resolved" }]);
+    await reading(t, "d1", 55, 41);
+    // The evaluator's copy is the state of the fence's seq: still firing, and its store writes the
+    // whole state back.
+    await tickAt(r, 1);
+    expect(await alerts(t)).toMatchObject([{ state: "open", occurrences: 2, value: 41 }]);
+    expect(await valkey.hget(tenantStateKey(t), "seq")).toBe(`2:${T0 + I}`);
+    await valkey.del(tenantStateKey(t));
+    await reading(t, "d1", 115, 42);
+    // Another process (no copy) finds no state of the fence's seq: rebuilt from the open alert.
+    await tickAt(runner(), 2);
+    expect(await alerts(t)).toMatchObject([{ state: "open", occurrences: 3, value: 42 }]);
+    await valkey.del(tenantStateKey(t));
+    await reading(t, "d1", 175, 10);
+    await tickAt(r, 3); // r's copy is of seq 2, the fence at 3: rebuilt too, and the lifecycle resolves
+    expect(await alerts(t)).toMatchObject([{ state: "resolved", occurrences: 3 }]);
   });
 
   it("an alert write the database lost (an asynchronous commit cut by a crash) is written again on the next tick", async () => {
@@ -349,7 +374,7 @@ describe("rules end to end (one real tick per slot)", () => {
     }
   });
 
-  it("Valkey unreachable: owned tenants fail open (threshold alerts written, windows silent)", async () => {
+  it("Valkey unreachable: owned tenants are evaluated on their state rebuilt from PostgreSQL (windows and lifecycles go on)", async () => {
     const t = await tenant();
     await rule(t, "hot", { rule_type: "threshold", operator: ">", threshold: 30 });
     await rule(t, "w", {
@@ -371,11 +396,21 @@ describe("rules end to end (one real tick per slot)", () => {
     const r = runner(dead);
     await reading(t, "d1", -5, 40);
     const summary = await tickAt(r, 0);
-    expect(summary).toMatchObject({ evaluated: 1, failed: 0 });
-    expect((await alerts(t)).map((a) => a.rule_id)).toEqual(["hot"]);
+    expect(summary).toMatchObject({ evaluated: 1, failed: 0, degraded: 1 });
+    expect((await alerts(t)).map((a) => a.rule_id)).toEqual(["hot", "w"]);
     await reading(t, "d1", 55, 41);
-    await tickAt(r, 1); // every tick "fires" again without state; the dedup keeps one row
-    expect(await alerts(t)).toMatchObject([{ rule_id: "hot", occurrences: 2 }]);
+    await tickAt(r, 1);
+    // Both still firing (one row each), and the window holds the reading judged a tick ago.
+    expect(await alerts(t)).toMatchObject([
+      { rule_id: "hot", state: "open", occurrences: 2, value: 41 },
+      { rule_id: "w", state: "open", occurrences: 2, value: 2 },
+    ]);
+    await reading(t, "d1", 115, 10);
+    await tickAt(r, 2);
+    expect((await alerts(t)).map((a) => [a.rule_id, a.state])).toEqual([
+      ["hot", "resolved"],
+      ["w", "open"],
+    ]);
   });
 
   it("a tenant handed off to another shard is skipped while Valkey is unreachable (the lease fails closed)", async () => {

@@ -1,9 +1,21 @@
 /**
  * The evaluator's PostgreSQL store against the real database: device lists are kept between ticks
- * and read again exactly when `tenants.devices_version` (bumped by the devices triggers) moved.
+ * and read again exactly when `tenants.devices_version` (bumped by the devices triggers) moved; the
+ * per-tenant evaluation fence (`tenant_fences`, migration 000008) returns every reading to exactly
+ * one committed evaluation and refuses the commit of a stale one.
  */
+import { setTimeout as sleep } from "node:timers/promises";
+import type pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createPgStore, type Queryable } from "../../evaluator/src/store/pgStore.ts";
+import { type AlertWrites, alertFingerprint } from "../../evaluator/src/store/alertWrites.ts";
+import {
+  createPgStore,
+  type EvaluatorStore,
+  type Queryable,
+  type TenantData,
+  type TenantFence,
+  type WriteResult,
+} from "../../evaluator/src/store/pgStore.ts";
 import { migrateUp } from "../../operator/src/migrate/runMigrations.ts";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
 
@@ -33,7 +45,7 @@ function observedStore() {
 }
 
 async function devicesOf(store: ReturnType<typeof createPgStore>) {
-  const data = await store.readTenantData(["a", "b"], [0, 0], Date.now());
+  const data = await store.readTenantData(["a", "b"], Date.now(), 0);
   return { a: data.get("a")?.deviceIds, b: data.get("b")?.deviceIds };
 }
 
@@ -81,3 +93,274 @@ describe("device lists", () => {
     expect(await devicesOf(store)).toEqual({ a: [], b: [] });
   });
 });
+
+/** A fixed tick time (2026-01-01T00:00:00Z). */
+const T = Date.UTC(2026, 0, 1);
+
+const NO_WRITES: AlertWrites = {
+  upserts: [],
+  resolves: [],
+  counts: { fire: 0, stillFiring: 0, resolve: 0 },
+  suppressedByMaintenance: 0,
+};
+
+/** A fire of rule `hot` on device `d1` of tenant `a`, with `value`. */
+function fireWrites(value: number, ms: number): AlertWrites {
+  return {
+    ...NO_WRITES,
+    upserts: [
+      {
+        ruleId: "hot",
+        deviceId: "d1",
+        fingerprint: alertFingerprint("a", "hot", "d1"),
+        severity: "warning",
+        firstSeenMs: ms,
+        lastSeenMs: ms,
+        value,
+        message: `temp > 30 (value ${value})`,
+        escalated: false,
+      },
+    ],
+    counts: { fire: 1, stillFiring: 0, resolve: 0 },
+  };
+}
+
+/** Inserts a reading of tenant `a`, device `d1`, at `ms` (on `on`, else in a transaction of its own). */
+async function insertReading(
+  ms: number,
+  value: number,
+  on: pg.Pool | pg.PoolClient = db.pool,
+): Promise<void> {
+  await on.query(
+    "INSERT INTO telemetry (tenant_id, device_id, metric, ts, value) VALUES ('a', 'd1', 'temp', to_timestamp($1::float8 / 1000), $2)",
+    [ms, value],
+  );
+}
+
+/** Tenant `a`'s data of one read (a tenant's first evaluation reads readings after `firstReadAfterMs`). */
+async function readA(
+  store: EvaluatorStore,
+  nowMs = T,
+  firstReadAfterMs = T - 3_600_000,
+): Promise<TenantData> {
+  const data = (await store.readTenantData(["a"], nowMs, firstReadAfterMs)).get("a");
+  if (!data) throw new Error("no data for tenant a");
+  return data;
+}
+
+/** The values of the readings a read returned, ascending. */
+function valuesOf(data: TenantData): number[] {
+  return data
+    .readings()
+    .map((r) => r.value)
+    .sort((x, y) => x - y);
+}
+
+function commit(
+  store: EvaluatorStore,
+  fence: TenantFence,
+  nowMs: number,
+  writes: AlertWrites = NO_WRITES,
+  evaluator = "e1",
+): Promise<WriteResult> {
+  return store.commitEvaluation("a", writes, { fence, nowMs, evaluator });
+}
+
+async function fenceRow() {
+  const { rows } = await db.pool.query<{
+    seq: string;
+    judged_xid: string;
+    eval_ms: number;
+    evaluator: string;
+  }>("SELECT seq::text, judged_xid::text, eval_ms, evaluator FROM tenant_fences WHERE tenant_id = 'a'");
+  return rows[0] ?? null;
+}
+
+async function alertRows() {
+  const { rows } = await db.pool.query<{ state: string; occurrences: number; value: number }>(
+    "SELECT state, occurrences, value FROM alerts WHERE tenant_id = 'a' ORDER BY id",
+  );
+  return rows;
+}
+
+async function addRule(): Promise<void> {
+  await db.pool.query("INSERT INTO devices (tenant_id, id) VALUES ('a', 'd1')");
+  await db.pool.query(
+    "INSERT INTO alert_rules (tenant_id, id, metric, rule_type, operator, threshold) VALUES ('a', 'hot', 'temp', 'threshold', '>', 30)",
+  );
+}
+
+const REFUSED: WriteResult = { applied: false, opened: 0, updated: 0, resolved: 0 };
+
+describe("the evaluation fence", () => {
+  it("returns every reading to one evaluation: one whose insert commits after a newer one's waits for it, whatever its ts, and neither comes twice", async () => {
+    const store = createPgStore(db.pool);
+    await insertReading(T - 7_200_000, 0); // before the first evaluation's lookback: never judged
+    await insertReading(T - 10_000, 1);
+    const late = await db.pool.connect();
+    let xidA: bigint;
+    let first: TenantData;
+    try {
+      // Transaction A inserts a reading (with the oldest ts of all) and stays open while B inserts
+      // and commits one.
+      await late.query("BEGIN");
+      await insertReading(T - 60_000, 2, late);
+      xidA = BigInt(
+        (await late.query<{ xid: string }>("SELECT pg_current_xact_id()::text AS xid")).rows[0]!.xid,
+      );
+      await insertReading(T - 5000, 3);
+      const xidB = await ingestXidOf(3);
+      expect(xidB).toBeGreaterThan(xidA);
+
+      // The read position passes the reading committed before A began, but stops at A (still
+      // running): B's reading, committed but above A, waits.
+      first = await readPast(store, await ingestXidOf(1), T);
+      expect(first.fence).toMatchObject({ seq: 0, judgedXid: "0", evalMs: null });
+      expect(BigInt(first.fence.readXid)).toBeLessThanOrEqual(xidA);
+      expect(valuesOf(first)).toEqual([1]);
+      expect(await commit(store, first.fence, T)).toMatchObject({ applied: true });
+      await late.query("COMMIT");
+    } finally {
+      late.release();
+    }
+    expect(await fenceRow()).toEqual({
+      seq: "1",
+      judged_xid: first.fence.readXid,
+      eval_ms: T,
+      evaluator: "e1",
+    });
+
+    // Once A ended, the next evaluation judges both A's and B's reading; the first evaluation's
+    // reading, and the one before the lookback, are below its position.
+    const second = await readPast(store, await ingestXidOf(3), T + 60_000);
+    expect(second.fence).toMatchObject({ seq: 1, judgedXid: first.fence.readXid, evalMs: T });
+    expect(valuesOf(second)).toEqual([2, 3]);
+    expect(await commit(store, second.fence, T + 60_000)).toMatchObject({ applied: true });
+
+    const third = await readA(store, T + 120_000);
+    expect(third.fence).toMatchObject({ seq: 2, judgedXid: second.fence.readXid, evalMs: T + 60_000 });
+    expect(valuesOf(third)).toEqual([]);
+  });
+
+  it("a commit with a stale seq is refused and writes nothing", async () => {
+    await addRule();
+    const store = createPgStore(db.pool);
+    const first = await readA(store);
+    expect(await commit(store, first.fence, T, fireWrites(40, T))).toEqual({
+      applied: true,
+      opened: 1,
+      updated: 0,
+      resolved: 0,
+    });
+    const row = await fenceRow();
+
+    // Another evaluation of the same fence (seq 0) commits late: neither its fire nor its resolve
+    // is written, and the fence stays where the first commit left it.
+    expect(await commit(store, first.fence, T + 60_000, fireWrites(41, T + 60_000), "e2")).toEqual(REFUSED);
+    const resolve = { ...NO_WRITES, resolves: [alertFingerprint("a", "hot", "d1")] };
+    expect(await commit(store, first.fence, T + 60_000, resolve, "e2")).toEqual(REFUSED);
+    expect(await alertRows()).toEqual([{ state: "open", occurrences: 1, value: 40 }]);
+    expect(await fenceRow()).toEqual(row);
+
+    // The evaluation of the current fence does write.
+    const second = await readA(store, T + 60_000);
+    expect(await commit(store, second.fence, T + 60_000, resolve)).toEqual({
+      applied: true,
+      opened: 0,
+      updated: 0,
+      resolved: 1,
+    });
+    expect(await alertRows()).toMatchObject([{ state: "resolved", occurrences: 1 }]);
+  });
+
+  it("of two concurrent commits of one seq from two connections, exactly one applies", async () => {
+    await addRule();
+    const [a, b] = [await db.pool.connect(), await db.pool.connect()];
+    try {
+      const [storeA, storeB] = [createPgStore(a), createPgStore(b)];
+      // The first evaluation (no fence row yet): A's commit is in a transaction still open when B
+      // commits the same seq, so B waits on the fence row, then finds its seq gone.
+      const first = await readA(createPgStore(db.pool));
+      const pidB = (await b.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid;
+      await a.query("BEGIN");
+      expect(await commit(storeA, first.fence, T, fireWrites(40, T), "A")).toMatchObject({ applied: true });
+      const waiting = commit(storeB, first.fence, T, fireWrites(41, T), "B");
+      await waitUntilLockWait(pidB);
+      await a.query("COMMIT");
+      expect(await waiting).toEqual(REFUSED);
+      expect(await fenceRow()).toMatchObject({ seq: "1", evaluator: "A" });
+      expect(await alertRows()).toEqual([{ state: "open", occurrences: 1, value: 40 }]);
+
+      // Later evaluations: both commit at once, round after round; one applies each time.
+      for (let round = 1; round <= 5; round++) {
+        const now = T + round * 60_000;
+        const data = await readA(createPgStore(db.pool), now);
+        expect(data.fence.seq).toBe(round);
+        const results = await Promise.all([
+          commit(storeA, data.fence, now, fireWrites(40 + round, now), "A"),
+          commit(storeB, data.fence, now, fireWrites(40 + round, now), "B"),
+        ]);
+        expect(results.filter((r) => r.applied)).toHaveLength(1);
+        expect(results.filter((r) => !r.applied)).toEqual([REFUSED]);
+      }
+      expect(await fenceRow()).toMatchObject({ seq: "6", eval_ms: T + 300_000 });
+      // One upsert per applied commit: the first fire and five still-firing updates.
+      expect(await alertRows()).toEqual([{ state: "open", occurrences: 6, value: 45 }]);
+    } finally {
+      a.release();
+      b.release();
+    }
+  });
+
+  it("a commit whose tick time is older than the stored one is refused", async () => {
+    await addRule();
+    const store = createPgStore(db.pool);
+    expect(await commit(store, (await readA(store)).fence, T)).toMatchObject({ applied: true });
+    const current = (await readA(store)).fence;
+    expect(current).toMatchObject({ seq: 1, evalMs: T });
+    // The current seq, but an older tick (a tick that overran and finishes after a newer one read
+    // the fence, say): refused, and its fire is not written.
+    expect(await commit(store, current, T - 1, fireWrites(40, T - 1))).toEqual(REFUSED);
+    expect(await alertRows()).toEqual([]);
+    expect(await fenceRow()).toMatchObject({ seq: "1", eval_ms: T });
+    // The same tick time is not older.
+    expect(await commit(store, current, T, fireWrites(40, T))).toMatchObject({ applied: true, opened: 1 });
+    expect(await fenceRow()).toMatchObject({ seq: "2", eval_ms: T });
+  });
+});
+
+/** The ingest transaction id of tenant `a`'s reading with `value`. */
+async function ingestXidOf(value: number): Promise<bigint> {
+  const { rows } = await db.pool.query<{ xid: string }>(
+    "SELECT ingest_xid::text AS xid FROM telemetry WHERE tenant_id = 'a' AND value = $1",
+    [value],
+  );
+  return BigInt(rows[0]!.xid);
+}
+
+/**
+ * Reads tenant `a` until the read position is above `xid`. The position is the oldest transaction
+ * running anywhere on the server (other test files included), so it may lag for a moment.
+ */
+async function readPast(store: EvaluatorStore, xid: bigint, nowMs: number): Promise<TenantData> {
+  for (let attempt = 0; ; attempt++) {
+    const data = await readA(store, nowMs);
+    if (BigInt(data.fence.readXid) > xid) return data;
+    if (attempt >= 200)
+      throw new Error(`the read position stayed at ${data.fence.readXid}, not above ${xid}`);
+    await sleep(50);
+  }
+}
+
+/** Waits until the backend `pid` waits for a lock (its statement is blocked). */
+async function waitUntilLockWait(pid: number): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const { rows } = await db.pool.query<{ waiting: boolean }>(
+      "SELECT wait_event_type = 'Lock' AS waiting FROM pg_stat_activity WHERE pid = $1",
+      [pid],
+    );
+    if (rows[0]?.waiting) return;
+    if (attempt >= 200) throw new Error(`backend ${pid} never waited for a lock`);
+    await sleep(25);
+  }
+}

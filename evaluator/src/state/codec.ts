@@ -610,15 +610,12 @@ export function applyCommit(
  * The whole stored state of the plan's pairs, as `snapshot` holds it: every window buffer SET (or
  * deleted when empty), every lifecycle state, anomaly statistics and last-seen time as a hash
  * field, every cooldown still running at the tick time `now` with its end (and a key TTL of its time
- * left on this process's wall clock `wallNow`). Written in `full` mode (the hash is replaced), after
- * a rebuild from PostgreSQL or over a state that lagged behind the fence.
+ * left). Written in `full` mode (the hash is replaced), after a rebuild from PostgreSQL or over a
+ * state that lagged behind the fence. The state of pairs outside the plan (a disabled rule, a device
+ * that is not registered and sent nothing this tick) is not kept: no alert is written for an
+ * unregistered device, and a re-enabled rule starts over.
  */
-export function fullStateWrites(
-  snapshot: TenantSnapshot,
-  plan: TenantPlan,
-  now: number,
-  wallNow: number,
-): Writes {
+export function fullStateWrites(snapshot: TenantSnapshot, plan: TenantPlan, now: number): Writes {
   const writes: Writes = { ops: [], values: [] };
   const ops = writes.ops;
   for (const pair of plan.pairs) {
@@ -640,9 +637,8 @@ export function fullStateWrites(
     const seen = snapshot.seen.get(key);
     if (seen !== undefined) ops.push("f", `${part}:seen`, valueRef(writes, seen), false);
     const until = snapshot.cooldownUntil.get(key);
-    if (until !== undefined && until > now) {
-      ops.push("c", part, String(Math.max(1, Math.ceil(until - wallNow))), String(until));
-    }
+    if (until !== undefined && until > now)
+      ops.push("c", part, String(Math.ceil(until - now)), String(until));
   }
   return writes;
 }

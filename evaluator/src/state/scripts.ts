@@ -186,7 +186,11 @@ export class ValkeyState {
    * @throws the ioredis error on connection loss, timeout or script failure;
    *   {@link ValkeyStateProtocolError} on an unexpected reply
    */
-  async loadTenantState(plan: TenantPlan, fence: FenceVersion, options: LeaseOption = {}): Promise<TenantLoad> {
+  async loadTenantState(
+    plan: TenantPlan,
+    fence: FenceVersion,
+    options: LeaseOption = {},
+  ): Promise<TenantLoad> {
     const tenantId = plan.tenantId;
     const lease = options.lease;
     const kept = this.#kept.get(tenantId);
@@ -201,7 +205,11 @@ export class ValkeyState {
       }
       return { kind: "state", snapshot: kept, source: "kept" };
     }
-    const read = parseReadReply(plan, await this.#run("tenant_read", buildReadCall(plan, lease)), this.#wallClock());
+    const read = parseReadReply(
+      plan,
+      await this.#run("tenant_read", buildReadCall(plan, lease)),
+      this.#wallClock(),
+    );
     if (!read.acquired) return { kind: "held", holder: read.holder };
     if (!isVersion(read.snapshot, fence)) return { kind: "stale", stored: read.snapshot.seq };
     return { kind: "state", snapshot: read.snapshot, source: "valkey" };
@@ -231,11 +239,18 @@ export class ValkeyState {
     const version = stateVersion(seq, snapshot.at);
     if (delta !== null) {
       const expect = stateVersion(delta.from.seq, delta.from.at);
-      const result = await this.#write(tenantId, { mode: "delta", expect, seq, version, statePx, ...delta.writes });
+      const result = await this.#write(tenantId, {
+        mode: "delta",
+        expect,
+        seq,
+        version,
+        statePx,
+        ...delta.writes,
+      });
       if (result.kind === "applied") return this.#keep(tenantId, snapshot, false);
       if (result.stored !== null && result.stored >= seq) return { stored: false, newer: result.stored };
     }
-    const full = fullStateWrites(snapshot, plan, snapshot.at ?? this.#wallClock(), this.#wallClock());
+    const full = fullStateWrites(snapshot, plan, snapshot.at ?? this.#wallClock());
     const result = await this.#write(tenantId, { mode: "full", expect: "", seq, version, statePx, ...full });
     if (result.kind === "applied") return this.#keep(tenantId, snapshot, true);
     return { stored: false, newer: result.stored };

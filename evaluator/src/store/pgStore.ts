@@ -246,7 +246,12 @@ export function createPgStore(db: Queryable): EvaluatorStore {
 
     async commitEvaluation(tenantId, writes, commit) {
       const u = writes.upserts;
-      const { rows } = await db.query<{ applied: boolean; opened: number; updated: number; resolved: number }>(
+      const { rows } = await db.query<{
+        applied: boolean;
+        opened: number;
+        updated: number;
+        resolved: number;
+      }>(
         stmt("commit_evaluation", [
           tenantId,
           u.map((x) => x.ruleId),

@@ -112,7 +112,13 @@ describe("runTenantPipeline", () => {
   it("evaluates, commits fence and alerts in one write, then stores the state as a delta", async () => {
     const h = harness();
     const out = await runTenantPipeline(h.ctx, owned, data(), readings, tick, new AbortController().signal);
-    expect(out).toMatchObject({ kind: "evaluated", pairs: 2, degraded: false, stateSource: "valkey", seq: 5 });
+    expect(out).toMatchObject({
+      kind: "evaluated",
+      pairs: 2,
+      degraded: false,
+      stateSource: "valkey",
+      seq: 5,
+    });
     expect(h.calls.commits).toEqual([{ fence: FENCE, nowMs: T0, evaluator: "me" }]);
     expect(h.calls.writes).toHaveLength(1);
     expect(h.calls.stored).toEqual([{ seq: 5, delta: true }]);

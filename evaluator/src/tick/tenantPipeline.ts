@@ -10,13 +10,7 @@ import {
 } from "../rules/planTenant.ts";
 import { groupReadings } from "../rules/readings.ts";
 import type { Reading, Rule } from "../rules/types.ts";
-import {
-  advanceTick,
-  applyCommit,
-  commitOps,
-  type TenantSnapshot,
-  type TickLease,
-} from "../state/codec.ts";
+import { advanceTick, applyCommit, commitOps, type TenantSnapshot, type TickLease } from "../state/codec.ts";
 import type {
   FenceVersion,
   LeaseOption,
@@ -36,7 +30,11 @@ import { DependencyUnavailableError, isPostgresOutage } from "./outages.ts";
 /** The slice of `ValkeyState` a tick uses (so tests can wrap or replace it). */
 export interface StateGateway {
   loadTenantState(plan: TenantPlan, fence: FenceVersion, options?: LeaseOption): Promise<TenantLoad>;
-  storeTenantState(plan: TenantPlan, snapshot: TenantSnapshot, delta: StateDelta | null): Promise<StoreResult>;
+  storeTenantState(
+    plan: TenantPlan,
+    snapshot: TenantSnapshot,
+    delta: StateDelta | null,
+  ): Promise<StoreResult>;
   releaseTickLease(lease: Pick<TickLease, "tenantId" | "slot" | "token">): Promise<ReleaseResult>;
   /** Drops the kept state of a tenant whose evaluation was not committed. */
   forget(tenantId: string): void;
@@ -47,7 +45,11 @@ export interface StateGateway {
 }
 
 /** Rebuilds a tenant's state as its last committed evaluation left it, from PostgreSQL. */
-export type StateRebuilder = (plan: TenantPlan, fence: TenantFence, wallNow: number) => Promise<TenantSnapshot>;
+export type StateRebuilder = (
+  plan: TenantPlan,
+  fence: TenantFence,
+  wallNow: number,
+) => Promise<TenantSnapshot>;
 
 /** A malformed rule row set aside by `parseRule`. */
 export interface QuarantinedRule {
@@ -171,7 +173,12 @@ export async function runTenantPipeline(
   // correctness never rests on it, the fence refuses whatever is stale.
   const lease: TickLease | undefined =
     member.handoff || !member.owned
-      ? { tenantId, slot: tick.slot, token: ctx.token, ttlMs: leaseTtlMs(tick.slot, tick.now, ctx.intervalMs) }
+      ? {
+          tenantId,
+          slot: tick.slot,
+          token: ctx.token,
+          ttlMs: leaseTtlMs(tick.slot, tick.now, ctx.intervalMs),
+        }
       : undefined;
 
   let snapshot: TenantSnapshot;

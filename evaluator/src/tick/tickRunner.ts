@@ -6,8 +6,8 @@ import { BudgetExceededError, withBudget } from "./budget.ts";
 import { type CircuitBreaker, CircuitOpenError } from "./circuitBreaker.ts";
 import type { Clock } from "./clock.ts";
 import { forEachConcurrently } from "./concurrency.ts";
-import { DependencyUnavailableError, isPostgresOutage } from "./outages.ts";
 import type { EvaluationRecord } from "./evaluationRecord.ts";
+import { DependencyUnavailableError, isPostgresOutage } from "./outages.ts";
 import type { TickRequest } from "./scheduler.ts";
 import {
   type PipelineContext,

@@ -17,8 +17,9 @@
     }
 
   Per call: HGETALL of the state hash; for every cd field (its value: when the cooldown ends, on the
-  evaluator's tick clock, ms; "1" from an earlier release), PTTL of its cooldown key (an expired one
-  drops the field); GET of every requested buffer. A buffer still stored as a sorted set (an older
+  evaluator's tick clock, ms), PTTL of its cooldown key (for the "1" of an earlier release, whose
+  end is the key's expiry); GET of every requested buffer. Nothing is written: an ended cooldown's
+  field is deleted by the next store of the evaluation that saw it end. A buffer still stored as a sorted set (an older
   release) is read with ZRANGE and returned in the string form, so an upgrade loses no window.
 
   Returns:
@@ -52,7 +53,7 @@ end
 local hash_key = 'tstate:' .. tag
 local hash = redis.call('HGETALL', hash_key)
 local seq = false
-local fields, cooldowns, stale = {}, {}, {}
+local fields, cooldowns = {}, {}
 for i = 1, #hash, 2 do
   local name = hash[i]
   if name == 'seq' then
@@ -62,20 +63,17 @@ for i = 1, #hash, 2 do
   elseif string.sub(name, -3) == ':cd' then
     local prefix = string.sub(name, 1, -4)
     local left = redis.call('PTTL', 'cooldown:' .. tag .. ':' .. prefix)
-    if left > 0 then
+    -- A stored end decides (the caller compares it with its tick); an earlier release's "1" only
+    -- while its key lives.
+    if hash[i + 1] ~= '1' or left > 0 then
       cooldowns[#cooldowns + 1] = prefix
       cooldowns[#cooldowns + 1] = left
       cooldowns[#cooldowns + 1] = hash[i + 1]
-    else
-      stale[#stale + 1] = name
     end
   else
     fields[#fields + 1] = name
     fields[#fields + 1] = hash[i + 1]
   end
-end
-for i = 1, #stale, 1000 do
-  redis.call('HDEL', hash_key, unpack(stale, i, math.min(i + 999, #stale)))
 end
 
 local buffers = {}
