@@ -167,6 +167,27 @@ describe("the five reproduced paths", () => {
 });
 
 describe("the hand-off between overlapping evaluators", () => {
+  it("(c): ticking at the shards' offsets through two hand-offs, no tenant waits more than I + the largest offset", async () => {
+    const slots = (n: number): Step[] => Array.from({ length: n }, () => ({ kind: "slot" }));
+    const run = await runSchedule({ ...options([0, 1]), tenants: 2 }, [
+      ...slots(2),
+      { kind: "move", tenant: 0, shard: 1 },
+      { kind: "move", tenant: 1, shard: 0 },
+      ingest(75),
+      ...slots(3),
+      { kind: "move", tenant: 0, shard: 0 },
+      ...slots(3),
+    ]);
+    const committed = run.check.records.filter((r) => r.outcome === "committed").map((r) => r.now);
+    const result = checkHistory({
+      ...run.check,
+      maxGapMs: I + run.maxOffsetMs,
+      upIntervals: [{ from: Math.min(...committed), to: Math.max(...committed) }],
+    });
+    expect(result.violations, formatViolations(result.violations)).toEqual([]);
+    expect(result.summary.evaluations.committed).toBeGreaterThanOrEqual(2 * 8);
+  });
+
   it("a second reshard within one interval (0 → 1 → 0) and an interval change renumbering slots", async () => {
     await runAndCheck(options([0, 1]), [
       ingest(80),

@@ -25,7 +25,7 @@ import { createPgStore, type EvaluatorStore } from "../../evaluator/src/store/pg
 import { CircuitBreaker } from "../../evaluator/src/tick/circuitBreaker.ts";
 import { ManualClock } from "../../evaluator/src/tick/clock.ts";
 import { isPostgresOutage, isValkeyOutage } from "../../evaluator/src/tick/outages.ts";
-import { slotOf } from "../../evaluator/src/tick/schedule.ts";
+import { shardOffsetMs, slotOf } from "../../evaluator/src/tick/schedule.ts";
 import type { StateGateway } from "../../evaluator/src/tick/tenantPipeline.ts";
 import { TickRunner } from "../../evaluator/src/tick/tickRunner.ts";
 import {
@@ -40,6 +40,8 @@ import {
 export type Step =
   /** Pod `pod` runs a tick now. */
   | { readonly kind: "tick"; readonly pod: number }
+  /** The next slot as the schedulers run it: every pod ticks at `s·I + its shard's offset`. */
+  | { readonly kind: "slot" }
   /** Time passes (budget timers fire). */
   | { readonly kind: "advance"; readonly ms: number }
   /** A reading of `tenant`'s device `device` is inserted (and committed). */
@@ -114,6 +116,8 @@ interface Pod {
 export interface InterleavingRun {
   readonly check: HistoryInput;
   readonly log: readonly string[];
+  /** The largest offset of the pods' shards (invariant (c): no gap above I plus it). */
+  readonly maxOffsetMs: number;
 }
 
 /** A Valkey outage as ioredis reports one (a connection refused). */
@@ -294,6 +298,20 @@ export async function runSchedule(
       case "advance":
         await clock.advance(step.ms);
         break;
+      case "slot": {
+        const s = Math.floor(clock.now() / I) + 1;
+        const order = [...pods].sort(
+          (a, b) =>
+            shardOffsetMs(shardSet, a.shard, a.intervalMs) - shardOffsetMs(shardSet, b.shard, b.intervalMs),
+        );
+        for (const pod of order) {
+          const at = s * pod.intervalMs + shardOffsetMs(shardSet, pod.shard, pod.intervalMs);
+          if (at > clock.now()) await clock.advance(at - clock.now());
+          note("tick", `pod ${pod.index} (shard ${pod.shard}) at its offset`);
+          await tick(pod);
+        }
+        break;
+      }
       case "ingest":
       case "ingestLate":
         await ingest(step.tenant, step.device, step.value, step.kind === "ingestLate");
@@ -400,6 +418,7 @@ export async function runSchedule(
       tenants: tenantIds,
     },
     log,
+    maxOffsetMs: Math.max(...opts.shards.map((s) => shardOffsetMs(shardSet, s, I))),
   };
 }
 
