@@ -7,7 +7,7 @@
  * (b) the committed evaluations of a tenant form one chain, a stale one writes nothing; (d) the
  * alerts table is exactly what one healthy evaluator would have written judging the same readings
  * in the same order. The five reproductions of the review come first as fixed schedules, then
- * generated ones (EO_INTERLEAVING_RUNS, default a CI-sized count).
+ * generated ones (EO_INTERLEAVING_RUNS, default 200).
  */
 import fc from "fast-check";
 import type { Redis } from "ioredis";
@@ -257,7 +257,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   },
 );
 
-const RUNS = Number(process.env["EO_INTERLEAVING_RUNS"] ?? 60);
+const RUNS = Number(process.env["EO_INTERLEAVING_RUNS"] ?? 200);
 
 describe("generated interleavings", () => {
   it(`hold every invariant over ${RUNS} generated schedules (3 pods: shard 0, and shard 1 twice)`, {
