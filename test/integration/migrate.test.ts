@@ -95,6 +95,7 @@ describe("migrateUp", () => {
       "schema_migrations",
       "shard_sets",
       "telemetry",
+      "tenant_fences",
       "tenants",
     ]);
     const files = await readMigrations(defaultMigrationsDir());
@@ -111,6 +112,8 @@ describe("migrateUp", () => {
     );
     expect(byName.get("telemetry_tenant_id_ts_idx")).toContain("(tenant_id, ts)");
     expect(byName.get("telemetry_pkey")).toContain("(tenant_id, device_id, metric, ts)");
+    expect(byName.get("telemetry_tenant_id_ingest_xid_idx")).toContain("(tenant_id, ingest_xid)");
+    expect(byName.get("tenant_fences_pkey")).toContain("(tenant_id)");
     expect(byName.get("alerts_open_fingerprint_key")).toContain(
       "UNIQUE INDEX alerts_open_fingerprint_key ON public.alerts USING btree (fingerprint) WHERE (state = 'open'::text)",
     );
@@ -252,6 +255,13 @@ describe("migrateUp", () => {
       );
       const readingsPlan = readings.rows.map((r: Record<string, string>) => r["QUERY PLAN"]).join("\n");
       expect(readingsPlan).toContain("telemetry_tenant_id_ts_idx");
+      // The evaluator's read: a tenant's readings between two insert positions (the fence).
+      const fenced = await client.query(
+        `EXPLAIN SELECT * FROM telemetry
+          WHERE tenant_id = 't1' AND ingest_xid >= '5'::xid8 AND ingest_xid < pg_snapshot_xmin(pg_current_snapshot())`,
+      );
+      const fencedPlan = fenced.rows.map((r: Record<string, string>) => r["QUERY PLAN"]).join("\n");
+      expect(fencedPlan).toContain("telemetry_tenant_id_ingest_xid_idx");
     } finally {
       client.release(true);
     }
