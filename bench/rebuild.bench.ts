@@ -149,8 +149,8 @@ async function seed(db: pg.Client): Promise<void> {
   );
   // Every reading above is judged: the fence's position is after them.
   await db.query(
-    `INSERT INTO tenant_fences (tenant_id, seq, judged_xid, eval_ms, evaluator)
-     SELECT t, 60, pg_current_xact_id(), $2, 'bench' FROM unnest($1::text[]) AS t`,
+    `INSERT INTO tenant_fences (tenant_id, seq, judged, eval_ms, evaluator)
+     SELECT t, 60, pg_current_snapshot(), $2, 'bench' FROM unnest($1::text[]) AS t`,
     [tenants, NOW - MIN],
   );
   await db.query("ANALYZE");
@@ -219,13 +219,13 @@ async function main(): Promise<void> {
       readingsByDeviceMetric: new Map(),
       now: NOW,
     });
-    const { rows: fenceRows } = await db.query<{ seq: string; judged_xid: string; eval_ms: number }>(
-      "SELECT seq, judged_xid::text, eval_ms FROM tenant_fences WHERE tenant_id = $1",
+    const { rows: fenceRows } = await db.query<{ seq: string; judged: string; eval_ms: number }>(
+      "SELECT seq, judged::text, eval_ms FROM tenant_fences WHERE tenant_id = $1",
       [TENANT],
     );
     const fence = {
       seq: Number(fenceRows[0]!.seq),
-      judgedXid: fenceRows[0]!.judged_xid,
+      judged: fenceRows[0]!.judged,
       evalMs: fenceRows[0]!.eval_ms,
     };
     const statement = buildRebuildStatement(plan, fence)!;

@@ -98,27 +98,13 @@ async function rule(tenantId: string, id: string, columns: Record<string, unknow
   );
 }
 
-/**
- * Inserts a reading at T0 + s seconds, and waits until an evaluation's read position is past it.
- * That position is the oldest transaction running anywhere on the server (migration 000008): a
- * transaction of another test file open at the tick's read would hold the reading back to the
- * next tick.
- */
+/** Inserts a reading at T0 + s seconds (committed: the next evaluation's snapshot sees it). */
 async function reading(tenantId: string, deviceId: string, s: number, value: number): Promise<void> {
-  const { rows } = await world.db.pool.query<{ xid: string }>(
+  await world.db.pool.query(
     `INSERT INTO telemetry (tenant_id, device_id, metric, ts, value)
-     VALUES ($1, $2, 'temp', to_timestamp($3::float8 / 1000), $4) RETURNING ingest_xid::text AS xid`,
+     VALUES ($1, $2, 'temp', to_timestamp($3::float8 / 1000), $4)`,
     [tenantId, deviceId, T0 + s * 1000, value],
   );
-  const xid = BigInt(rows[0]!.xid);
-  for (let attempt = 0; ; attempt++) {
-    const position = await world.db.pool.query<{ xmin: string }>(
-      "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin",
-    );
-    if (BigInt(position.rows[0]!.xmin) > xid) return;
-    if (attempt >= 400) throw new Error(`the read position stayed below the reading's transaction ${xid}`);
-    await sleep(25);
-  }
 }
 
 interface AlertRow {

@@ -169,10 +169,10 @@ function commit(
 async function fenceRow() {
   const { rows } = await db.pool.query<{
     seq: string;
-    judged_xid: string;
+    judged: string;
     eval_ms: number;
     evaluator: string;
-  }>("SELECT seq::text, judged_xid::text, eval_ms, evaluator FROM tenant_fences WHERE tenant_id = 'a'");
+  }>("SELECT seq::text, judged::text, eval_ms, evaluator FROM tenant_fences WHERE tenant_id = 'a'");
   return rows[0] ?? null;
 }
 
@@ -193,31 +193,28 @@ async function addRule(): Promise<void> {
 const REFUSED: WriteResult = { applied: false, opened: 0, updated: 0, resolved: 0 };
 
 describe("the evaluation fence", () => {
-  it("returns every reading to one evaluation: one whose insert commits after a newer one's waits for it, whatever its ts, and neither comes twice", async () => {
+  it("returns every reading to one evaluation: one whose insert commits late comes with the next read, whatever its ts, a newer one is not held back, and none comes twice", async () => {
     const store = createPgStore(db.pool);
     await insertReading(T - 7_200_000, 0); // before the first evaluation's lookback: never judged
     await insertReading(T - 10_000, 1);
     const late = await db.pool.connect();
-    let xidA: bigint;
     let first: TenantData;
     try {
       // Transaction A inserts a reading (with the oldest ts of all) and stays open while B inserts
       // and commits one.
       await late.query("BEGIN");
       await insertReading(T - 60_000, 2, late);
-      xidA = BigInt(
+      const xidA = BigInt(
         (await late.query<{ xid: string }>("SELECT pg_current_xact_id()::text AS xid")).rows[0]!.xid,
       );
       await insertReading(T - 5000, 3);
-      const xidB = await ingestXidOf(3);
-      expect(xidB).toBeGreaterThan(xidA);
+      expect(await ingestXidOf(3)).toBeGreaterThan(xidA);
 
-      // The read position passes the reading committed before A began, but stops at A (still
-      // running): B's reading, committed but above A, waits.
-      first = await readPast(store, await ingestXidOf(1), T);
-      expect(first.fence).toMatchObject({ seq: 0, judgedXid: "0", evalMs: null });
-      expect(BigInt(first.fence.readXid)).toBeLessThanOrEqual(xidA);
-      expect(valuesOf(first)).toEqual([1]);
+      // A long transaction delays only its own rows: B's reading, committed though its xid is
+      // above A's, is read now; A's is not visible yet.
+      first = await readA(store, T);
+      expect(first.fence).toMatchObject({ seq: 0, judged: null, evalMs: null });
+      expect(valuesOf(first)).toEqual([1, 3]);
       expect(await commit(store, first.fence, T)).toMatchObject({ applied: true });
       await late.query("COMMIT");
     } finally {
@@ -225,20 +222,19 @@ describe("the evaluation fence", () => {
     }
     expect(await fenceRow()).toEqual({
       seq: "1",
-      judged_xid: first.fence.readXid,
+      judged: first.fence.readSnapshot,
       eval_ms: T,
       evaluator: "e1",
     });
 
-    // Once A ended, the next evaluation judges both A's and B's reading; the first evaluation's
-    // reading, and the one before the lookback, are below its position.
-    const second = await readPast(store, await ingestXidOf(3), T + 60_000);
-    expect(second.fence).toMatchObject({ seq: 1, judgedXid: first.fence.readXid, evalMs: T });
-    expect(valuesOf(second)).toEqual([2, 3]);
+    // Once A committed, the next evaluation judges A's reading, and only it.
+    const second = await readA(store, T + 60_000);
+    expect(second.fence).toMatchObject({ seq: 1, judged: first.fence.readSnapshot, evalMs: T });
+    expect(valuesOf(second)).toEqual([2]);
     expect(await commit(store, second.fence, T + 60_000)).toMatchObject({ applied: true });
 
     const third = await readA(store, T + 120_000);
-    expect(third.fence).toMatchObject({ seq: 2, judgedXid: second.fence.readXid, evalMs: T + 60_000 });
+    expect(third.fence).toMatchObject({ seq: 2, judged: second.fence.readSnapshot, evalMs: T + 60_000 });
     expect(valuesOf(third)).toEqual([]);
   });
 
@@ -336,20 +332,6 @@ async function ingestXidOf(value: number): Promise<bigint> {
     [value],
   );
   return BigInt(rows[0]!.xid);
-}
-
-/**
- * Reads tenant `a` until the read position is above `xid`. The position is the oldest transaction
- * running anywhere on the server (other test files included), so it may lag for a moment.
- */
-async function readPast(store: EvaluatorStore, xid: bigint, nowMs: number): Promise<TenantData> {
-  for (let attempt = 0; ; attempt++) {
-    const data = await readA(store, nowMs);
-    if (BigInt(data.fence.readXid) > xid) return data;
-    if (attempt >= 200)
-      throw new Error(`the read position stayed at ${data.fence.readXid}, not above ${xid}`);
-    await sleep(50);
-  }
 }
 
 /** Waits until the backend `pid` waits for a lock (its statement is blocked). */

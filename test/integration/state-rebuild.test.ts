@@ -122,18 +122,20 @@ async function insertReadings(tenantId: string, readings: readonly Reading[], pr
   );
 }
 
-/** A commit-ordered position: every transaction that committed before it lies below it. */
+/** A read position: a snapshot in which every transaction committed before it is visible. */
 async function position(): Promise<string> {
-  const { rows } = await db.pool.query<{ xid: string }>("SELECT pg_current_xact_id()::text AS xid");
-  return rows[0]!.xid;
+  const { rows } = await db.pool.query<{ snapshot: string }>(
+    "SELECT pg_current_snapshot()::text AS snapshot",
+  );
+  return rows[0]!.snapshot;
 }
 
-async function fenceOf(tenantId: string): Promise<{ seq: number; judgedXid: string; evalMs: number }> {
-  const { rows } = await db.pool.query<{ seq: string; judged_xid: string; eval_ms: number }>(
-    "SELECT seq, judged_xid::text, eval_ms FROM tenant_fences WHERE tenant_id = $1",
+async function fenceOf(tenantId: string): Promise<{ seq: number; judged: string; evalMs: number }> {
+  const { rows } = await db.pool.query<{ seq: string; judged: string; eval_ms: number }>(
+    "SELECT seq, judged::text, eval_ms FROM tenant_fences WHERE tenant_id = $1",
     [tenantId],
   );
-  return { seq: Number(rows[0]!.seq), judgedXid: rows[0]!.judged_xid, evalMs: rows[0]!.eval_ms };
+  return { seq: Number(rows[0]!.seq), judged: rows[0]!.judged, evalMs: rows[0]!.eval_ms };
 }
 
 const reading = (deviceId: string, metric: string, ts: number, value: number): Reading => ({
@@ -210,7 +212,7 @@ describe("readRebuiltState", () => {
       reading("d1", "hum", at(-30), 22),
     ]);
     await insertReadings(tenant, [reading("d1", "hum", at(-20), 21), reading("d1", "hum", at(-10), 25)]);
-    const judgedXid = await position();
+    const judged = await position();
     // Not judged yet (this tick's): newer and even older ts, none of them may appear.
     const fresh = [
       reading("d1", "temp", at(-2), 99),
@@ -227,9 +229,9 @@ describe("readRebuiltState", () => {
       true,
     );
     await db.pool.query(
-      `INSERT INTO tenant_fences (tenant_id, seq, judged_xid, eval_ms, evaluator, first_evaluated_at)
-       VALUES ($1, 5, $2::xid8, $3, 'e', to_timestamp($4::float8 / 1000))`,
-      [tenant, judgedXid, at(-1), T0 + 10 * MIN],
+      `INSERT INTO tenant_fences (tenant_id, seq, judged, eval_ms, evaluator, first_evaluated_at)
+       VALUES ($1, 5, $2::pg_snapshot, $3, 'e', to_timestamp($4::float8 / 1000))`,
+      [tenant, judged, at(-1), T0 + 10 * MIN],
     );
     const alert = (
       rule: string,
@@ -262,7 +264,7 @@ describe("readRebuiltState", () => {
     };
     const plan = planTenant(input);
     const wallNow = now + 2000;
-    const snapshot = await readRebuiltState(db.pool, plan, { seq: 5, judgedXid, evalMs: at(-1) }, wallNow);
+    const snapshot = await readRebuiltState(db.pool, plan, { seq: 5, judged, evalMs: at(-1) }, wallNow);
 
     const key = pairKey;
     const buffer = [
@@ -310,8 +312,8 @@ describe("readRebuiltState", () => {
     expect(snapshot).toEqual(expected);
     expect(plan.pairs).toHaveLength(12);
 
-    // A fence position before every reading with an ingest_xid: only the pre-fence rows count.
-    const early = await readRebuiltState(db.pool, plan, { seq: 1, judgedXid: "3" }, wallNow);
+    // A judged snapshot before every reading with an ingest_xid: only the pre-fence rows count.
+    const early = await readRebuiltState(db.pool, plan, { seq: 1, judged: "3:3:" }, wallNow);
     expect(early.buffers.size).toBe(0);
     expect(early.seen.get(key("ab", "d1"))).toBe(String(at(-50)));
     expect(early.anomalies.get(key("an", "d1"))).toEqual(learnSample(EMPTY_STATS, 18, at(-60), 2));
@@ -511,10 +513,10 @@ async function checkScenario(s: Scenario): Promise<void> {
 
   // The uninterrupted evaluator: its snapshot never lost, the wall clock at the tick time.
   const snapshot = emptySnapshot();
-  let judgedXid = "0";
+  let judged: string | null = null;
   for (let k = 1; k < rebuildTick; k++) {
     await insertReadings(tenant, ticks[k - 1]!);
-    const readXid = await position();
+    const readSnapshot = await position();
     const input = inputAt(k);
     const plan = planTenant(input);
     const advance = advanceTick(snapshot, plan, input.now);
@@ -527,7 +529,7 @@ async function checkScenario(s: Scenario): Promise<void> {
       NO_MAINTENANCE,
     );
     const result = await store.commitEvaluation(tenant, writes, {
-      fence: { seq: k - 1, judgedXid, evalMs: null, readXid },
+      fence: { seq: k - 1, judged, evalMs: null, readSnapshot },
       nowMs: input.now,
       evaluator: "uninterrupted",
     });
@@ -535,7 +537,7 @@ async function checkScenario(s: Scenario): Promise<void> {
     applyCommit(snapshot, evaluation.stateUpdates, input.now);
     snapshot.seq = k;
     snapshot.at = input.now;
-    judgedXid = readXid;
+    judged = readSnapshot;
     if (k === 1) {
       await db.pool.query(
         "UPDATE tenant_fences SET first_evaluated_at = to_timestamp($2::float8 / 1000) WHERE tenant_id = $1",
@@ -547,7 +549,7 @@ async function checkScenario(s: Scenario): Promise<void> {
   // Valkey lost: this tick's readings are in PostgreSQL but not judged; rebuild from the fence.
   await insertReadings(tenant, ticks[rebuildTick - 1]!);
   const fence = await fenceOf(tenant);
-  expect(fence).toEqual({ seq: rebuildTick - 1, judgedXid, evalMs: T0 + (rebuildTick - 1) * MIN });
+  expect(fence).toEqual({ seq: rebuildTick - 1, judged, evalMs: T0 + (rebuildTick - 1) * MIN });
   const input = inputAt(rebuildTick);
   const plan = planTenant(input);
   const rebuilt = await readRebuiltState(db.pool, plan, fence, input.now);

@@ -17,7 +17,7 @@ import {
 } from "./rebuild.ts";
 
 const MIN = 60_000;
-const fence = { seq: 7, judgedXid: "1234" };
+const fence = { seq: 7, judged: "1234:1234:" };
 
 const rules: Rule[] = [
   thresholdRule({ id: "t", cooldown_seconds: 300 }),
@@ -74,7 +74,7 @@ describe("buildRebuildStatement", () => {
     expect(statement.text).toContain("FROM telemetry t");
     expect(statement.values).toEqual([
       "t1",
-      "1234",
+      "1234:1234:",
       T0,
       ["t", "w", "n", "r", "a"],
       ["d1", "d1", "d1", "d1", "d1"],

@@ -40,8 +40,8 @@ import { emptySnapshot, encodeBuffer, type TenantSnapshot } from "./codec.ts";
 export interface RebuildFence {
   /** The evaluation sequence the rebuilt state is the state of (the snapshot's `seq`). */
   readonly seq: number;
-  /** `tenant_fences.judged_xid` (xid8, as text): readings with `ingest_xid` below it were judged. */
-  readonly judgedXid: string;
+  /** `tenant_fences.judged` (pg_snapshot, as text): the readings visible in it were judged; `null`: none. */
+  readonly judged: string | null;
   /** `tenant_fences.eval_ms`: tick time of evaluation `seq` (the snapshot's `at`; absent: unknown). */
   readonly evalMs?: number | null;
 }
@@ -113,7 +113,7 @@ export function buildRebuildStatement(plan: TenantPlan, fence: RebuildFence): St
     text: rebuildStateSql(),
     values: [
       plan.tenantId,
-      fence.judgedXid,
+      fence.judged,
       plan.now,
       pairs.map((p) => p.rule.id),
       pairs.map((p) => p.deviceId),

@@ -40,24 +40,24 @@ export interface MemberTenant {
 }
 
 /**
- * A tenant's evaluation fence as one read saw it (`tenant_fences`, migration 000008), and the read
- * position of that read. The evaluation judges exactly the readings with
- * `judgedXid <= ingest_xid < readXid` and commits `seq → seq + 1`, moving the position to `readXid`.
+ * A tenant's evaluation fence as one read saw it (`tenant_fences`, migration 000008), and the
+ * snapshot of that read. The evaluation judges exactly the readings visible in `readSnapshot` and
+ * not in `judged`, and commits `seq → seq + 1`, storing `readSnapshot` as the judged one.
  */
 export interface TenantFence {
   /** Committed evaluations so far (0: never evaluated). */
   readonly seq: number;
-  /** Readings below this transaction id (xid8, as text) are judged. */
-  readonly judgedXid: string;
+  /** The snapshot (pg_snapshot, as text) of the newest evaluation: what it saw is judged. `null`: none. */
+  readonly judged: string | null;
   /** Tick time of the newest committed evaluation (`null`: none). */
   readonly evalMs: number | null;
-  /** The read position of the read that returned this fence (xid8, as text). */
-  readonly readXid: string;
+  /** The snapshot of the read that returned this fence (pg_snapshot, as text). */
+  readonly readSnapshot: string;
 }
 
 /** Everything one tenant's evaluation reads from PostgreSQL. */
 export interface TenantData {
-  /** The tenant's fence; {@link TenantData.readings} are the readings between it and `readXid`. */
+  /** The tenant's fence; {@link TenantData.readings} are the readings `readSnapshot` adds to it. */
   readonly fence: TenantFence;
   /** Raw `alert_rules` rows (enabled), for `parseRule`. */
   readonly ruleRows: readonly Record<string, unknown>[];
@@ -113,7 +113,7 @@ export interface EvaluatorStore {
   ): Promise<Map<string, TenantData>>;
   /**
    * Commits one tenant's evaluation in one statement (atomic): moves the fence from
-   * `commit.fence.seq` to the next seq and the judged position to `commit.fence.readXid`, and makes
+   * `commit.fence.seq` to the next seq and the judged snapshot to `commit.fence.readSnapshot`, and makes
    * the alert writes — or, when a newer evaluation committed first, nothing (`applied: false`).
    */
   commitEvaluation(tenantId: string, writes: AlertWrites, commit: EvaluationCommit): Promise<WriteResult>;
@@ -189,9 +189,9 @@ export function createPgStore(db: Queryable): EvaluatorStore {
         db.query<{
           tenant_id: string;
           seq: string;
-          judged_xid: string;
+          judged: string | null;
           eval_ms: number | null;
-          read_xid: string;
+          read_snapshot: string;
           readings: string | null;
         }>(stmt("telemetry", [ids, firstReadAfterMs])),
         db.query<{ tenant_id: string; device_id: string | null }>(stmt("maintenance", [ids, nowMs])),
@@ -230,9 +230,9 @@ export function createPgStore(db: Queryable): EvaluatorStore {
         out.set(id, {
           fence: {
             seq: Number(f.seq),
-            judgedXid: f.judged_xid,
+            judged: f.judged,
             evalMs: f.eval_ms,
-            readXid: f.read_xid,
+            readSnapshot: f.read_snapshot,
           },
           ruleRows: ruleRows.get(id) ?? [],
           deviceIds: deviceLists.get(id)?.ids ?? [],
@@ -266,7 +266,7 @@ export function createPgStore(db: Queryable): EvaluatorStore {
           [...writes.resolves],
           commit.nowMs,
           commit.fence.seq,
-          commit.fence.readXid,
+          commit.fence.readSnapshot,
           commit.evaluator,
         ]),
       );

@@ -22,7 +22,7 @@ const windowRow = ruleRow({
 });
 const thresholdRow = ruleRow({ id: "r1", tenant_id: "t1" });
 
-const FENCE = { seq: 4, judgedXid: "100", evalMs: T0 - 60_000, readXid: "120" };
+const FENCE = { seq: 4, judged: "100:104:101", evalMs: T0 - 60_000, readSnapshot: "120:121:" };
 
 const data = (rows: Record<string, unknown>[] = [thresholdRow, windowRow]): TenantData => ({
   fence: FENCE,

@@ -1,7 +1,7 @@
 -- Commits ONE tenant's evaluation, in one statement (so one transaction: all or nothing) and one
 -- round trip: the fence first, then every alert write of the evaluation, only if the fence moved.
 --   fence:    tenant_fences moves from the seq the evaluation loaded ($13) to $13 + 1, its judged
---             position to the evaluation's read position ($14), its tick time to $12 — only when
+--             snapshot to the one the evaluation read with ($14), its tick time to $12 — only when
 --             the stored seq is still $13 and the stored tick time is not newer than $12. Otherwise
 --             a newer evaluation committed first (another evaluator, or this one's previous tick
 --             finishing late) and this one is stale: zero rows, and nothing below is written.
@@ -17,13 +17,13 @@
 -- $1 tenant id; upserts as parallel arrays: $2 rule ids, $3 device ids, $4 fingerprints,
 -- $5 severities, $6 first seen (ms), $7 last seen (ms), $8 values, $9 messages, $10 escalated;
 -- $11 fingerprints to resolve, $12 tick time (ms); $13 the fence seq the evaluation loaded (0: none),
--- $14 its read position (xid8 as text), $15 the evaluator's token
+-- $14 the snapshot it read with (pg_snapshot as text), $15 the evaluator's token
 WITH fence AS (
-  INSERT INTO tenant_fences AS f (tenant_id, seq, judged_xid, eval_ms, evaluator)
-  VALUES ($1::text, $13::bigint + 1, $14::xid8, $12::float8, $15::text)
+  INSERT INTO tenant_fences AS f (tenant_id, seq, judged, eval_ms, evaluator)
+  VALUES ($1::text, $13::bigint + 1, $14::pg_snapshot, $12::float8, $15::text)
   ON CONFLICT (tenant_id) DO UPDATE
      SET seq = excluded.seq,
-         judged_xid = excluded.judged_xid,
+         judged = excluded.judged,
          eval_ms = excluded.eval_ms,
          evaluator = excluded.evaluator,
          updated_at = now()

@@ -1,8 +1,8 @@
 -- What ONE tenant's evaluation state was after its last committed evaluation, rebuilt from
 -- PostgreSQL when Valkey holds none of the fence's seq (flush, failover, a lagging write); the
 -- evaluator turns the rows into a snapshot (state/rebuild.ts). A reading counts when the committed
--- evaluations judged it: ingest_xid below the fence's judged_xid, or no ingest_xid at all (rows
--- from before the fence, judged by definition); readings with a non-finite ts or value were never
+-- evaluations judged it: its insert visible in the fence's judged snapshot, or no ingest_xid at all
+-- (rows from before the fence, judged by definition); readings with a non-finite ts or value were never
 -- judged by any rule (readingsFor drops them), so they are left out too.
 --
 -- One row per pair that has anything to rebuild (pair = 1-based position in the arrays):
@@ -20,8 +20,8 @@
 --                       index to order by (alerts has (tenant_id, rule_id) only), so this costs a
 --                       scan of the tenant's alert history of the plan's rules.
 -- ts are truncated to whole milliseconds, as telemetry.sql does.
--- $1 tenant id, $2 judged-through position (tenant_fences.judged_xid as text; NULL = only rows
--- without ingest_xid), $3 tick time (ms); pairs as parallel arrays in plan order: $4 rule ids,
+-- $1 tenant id, $2 the judged snapshot (tenant_fences.judged as text; NULL = only rows without
+-- ingest_xid), $3 tick time (ms); pairs as parallel arrays in plan order: $4 rule ids,
 -- $5 device ids, $6 metrics, $7 window lengths (ms, NULL = no buffer), $8 readings to read (take,
 -- 0 = none), $9 whether the pair tracks last-seen
 WITH pairs AS (
@@ -60,7 +60,7 @@ SELECT p.pair,
                AND t.device_id = p.device_id
                AND t.metric = p.metric
                AND t.ts > p.after
-               AND (t.ingest_xid IS NULL OR t.ingest_xid < $2::xid8)
+               AND (t.ingest_xid IS NULL OR pg_visible_in_snapshot(t.ingest_xid, $2::pg_snapshot))
                AND isfinite(t.ts)
                AND t.value NOT IN ('NaN', 'Infinity', '-Infinity')
              ORDER BY t.ts DESC
