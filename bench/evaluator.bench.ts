@@ -1,28 +1,44 @@
 /**
  * Evaluator benchmark: one shard's tick end to end, in process, against the real PostgreSQL and
- * Valkey, on synthetic data in a throwaway database; then the window-rule state path (one Lua call
- * per tenant) against the original per-pair GET + JSON + SET baseline on the same readings.
+ * Valkey, on synthetic data in a throwaway database; then the window-rule state path (per tenant:
+ * load → advance → evaluate → store, with a fence kept in memory) against the original per-pair
+ * GET + JSON + SET baseline on the same readings.
  *
- *   node bench/evaluator.bench.ts          (npm run bench -- evaluator)
+ *   node bench/evaluator.bench.ts          this tree only
+ *   npm run bench -- evaluator             also the release before the fence, side by side
+ *                                          (bench/evaluator-baseline.sh)
  *
  * Settings (environment): DATABASE_URL (an existing database to connect to for CREATE DATABASE;
  * default postgres://postgres@127.0.0.1:5432/test), VALKEY_URL (default redis://127.0.0.1:6379/0),
  * BENCH_TENANTS (1000), BENCH_DEVICES (200 per tenant), BENCH_TICKS (4: the first warms up),
- * BENCH_CONCURRENCY (8), BENCH_SEQ_TENANTS (100: tenants of the sequential baseline). Each tenant has 2 rules over all its devices (threshold or anomaly; window
- * or rising pattern) and every device sends one reading per tick. Lower BENCH_TENANTS if loading
- * takes too long on a small machine (the load time is printed).
+ * BENCH_CONCURRENCY (8), BENCH_SEQ_TENANTS (100: tenants of the sequential baseline). Each tenant
+ * has 2 rules over all its devices (threshold or anomaly; window or rising pattern) and every device
+ * sends one reading per tick. Lower BENCH_TENANTS if loading takes too long on a small machine (the
+ * load time is printed).
  *
- * Figures: device-rule pairs evaluated per second for a whole tick (membership, batched reads,
- * Valkey state, evaluation, alert upserts, state commits); Valkey round trips per tick, counted on
- * the client and cross-checked with INFO commandstats deltas (EVALSHA/EVAL calls; commands run
- * inside scripts are not round trips; other users of a shared server inflate the delta);
- * PostgreSQL statements per tick; peak RSS. Then window rules only: pairs/s and round trips of the
- * Lua path vs two baselines — (1) sequential, one tenant and one pair after another as the original
- * design ran (on the first BENCH_SEQ_TENANTS window tenants, its pairs/s extrapolated), and (2) the
- * same code at the Lua path's concurrency — their ratios, and a check that all paths — and the
- * alerts the end-to-end ticks wrote — agree on which (tenant, rule, device) fire.
+ * Tick k runs at T0 + k·I with T0 the current minute, and its readings are inserted (and committed)
+ * just before it, stamped within the interval before it: the evaluator reads them by insert
+ * transaction (the fence), and a tenant's first evaluation reads only readings younger than
+ * `firstReadLookbackMs` (one hour) before its tick time, which tick 0's readings are.
+ *
+ * Figures: device-rule pairs evaluated per second for a whole tick (membership, batched reads with
+ * the fences, Valkey state, evaluation, one commit statement per tenant, state stores); Valkey round
+ * trips per tick, counted on the client and cross-checked with INFO commandstats deltas
+ * (EVALSHA/EVAL calls; commands run inside scripts are not round trips; other users of a shared
+ * server inflate the delta); PostgreSQL statements per tick; where a tenant's state came from
+ * (kept copy, Valkey, rebuilt from PostgreSQL); the time tenants spent awaiting each step; peak RSS.
+ * Then window rules only: pairs/s and round trips of the Lua path vs two baselines — (1) sequential,
+ * one tenant and one pair after another as the original design ran (on the first BENCH_SEQ_TENANTS
+ * window tenants, its pairs/s extrapolated), and (2) the same code at the Lua path's concurrency —
+ * their ratios, and a check that all paths — and the alerts the end-to-end ticks wrote — agree on
+ * which (tenant, rule, device) fire.
+ *
+ * The last line is `BENCH_RESULT {json}` (the headline figures). With BENCH_BASELINE_OUTPUT naming
+ * a file that holds the output of the baseline release's run of this benchmark (same settings),
+ * the figures are also printed before/after with their ratios (see bench/evaluator-baseline.sh).
  */
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import os from "node:os";
 import type { Redis } from "ioredis";
 import pg from "pg";
@@ -31,19 +47,23 @@ import { Registry } from "prom-client";
 import { compileEvaluatorConfig } from "../evaluator/src/config/evaluatorConfig.ts";
 import { connectClients } from "../evaluator/src/main.ts";
 import { createEvaluatorMetrics } from "../evaluator/src/metrics.ts";
-import { evaluateTenant } from "../evaluator/src/rules/evaluateTenant.ts";
+import { evaluateTenant, type TenantEvaluation } from "../evaluator/src/rules/evaluateTenant.ts";
 import { parseRule } from "../evaluator/src/rules/parseRule.ts";
 import { planTenant, type TenantInput, type TenantState } from "../evaluator/src/rules/planTenant.ts";
 import { groupReadings } from "../evaluator/src/rules/readings.ts";
 import type { Reading, Rule } from "../evaluator/src/rules/types.ts";
 import { baselineWindowStore } from "../evaluator/src/state/baselineWindowStore.ts";
-import { ValkeyState } from "../evaluator/src/state/scripts.ts";
-import { createPgStore, type Queryable } from "../evaluator/src/store/pgStore.ts";
+import { advanceTick, applyCommit, commitOps } from "../evaluator/src/state/codec.ts";
+import { readRebuiltState } from "../evaluator/src/state/rebuild.ts";
+import { type FenceVersion, ValkeyState } from "../evaluator/src/state/scripts.ts";
+import { createPgStore, type EvaluatorStore, type Queryable } from "../evaluator/src/store/pgStore.ts";
 import { CircuitBreaker } from "../evaluator/src/tick/circuitBreaker.ts";
 import { systemClock } from "../evaluator/src/tick/clock.ts";
 import { forEachConcurrently } from "../evaluator/src/tick/concurrency.ts";
+import type { StateSource } from "../evaluator/src/tick/evaluationRecord.ts";
 import { isPostgresOutage, isValkeyOutage } from "../evaluator/src/tick/outages.ts";
-import { TickRunner, type TickSummary } from "../evaluator/src/tick/tickRunner.ts";
+import type { StateGateway } from "../evaluator/src/tick/tenantPipeline.ts";
+import { firstReadLookbackMs, TickRunner, type TickSummary } from "../evaluator/src/tick/tickRunner.ts";
 import { migrateUp } from "../operator/src/migrate/runMigrations.ts";
 
 const env = process.env;
@@ -54,10 +74,14 @@ const DEVICES = Number(env["BENCH_DEVICES"] ?? 200);
 const TICKS = Math.max(2, Number(env["BENCH_TICKS"] ?? 4));
 const CONCURRENCY = Number(env["BENCH_CONCURRENCY"] ?? 8);
 const SEQ_TENANTS = Number(env["BENCH_SEQ_TENANTS"] ?? 100);
+const BASELINE_OUTPUT = env["BENCH_BASELINE_OUTPUT"];
+const BASELINE_LABEL = env["BENCH_BASELINE_LABEL"] ?? "baseline";
 const INTERVAL_MS = 60_000;
 const SHARD_SET = "bench/evaluator";
 const PREFIX = `bench-${randomBytes(3).toString("hex")}`;
-// Tick k runs at T0 + k·I; its readings are stamped within the interval before it.
+// Tick k runs at T0 + k·I; its readings are stamped within the interval before it. T0 is the
+// current minute: the evaluator is not wall-clock bound, but a tenant's first evaluation reads
+// readings younger than firstReadLookbackMs before its tick time only (checked in main).
 const T0 = Math.floor(Date.now() / INTERVAL_MS) * INTERVAL_MS;
 const BASE_SLOT = T0 / INTERVAL_MS;
 
@@ -156,6 +180,10 @@ async function main(): Promise<void> {
     console.log(
       `evaluator benchmark: ${fmt(TENANTS)} tenants × ${fmt(DEVICES)} devices × 2 rules, ${TICKS} ticks, concurrency ${CONCURRENCY}`,
     );
+    // A tenant's first evaluation (tick 0) reads only readings younger than the lookback before
+    // its tick time: tick 0's readings are stamped within one interval before T0.
+    if (config.intervalMs !== INTERVAL_MS || INTERVAL_MS >= firstReadLookbackMs(config.intervalMs))
+      throw new Error("tick 0's readings would be older than a tenant's first evaluation reads");
     const loadStart = performance.now();
     await migrateUp({ db: db });
     await seed(db);
@@ -171,6 +199,34 @@ async function main(): Promise<void> {
     };
     // Round trips counted on the client too (exact, whatever else uses the shared server).
     const valkeyState = new ValkeyState(valkey);
+    // Time tenants spend awaiting each step, summed over tenants (they overlap: at most
+    // CONCURRENCY at once, and a resolved await also waits for the event loop to be free).
+    const awaited = { read: 0, load: 0, rebuild: 0, commit: 0, store: 0 };
+    const timed = async <T>(step: keyof typeof awaited, fn: () => Promise<T>): Promise<T> => {
+      const t = performance.now();
+      try {
+        return await fn();
+      } finally {
+        awaited[step] += performance.now() - t;
+      }
+    };
+    const pgStore = createPgStore(countingDb);
+    const store: EvaluatorStore = {
+      ...pgStore,
+      readTenantData: (...a) => timed("read", () => pgStore.readTenantData(...a)),
+      commitEvaluation: (...a) => timed("commit", () => pgStore.commitEvaluation(...a)),
+    };
+    const state: StateGateway = {
+      loadTenantState: (...a) => timed("load", () => valkeyState.loadTenantState(...a)),
+      storeTenantState: (...a) => timed("store", () => valkeyState.storeTenantState(...a)),
+      releaseTickLease: (lease) => valkeyState.releaseTickLease(lease),
+      forget: (tenantId) => valkeyState.forget(tenantId),
+      wallNow: () => valkeyState.wallNow(),
+      retainTenants: (ids) => valkeyState.retainTenants(ids),
+    };
+    // Where each evaluation's state came from, and how many readings it judged.
+    const sources: Record<StateSource, number> = { kept: 0, valkey: 0, rebuilt: 0 };
+    let judged = 0;
     const breaker = (isOutage: (e: unknown) => boolean) =>
       new CircuitBreaker({
         name: "b",
@@ -181,15 +237,22 @@ async function main(): Promise<void> {
       });
     const runner = new TickRunner({
       settings: config,
-      store: createPgStore(countingDb),
-      state: valkeyState,
+      store,
+      state,
+      rebuild: (plan, fence, now) => timed("rebuild", () => readRebuiltState(countingDb, plan, fence, now)),
       clock: systemClock,
       log,
       metrics: createEvaluatorMetrics(new Registry()),
       breakers: { postgres: breaker(isPostgresOutage), valkey: breaker(isValkeyOutage) },
       token: `bench-${PREFIX}`,
+      onEvaluation: (record) => {
+        sources[record.stateSource]++;
+        judged += record.readings.length;
+      },
     });
-    console.log("\nend to end, one tick (membership → reads → Valkey → rules → alerts → commit):");
+    console.log(
+      "\nend to end, one tick (membership → reads with fences → Valkey state → rules → commit per tenant → state store):",
+    );
     const measured: {
       summary: TickSummary;
       ms: number;
@@ -203,6 +266,9 @@ async function main(): Promise<void> {
     for (let k = 0; k < TICKS; k++) {
       await insertReadings(db, k);
       statements = 0;
+      judged = 0;
+      for (const s of Object.keys(sources) as StateSource[]) sources[s] = 0;
+      for (const s of Object.keys(awaited) as (keyof typeof awaited)[]) awaited[s] = 0;
       const callsBefore = valkeyState.calls;
       const before = await commandStats(stats);
       const cpu = process.cpuUsage();
@@ -217,14 +283,36 @@ async function main(): Promise<void> {
       const roundTrips = delta(after, before, ["evalsha", "eval"]);
       const clientTrips = valkeyState.calls - callsBefore;
       const valkeyMs = (scriptUsec(after) - scriptUsec(before)) / 1000;
-      if (!summary.ok || summary.failed > 0) throw new Error(`tick ${k} failed: ${JSON.stringify(summary)}`);
-      measured.push({ summary, ms, roundTrips, clientTrips, statements, rss: peakRss, cpuMs, valkeyMs });
+      if (!summary.ok || summary.failed > 0 || summary.stale > 0)
+        throw new Error(`tick ${k} failed: ${JSON.stringify(summary)}`);
+      measured.push({
+        summary,
+        ms,
+        roundTrips,
+        clientTrips,
+        statements,
+        rss: peakRss,
+        cpuMs,
+        valkeyMs,
+      });
       line(
         `tick ${k}${k === 0 ? " (warm-up)" : ""}`,
         `${fmt(ms)} ms, ${fmt(summary.rules)} pairs → ${fmt(summary.rules / (ms / 1000))} pairs/s, ` +
           `${fmt(clientTrips)} Valkey round trips (server saw ${fmt(roundTrips)} script calls), ${fmt(statements)} SQL statements, ${fmt(summary.alerts)} new alerts; ` +
           `evaluator CPU ${fmt(cpuMs)} ms, Valkey script time ${fmt(valkeyMs)} ms`,
       );
+      line(
+        "",
+        `state: ${fmt(sources.kept)} kept, ${fmt(sources.valkey)} from Valkey, ${fmt(sources.rebuilt)} rebuilt; ` +
+          `awaited (sum over tenants): commit ${fmt(awaited.commit)} ms, store ${fmt(awaited.store)} ms, ` +
+          `load ${fmt(awaited.load)} ms, rebuild ${fmt(awaited.rebuild)} ms; batch reads ${fmt(awaited.read)} ms`,
+      );
+      // Every reading inserted for this tick committed before it: all must be judged now. Fewer
+      // means the read position was held back (a long transaction elsewhere on a shared server).
+      if (judged !== TENANTS * DEVICES)
+        console.log(
+          `  WARNING: tick ${k} judged ${fmt(judged)} readings, ${fmt(TENANTS * DEVICES)} were inserted before it`,
+        );
     }
     const steady = measured.slice(1).sort((a, b) => a.ms - b.ms);
     const median = steady[Math.floor(steady.length / 2)]!;
@@ -238,7 +326,11 @@ async function main(): Promise<void> {
     );
     line(
       "Valkey round trips per tick",
-      `${fmt(median.clientTrips)} (${fmt(median.clientTrips / TENANTS, 2)} per tenant: one write with the lease, plus a commit when state changed; a tenant whose state this process does not hold adds a read)`,
+      `${fmt(median.clientTrips)} (${fmt(median.clientTrips / TENANTS, 2)} per tenant: one state store after the commit; a tenant whose state this process does not hold adds a read before it)`,
+    );
+    line(
+      "PostgreSQL statements per tick",
+      `${fmt(median.statements)} (${fmt(median.statements / TENANTS, 2)} per tenant: one commit each, fence and alert writes; plus the batch reads)`,
     );
     line(
       "Valkey script time per tick (single-threaded)",
@@ -288,10 +380,37 @@ async function main(): Promise<void> {
     };
     const lua = new ValkeyState(valkey);
     const baseline = baselineWindowStore(valkey);
-    const firing = (input: TenantInput, state: TenantState, into: Set<string>) => {
-      for (const c of evaluateTenant({ ...input, state }).conditions) {
+    const firingOf = (input: TenantInput, evaluation: TenantEvaluation, into: Set<string>) => {
+      for (const c of evaluation.conditions) {
         if (c.status === true) into.add(`${input.tenantId}|${c.ruleId}|${c.deviceId}`);
       }
+    };
+    const firing = (input: TenantInput, state: TenantState, into: Set<string>) =>
+      firingOf(input, evaluateTenant({ ...input, state }), into);
+    // The Lua path runs a tenant as the tick does: load the state of the fence's evaluation (no
+    // call once this process keeps a copy), advance it by the readings, evaluate, commit, store
+    // (one tenant_write). The commit is the fence below, in memory: it is the PostgreSQL side of
+    // the tick, measured end to end above.
+    const fences = new Map<string, FenceVersion>();
+    const luaTenant = async (input: TenantInput, into: Set<string>): Promise<void> => {
+      const plan = planTenant(input);
+      const fence = fences.get(input.tenantId) ?? { seq: 0, evalMs: null };
+      const load = await lua.loadTenantState(plan, fence);
+      if (load.kind !== "state") throw new Error(`tenant ${input.tenantId}: unexpected load (${load.kind})`);
+      const snapshot = load.snapshot;
+      const step = advanceTick(snapshot, plan, input.now);
+      const evaluation = evaluateTenant({ ...input, state: step.state, plan });
+      firingOf(input, evaluation, into);
+      applyCommit(snapshot, evaluation.stateUpdates, input.now);
+      snapshot.seq = fence.seq + 1;
+      snapshot.at = input.now;
+      const stored = await lua.storeTenantState(plan, snapshot, {
+        from: { seq: fence.seq, at: fence.evalMs },
+        writes: commitOps(evaluation.stateUpdates, input.now, step),
+      });
+      if (!stored.stored)
+        throw new Error(`tenant ${input.tenantId}: state not stored (newer ${stored.newer})`);
+      fences.set(input.tenantId, { seq: snapshot.seq, evalMs: input.now });
     };
     // The original system evaluated tenants one after another in one loop, awaiting every GET and
     // SET: the sequential baseline does that, under tenant ids of its own ("…-seq"), on the first
@@ -303,7 +422,7 @@ async function main(): Promise<void> {
       return { ...input, tenantId: id, rules: input.rules.map((r) => ({ ...r, tenantId: id })) };
     };
     console.log(
-      "\nwindow rules only, state load + evaluation per tick (same readings; best steady tick of each path):",
+      "\nwindow rules only, state load → evaluation → state store per tick (same readings; best steady tick of each path):",
     );
     const pathRuns = { lua: [] as number[], baseline: [] as number[], sequential: [] as number[] };
     let luaTrips = 0;
@@ -322,11 +441,7 @@ async function main(): Promise<void> {
       sequentialFiring = new Set();
       let before = await commandStats(stats);
       let t = performance.now();
-      await forEachConcurrently(inputs, CONCURRENCY, async (input) => {
-        const load = await lua.loadTenantState(planTenant(input));
-        if (!load.acquired) throw new Error("unexpected lease");
-        firing(input, load.state, luaFiring);
-      });
+      await forEachConcurrently(inputs, CONCURRENCY, (input) => luaTenant(input, luaFiring));
       pathRuns.lua.push(performance.now() - t);
       luaTrips = delta(await commandStats(stats), before, ["evalsha", "eval"]);
       before = await commandStats(stats);
@@ -366,7 +481,7 @@ async function main(): Promise<void> {
     const seqPps = seqPairsPerTick / (best(pathRuns.sequential) / 1000);
     line("window pairs per tick", fmt(pairsPerTick));
     line(
-      `Lua path (one script call per tenant once its state is kept, concurrency ${CONCURRENCY})`,
+      `Lua path (one store call per tenant once its state is kept, concurrency ${CONCURRENCY})`,
       `${fmt(best(pathRuns.lua))} ms → ${fmt(luaPps)} pairs/s, ${fmt(luaTrips)} round trips`,
     );
     line(
@@ -420,6 +535,23 @@ async function main(): Promise<void> {
       `${fmt(luaPps / seqPps, 1)}× (${luaPps / seqPps >= 30 ? "meets" : "BELOW"} 30×)`,
     );
     line("window rules vs concurrent baseline", `${fmt(luaPps / basePps, 1)}×`);
+
+    const figures: Figures = {
+      pairsPerTick: median.summary.rules,
+      steadyTickMs: median.ms,
+      steadyPairsPerSec: e2ePairsPerSec,
+      pairsPerCpuSecond: median.summary.rules / (median.cpuMs / 1000),
+      valkeyTripsPerTick: median.clientTrips,
+      pgStatementsPerTick: median.statements,
+      peakRssMiB: peakRss / 2 ** 20,
+      windowLuaPairsPerSec: luaPps,
+      windowSequentialPairsPerSec: seqPps,
+      windowConcurrentPairsPerSec: basePps,
+    };
+    if (BASELINE_OUTPUT !== undefined) printComparison(readFileSync(BASELINE_OUTPUT, "utf8"), figures);
+    console.log(
+      `${RESULT_TAG} ${JSON.stringify({ tenants: TENANTS, devices: DEVICES, ticks: TICKS, concurrency: CONCURRENCY, ...figures })}`,
+    );
   } finally {
     await cleanupValkey(valkey).catch(() => undefined);
     valkey.disconnect();
@@ -430,6 +562,117 @@ async function main(): Promise<void> {
     await drop.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
     await drop.end();
   }
+}
+
+/** The headline figures of one run: the JSON of its `BENCH_RESULT` line. */
+interface Figures {
+  /** (rule, device) pairs of a tick. */
+  readonly pairsPerTick: number;
+  /** The median steady tick (ticks 1…): its wall time and pairs/s. */
+  readonly steadyTickMs: number;
+  readonly steadyPairsPerSec: number;
+  /** Pairs per evaluator CPU-second in that tick (less sensitive to a shared machine's load). */
+  readonly pairsPerCpuSecond: number;
+  /** Valkey round trips (script calls, counted on the client) and SQL statements of that tick. */
+  readonly valkeyTripsPerTick: number;
+  readonly pgStatementsPerTick: number;
+  /** Peak RSS sampled during the end-to-end ticks. */
+  readonly peakRssMiB: number;
+  /** Window rules only: the Lua path, the sequential and the concurrent GET + SET baselines. */
+  readonly windowLuaPairsPerSec: number;
+  readonly windowSequentialPairsPerSec: number;
+  readonly windowConcurrentPairsPerSec: number;
+}
+
+const RESULT_TAG = "BENCH_RESULT";
+
+/**
+ * The figures of a run of this benchmark from its output: its `BENCH_RESULT` line, or — for a
+ * release from before that line (58bf248) — its text lines, which keep the same format here. The
+ * median steady tick is chosen from the tick lines as {@link main} chooses it.
+ */
+function parseFigures(text: string): Figures {
+  const tagged = text.match(new RegExp(`^${RESULT_TAG} (\\{.*\\})$`, "m"));
+  if (tagged) return JSON.parse(tagged[1]!) as Figures;
+  const num = (s: string) => Number(s.replaceAll(",", ""));
+  const N = "([\\d,.]+)";
+  const ticks = [
+    ...text.matchAll(
+      new RegExp(
+        `^ {2}tick (\\d+)(?: \\(warm-up\\))? +${N} ms, ${N} pairs → ${N} pairs/s, ${N} Valkey round trips .*?, ${N} SQL statements,`,
+        "gm",
+      ),
+    ),
+  ].map((m) => ({
+    k: Number(m[1]),
+    ms: num(m[2]!),
+    pairs: num(m[3]!),
+    pairsPerSec: num(m[4]!),
+    trips: num(m[5]!),
+    statements: num(m[6]!),
+  }));
+  const steady = ticks.filter((t) => t.k > 0).sort((a, b) => a.ms - b.ms);
+  const median = steady[Math.floor(steady.length / 2)];
+  const field = (label: RegExp): number => {
+    const m = text.match(label);
+    if (!m) throw new Error(`the baseline output has no line matching ${label}`);
+    return num(m[1]!);
+  };
+  if (median === undefined) throw new Error("the baseline output has no steady tick line");
+  return {
+    pairsPerTick: median.pairs,
+    steadyTickMs: median.ms,
+    steadyPairsPerSec: median.pairsPerSec,
+    pairsPerCpuSecond: field(new RegExp(`^ {2}pairs per evaluator CPU-second +${N} `, "m")),
+    valkeyTripsPerTick: median.trips,
+    pgStatementsPerTick: median.statements,
+    peakRssMiB: field(new RegExp(`^ {2}peak RSS +${N} MiB`, "m")),
+    windowLuaPairsPerSec: field(new RegExp(`^ {2}Lua path .*?ms → ${N} pairs/s`, "m")),
+    windowSequentialPairsPerSec: field(new RegExp(`^ {2}\\(1\\) baseline, sequential.*?→ ${N} pairs/s`, "m")),
+    windowConcurrentPairsPerSec: field(
+      new RegExp(`^ {2}\\(2\\) baseline, concurrency.*?→ ${N} pairs/s`, "m"),
+    ),
+  };
+}
+
+/** The baseline release's figures (from its output) and this run's, side by side with ratios. */
+function printComparison(baselineOutput: string, after: Figures): void {
+  const before = parseFigures(baselineOutput);
+  if (before.pairsPerTick !== after.pairsPerTick)
+    throw new Error(
+      `the baseline ran ${fmt(before.pairsPerTick)} pairs per tick, this run ${fmt(after.pairsPerTick)}: not the same settings`,
+    );
+  console.log(`
+before/after: ${BASELINE_LABEL} vs this tree, same settings, one run each, one after the other:`);
+  const row = (label: string, b: string, a: string, ratio: string) =>
+    console.log(`  ${label.padEnd(44)} ${b.padStart(12)} ${a.padStart(12)}   ${ratio}`);
+  row("figure", "before", "after", "after / before");
+  const ratio = (b: number, a: number) => {
+    const r = a / b;
+    return `${fmt(r, 2)}× (${r >= 1 ? "+" : "−"}${fmt(Math.abs(r - 1) * 100, 1)} %)`;
+  };
+  const pair = (label: string, b: number, a: number, digits = 0) =>
+    row(label, fmt(b, digits), fmt(a, digits), ratio(b, a));
+  pair("steady tick pairs/s (median of the steady)", before.steadyPairsPerSec, after.steadyPairsPerSec);
+  pair("  its wall time, ms", before.steadyTickMs, after.steadyTickMs);
+  pair("pairs per evaluator CPU-second", before.pairsPerCpuSecond, after.pairsPerCpuSecond);
+  pair("Valkey round trips per tick", before.valkeyTripsPerTick, after.valkeyTripsPerTick);
+  pair("PostgreSQL statements per tick", before.pgStatementsPerTick, after.pgStatementsPerTick);
+  pair("peak RSS, MiB", before.peakRssMiB, after.peakRssMiB);
+  pair("window rules, Lua path pairs/s", before.windowLuaPairsPerSec, after.windowLuaPairsPerSec);
+  pair(
+    "window rules, Lua path / sequential baseline",
+    before.windowLuaPairsPerSec / before.windowSequentialPairsPerSec,
+    after.windowLuaPairsPerSec / after.windowSequentialPairsPerSec,
+    1,
+  );
+  const fall = 1 - after.steadyPairsPerSec / before.steadyPairsPerSec;
+  line(
+    "steady-tick pairs/s within 10 % of the baseline",
+    fall <= 0.1
+      ? `yes (${fall > 0 ? `${fmt(fall * 100, 1)} % lower` : `${fmt(-fall * 100, 1)} % higher`})`
+      : `NO: ${fmt(fall * 100, 1)} % lower (one run each on a shared machine: run again before concluding)`,
+  );
 }
 
 function waitReady(valkey: Redis): Promise<void> {
