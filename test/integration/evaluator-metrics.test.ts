@@ -7,7 +7,6 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
-import { tickLeaseKey } from "../../evaluator/src/state/keys.ts";
 import {
   createEvaluatorWorld,
   type EvaluatorProcess,

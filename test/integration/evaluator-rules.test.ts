@@ -1,10 +1,3 @@
-/**
- * Every rule type end to end through one tick of the real pipeline: readings inserted into
- * `telemetry`, rules in `alert_rules`, state in the real Valkey, alerts read back from `alerts`.
- * The tick timestamps are chosen by the test (the tick runner is driven in-process, one slot per
- * call), so windows, silences and escalations play out without waiting.
- */
-import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import pino from "pino";
 import { Registry } from "prom-client";

@@ -40,7 +40,6 @@ import {
 } from "../../evaluator/src/state/codec.ts";
 import {
   cooldownKey,
-  tenantKeysPattern,
   tenantStateField,
   tenantStateKey,
   tenantTag,
@@ -57,7 +56,7 @@ import {
   ValkeyState,
 } from "../../evaluator/src/state/scripts.ts";
 import { type PrivateRedis, startPrivateRedis } from "../support/privateServices.ts";
-import { connectValkey, uniqueTenantId } from "../support/valkey.ts";
+import { connectValkey, deleteTenantKeys, uniqueTenantId } from "../support/valkey.ts";
 
 const clients: Redis[] = [];
 const tenants: string[] = [];
@@ -89,12 +88,7 @@ afterEach(async () => {
   try {
     for (const t of tenants.splice(0)) {
       fences.delete(t);
-      let cursor = "0";
-      do {
-        const [next, keys] = await cleaner.scan(cursor, "MATCH", tenantKeysPattern(t), "COUNT", 1000);
-        if (keys.length > 0) await cleaner.del(...keys);
-        cursor = next;
-      } while (cursor !== "0");
+      await deleteTenantKeys(cleaner, t);
     }
   } finally {
     cleaner.disconnect();

@@ -8,11 +8,10 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { tenantKeysPattern } from "../../evaluator/src/state/keys.ts";
 import { migrateUp } from "../../operator/src/migrate/runMigrations.ts";
 import { eventually as pollUntil, toolchainBin } from "./cluster.ts";
 import { createTestDatabase, type TestDatabase } from "./postgres.ts";
-import { connectValkey, VALKEY_URL } from "./valkey.ts";
+import { connectValkey, deleteTenantKeys, VALKEY_URL } from "./valkey.ts";
 
 export const EVALUATOR_BIN = fileURLToPath(new URL("../../evaluator/bin/evaluator.ts", import.meta.url));
 
@@ -209,14 +208,7 @@ export async function createEvaluatorWorld(label: string, shardCount = 1): Promi
     async destroy() {
       const valkey = connectValkey();
       try {
-        for (const t of tenants) {
-          let cursor = "0";
-          do {
-            const [next, keys] = await valkey.scan(cursor, "MATCH", tenantKeysPattern(t), "COUNT", 1000);
-            if (keys.length > 0) await valkey.del(...keys);
-            cursor = next;
-          } while (cursor !== "0");
-        }
+        for (const t of tenants) await deleteTenantKeys(valkey, t);
       } finally {
         valkey.disconnect();
         await db.drop();

@@ -17,10 +17,10 @@ export default async function setup(): Promise<() => Promise<void>> {
   const wasUp = existsSync(join(clusterStateDir(), "run", "kube-apiserver.pid"));
   const { stderr } = await run("bash", [cluster, "up"], { maxBuffer: 64 * 1024 * 1024 });
   process.stderr.write(
-    stderr
+    `${stderr
       .split("\n")
       .filter((l) => l.startsWith("[cluster]"))
-      .join("\n") + "\n",
+      .join("\n")}\n`,
   );
   return async () => {
     if (!wasUp && process.env["EO_KEEP_CLUSTER"] !== "1") {

@@ -18,7 +18,6 @@ import pg from "pg";
 import pino from "pino";
 import { Registry } from "prom-client";
 import { createEvaluatorMetrics } from "../../evaluator/src/metrics.ts";
-import { tenantKeysPattern } from "../../evaluator/src/state/keys.ts";
 import { readRebuiltState } from "../../evaluator/src/state/rebuild.ts";
 import { ValkeyState } from "../../evaluator/src/state/scripts.ts";
 import { createPgStore, type EvaluatorStore } from "../../evaluator/src/store/pgStore.ts";
@@ -35,6 +34,7 @@ import {
   type HistoryInput,
   HistoryRecorder,
 } from "./history.ts";
+import { deleteTenantKeys } from "./valkey.ts";
 
 /** One thing that happens in a schedule. Indexes wrap around (modulo the pods/tenants there are). */
 export type Step =
@@ -375,7 +375,7 @@ export async function runSchedule(
       }
       case "flush": {
         const id = tenantIds[step.tenant % tenantIds.length]!;
-        await deleteKeys(valkey, id);
+        await deleteTenantKeys(valkey, id);
         note("flush", "Valkey keys lost", id);
         break;
       }
@@ -407,7 +407,7 @@ export async function runSchedule(
   try {
     await opts.inspect?.(tenantIds);
   } finally {
-    for (const id of tenantIds) await deleteKeys(valkey, id);
+    for (const id of tenantIds) await deleteTenantKeys(valkey, id);
   }
   return {
     check: {
@@ -420,13 +420,4 @@ export async function runSchedule(
     log,
     maxOffsetMs: Math.max(...opts.shards.map((s) => shardOffsetMs(shardSet, s, I))),
   };
-}
-
-async function deleteKeys(valkey: Redis, tenantId: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, keys] = await valkey.scan(cursor, "MATCH", tenantKeysPattern(tenantId), "COUNT", 1000);
-    if (keys.length > 0) await valkey.del(...keys);
-    cursor = next;
-  } while (cursor !== "0");
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
+import { tenantKeysPattern } from "../../evaluator/src/state/keys.ts";
 
 /** The shared Valkey/Redis server the suites run against. */
 export const VALKEY_URL = process.env["VALKEY_URL"] ?? "redis://127.0.0.1:6379/0";
@@ -22,4 +23,14 @@ export function uniqueTenantId(): string {
 export async function windowBufferLength(client: Redis, key: string): Promise<number> {
   const stored = await client.get(key);
   return stored ? stored.split(",").length : 0;
+}
+
+/** Deletes every Valkey key of one tenant (its keys share the tenant's hash tag). */
+export async function deleteTenantKeys(client: Redis, tenantId: string): Promise<void> {
+  let cursor = "0";
+  do {
+    const [next, keys] = await client.scan(cursor, "MATCH", tenantKeysPattern(tenantId), "COUNT", 1000);
+    if (keys.length > 0) await client.del(...keys);
+    cursor = next;
+  } while (cursor !== "0");
 }
