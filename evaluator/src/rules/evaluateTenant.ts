@@ -1,26 +1,19 @@
 /**
- * The per-tenant evaluation, pure. The tick loop does the I/O around it, and the data flow is
- * designed so that one tenant costs at most two Valkey round trips per tick, whatever its number of
- * devices × rules — and usually one:
+ * The per-tenant evaluation, pure. The tick pipeline (`tick/tenantPipeline.ts`) does the I/O around
+ * it; one tenant costs one Valkey round trip per tick in the steady state, whatever its number of
+ * devices × rules:
  *
  * 1. `planTenant(input)` (pure) expands rules into (rule, device) pairs and says which state each
  *    needs.
- * 2. `ValkeyState.loadTenantState(plan, { lease })` — ONE script call: takes the tick
- *    lease `tick:{tenant}:slot` (optional), appends this tick's readings to every window buffer,
- *    trims them, refreshes TTLs, updates last-seen timestamps, and returns buffers, cooldown TTLs,
- *    anomaly statistics and lifecycle states of all pairs in one reply.
- * 3. `evaluateTenant({ ...input, state })` (this module, pure) → conditions, alert actions and the
+ * 2. The state the tenant's last committed evaluation left: the evaluator's kept copy (no call),
+ *    `ValkeyState.loadTenantState` (one `tenant_read`), or a rebuild from PostgreSQL.
+ * 3. `advanceTick` (state/codec.ts, pure) appends this tick's readings to the window buffers, trims
+ *    them and advances last-seen times.
+ * 4. `evaluateTenant({ ...input, state })` (this module, pure) → conditions, alert actions and the
  *    few state updates the tick produced.
- * 4. `ValkeyState.commitTenantState(tenantId, stateUpdates, { lease })` — ONE script call, fenced by
- *    the lease, and skipped when there is nothing to write.
- *
- * Why not a single round trip: the rules are TypeScript (pure, table-tested), so what they decide —
- * a new cooldown, a lifecycle transition, learned anomaly statistics — is only known after the
- * reply. Folding those writes into the *next* tick's load would lose them when a tenant moves to
- * another shard or the process dies, and re-implementing the rules in Lua would give two sources of
- * truth. Everything that does not need the verdict (buffer appends, trims, TTLs, last-seen, the
- * lease) is already done by the load, so the second call only happens on transitions and on anomaly
- * rules with new readings.
+ * 5. The commit in PostgreSQL (fence and alert writes in one statement), then
+ *    `ValkeyState.storeTenantState` — ONE script call with the buffer writes of step 3 and the state
+ *    updates of step 4.
  */
 
 import { type AnomalyStats, anomalyCondition } from "./anomaly.ts";
@@ -52,7 +45,7 @@ interface PairRef {
   readonly deviceId: string;
 }
 
-/** A write to the tenant's Valkey state (see `ValkeyState.commitTenantState`). */
+/** A write to the tenant's Valkey state (see `ValkeyState.storeTenantState`). */
 export type StateUpdate =
   /** Start the (rule, device) cooldown: no new `fire` for `ttlMs`. */
   | (PairRef & { readonly kind: "cooldown"; readonly ttlMs: number })
@@ -96,7 +89,7 @@ export interface PairFailure {
 
 /** Result of {@link evaluateTenant}. */
 export interface TenantEvaluation {
-  /** Writes for `commitTenantState`; empty when nothing changed. */
+  /** State updates for `storeTenantState` (with `commitOps`); empty when nothing changed. */
   readonly stateUpdates: readonly StateUpdate[];
   /**
    * Every pair's verdict, including unknowns. Counts as "rules evaluated"; a `false` here also lets

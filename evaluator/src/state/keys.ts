@@ -17,13 +17,13 @@
  * | kind   | holds                                                                      |
  * |--------|----------------------------------------------------------------------------|
  * | `cond` | alert lifecycle state while firing (JSON)                                  |
- * | `anom` | rolling anomaly statistics (JSON)                                          |
+ * | `anom` | rolling anomaly statistics (`n,mean,variance,lastTs`)                      |
  * | `seen` | newest reading timestamp, ms (absent pattern)                              |
- * | `cd`   | "1" while a `cooldown:` key was set for the pair: the index the load reads |
+ * | `cd`   | when the pair's cooldown ends (tick clock, ms); a `cooldown:` key beside it |
  *
- * and one more field, `gen`: the generation stamp of the tenant's state, replaced by every write
- * (see `tenant_write.lua`). The hash has one TTL, refreshed by every write (Valkey 7 has no
- * per-field TTL).
+ * and one more field, `seq`: the version (`"<seq>:<tick ms>"`) of the committed evaluation whose
+ * state the hash holds (see `tenant_write.lua`). The hash has one TTL, refreshed by every write
+ * (Valkey 7 has no per-field TTL).
  *
  * `tenant_read.lua` and `tenant_write.lua` build the keys and fields themselves, as `kind:` + the
  * hash tag of their one declared key + `:keyPart(rule):keyPart(device)`, and
