@@ -94,6 +94,22 @@ async function loads(w: World) {
   return rows.map((r) => ({ id: r.id, weight: Number(r.weight), shard: r.shard_index }));
 }
 
+/** The assignment and the epoch read in one snapshot (a commit cannot fall between the two). */
+async function assignmentAndEpoch(
+  w: World,
+): Promise<{ assignment: Map<string, number | null>; epoch: number }> {
+  const { rows } = await w.db.pool.query<{ id: string; shard_index: number | null; epoch: string }>(
+    `SELECT t.id, t.shard_index, s.epoch::text AS epoch
+       FROM tenants t JOIN shard_sets s ON s.name = t.shard_set
+      WHERE t.shard_set = $1`,
+    [w.shardSet],
+  );
+  return {
+    assignment: new Map(rows.map((r) => [r.id, r.shard_index])),
+    epoch: Number(rows[0]?.epoch ?? 0),
+  };
+}
+
 async function epoch(w: World): Promise<number> {
   const { rows } = await w.db.pool.query("SELECT epoch FROM shard_sets WHERE name = $1", [w.shardSet]);
   return Number(rows[0]?.epoch ?? 0);
@@ -179,6 +195,7 @@ describe("reshard through the operator", () => {
     await kubectl(["apply", "-n", w.ns, "-f", "-"], shardSetManifest("alerts", 2));
     await settled(w, 2);
     const before = await assignment(w);
+    const planned = planAssignment(await loads(w), 3).assignment;
 
     // A fast shutdown terminates every client connection (an immediate one could lose this
     // unsynced test instance's recent commits, which is not the outage under test).
@@ -210,10 +227,15 @@ describe("reshard through the operator", () => {
     expect((await getShardSet(kc, w.ns, "alerts")).status?.shards).toBe(2);
 
     await server.start();
-    // Nothing half-written: either the old assignment or the complete new one, never a mix.
-    const after = await assignment(w);
-    const epochNow = await epoch(w);
-    if (epochNow === 1) expect(after).toEqual(before);
+    // Nothing half-written: either the old assignment at the old epoch, or the complete planned one
+    // at the next, never a mix (whichever way the race with the operator's retry went).
+    const now = await assignmentAndEpoch(w);
+    if (now.epoch === 1) {
+      expect(now.assignment).toEqual(before);
+    } else {
+      expect(now.epoch).toBe(2);
+      for (const [id, shard] of planned) expect(now.assignment.get(id)).toBe(shard);
+    }
     const s = await settled(w, 3);
     const final = await expectConsistent(w, 3);
     expect(final.size).toBe(1000);
