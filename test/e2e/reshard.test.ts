@@ -243,6 +243,41 @@ describe("reshard through the operator", () => {
     expect(await epoch(w)).toBe(2);
   });
 
+  it("places tenants created while a reshard waits for shards that cannot start on the shards that run", async () => {
+    const w = await world("waiting", 200);
+    operator(w);
+    await kubectl(["apply", "-n", w.ns, "-f", "-"], shardSetManifest("alerts", 2));
+    await settled(w, 2);
+    // Shard 2's pod can be scheduled nowhere, so the reshard to 3 waits in ScalingUp.
+    const stuck = shardSetManifest("alerts", 3).replace(
+      "    tickIntervalSeconds: 5\n",
+      '    tickIntervalSeconds: 5\n    nodeSelector: { eo-test/unschedulable: "true" }\n',
+    );
+    await kubectl(["apply", "-n", w.ns, "-f", "-"], stuck);
+    await eventually(
+      async () =>
+        (await getShardSet(kc, w.ns, "alerts")).status?.reshard?.phase === "ScalingUp" ? true : undefined,
+      { what: "the reshard waiting in ScalingUp" },
+    );
+    await w.db.pool.query(
+      "INSERT INTO tenants (id, shard_set) SELECT 'late-' || i, $1 FROM generate_series(1, 5) AS i",
+      [w.shardSet],
+    );
+    const placed = await eventually(
+      async () => {
+        const { rows } = await w.db.pool.query<{ shard_index: number | null }>(
+          "SELECT shard_index FROM tenants WHERE id LIKE 'late-%'",
+        );
+        return rows.every((r) => r.shard_index !== null) ? rows : undefined;
+      },
+      { what: "the new tenants placed", timeoutMs: 60_000 },
+    );
+    // On the two shards that run, without a reshard: nothing else moved, the epoch is unchanged.
+    expect(placed.map((r) => r.shard_index).every((i) => i === 0 || i === 1)).toBe(true);
+    expect(await epoch(w)).toBe(1);
+    expect((await getShardSet(kc, w.ns, "alerts")).status?.reshard?.phase).toBe("ScalingUp");
+  });
+
   it.each(["after-scale-up", "before-commit", "after-commit", "before-delete", "after-delete"])(
     "converges to the planned state when killed at %s and restarted",
     async (point) => {

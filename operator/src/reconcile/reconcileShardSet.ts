@@ -124,6 +124,15 @@ export async function reconcileShardSet(
 
     const assignments = deps.assignments ? await deps.assignments(set) : undefined;
     const snapshot = assignments ? await assignments.read() : undefined;
+    /** Places unassigned tenants on the `count` committed shards, moving nobody else. */
+    const placeNewTenants = async (count: number): Promise<void> => {
+      if (!assignments || count === 0) return;
+      const placed = await assignments.assignNew();
+      if (placed > 0) {
+        log.info({ tenants: placed }, "Assigned new tenants");
+        status.tenants = (await assignments.read()).tenants;
+      }
+    };
     // The database is the truth about tenants; status is only its report (it may trail a crash).
     const committed = snapshot ? (snapshot.shardCount ?? 0) : (status.shards ?? 0);
     if (snapshot) {
@@ -167,6 +176,9 @@ export async function reconcileShardSet(
         const fresh = range(reshard.to).filter((i) => i >= reshard!.from);
         const notReady = fresh.filter((i) => !available(deploymentAt(i)));
         if (notReady.length > 0) {
+          // The committed shards run meanwhile: tenants created since are placed on them now, not
+          // left unevaluated until the new shards come up (which may take until an operator fixes them).
+          await placeNewTenants(committed);
           const waited = now - Date.parse(reshard.startedAt);
           waitingMessage = `waiting for shards ${notReady.join(", ")} to become available (${Math.round(waited / 1000)}s)`;
           status.reshard = reshard;
@@ -260,13 +272,7 @@ export async function reconcileShardSet(
     }
 
     // Settled: place tenants created since the last reshard (no reshard, nobody else moves).
-    if (assignments && committed > 0) {
-      const placed = await assignments.assignNew();
-      if (placed > 0) {
-        log.info({ tenants: placed }, "Assigned new tenants");
-        status.tenants = (await assignments.read()).tenants;
-      }
-    }
+    await placeNewTenants(committed);
     return finish(committed, undefined, undefined, assignments ? deps.config.resyncMs : undefined);
   }
 
