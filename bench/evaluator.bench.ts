@@ -221,7 +221,6 @@ async function main(): Promise<void> {
       storeTenantState: (...a) => timed("store", () => valkeyState.storeTenantState(...a)),
       releaseTickLease: (lease) => valkeyState.releaseTickLease(lease),
       forget: (tenantId) => valkeyState.forget(tenantId),
-      wallNow: () => valkeyState.wallNow(),
       retainTenants: (ids) => valkeyState.retainTenants(ids),
     };
     // Where each evaluation's state came from, and how many readings it judged.

@@ -19,16 +19,15 @@
  * statement read (from EXPLAIN ANALYZE: telemetry and alerts rows, buffers hit/read), rows and
  * bytes it returned.
  */
-import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { parseRule } from "../evaluator/src/rules/parseRule.ts";
 import { planTenant } from "../evaluator/src/rules/planTenant.ts";
 import type { Rule } from "../evaluator/src/rules/types.ts";
 import { buildRebuildStatement, type RebuildRow, rebuildSnapshot } from "../evaluator/src/state/rebuild.ts";
 import { migrateUp } from "../operator/src/migrate/runMigrations.ts";
+import { createTestDatabase } from "../test/support/postgres.ts";
 
 const env = process.env;
-const ADMIN_URL = env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/test";
 const DEVICES = Number(env["BENCH_REBUILD_DEVICES"] ?? 100);
 const OTHER_TENANTS = Number(env["BENCH_REBUILD_OTHER_TENANTS"] ?? 50);
 const ALERTS_PER_PAIR = Number(env["BENCH_REBUILD_ALERTS"] ?? 3);
@@ -178,15 +177,11 @@ function rowsRead(node: PlanNode, out = new Map<string, { rows: number; how: Set
 }
 
 async function main(): Promise<void> {
-  const dbName = `eo_bench_${randomBytes(4).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${dbName} TEMPLATE template0`);
-  await admin.end();
-  const dbUrl = new URL(ADMIN_URL);
-  dbUrl.pathname = `/${dbName}`;
+  const database = await createTestDatabase("bench_rebuild");
+  const dbName = database.name;
+  const dbUrl = database.url;
   const connect = async () => {
-    const c = new pg.Client({ connectionString: dbUrl.toString() });
+    const c = new pg.Client({ connectionString: dbUrl });
     await c.connect();
     return c;
   };
@@ -197,7 +192,7 @@ async function main(): Promise<void> {
         `1 h of 1/min readings; ${fmt(OTHER_TENANTS)} other tenants alike`,
     );
     const loadStart = performance.now();
-    const pool = new pg.Pool({ connectionString: dbUrl.toString(), max: 1 });
+    const pool = new pg.Pool({ connectionString: dbUrl, max: 1 });
     pool.on("error", () => {});
     try {
       await migrateUp({ db: pool });
@@ -301,10 +296,7 @@ async function main(): Promise<void> {
     line("server execution time (ms)", fmt(top["Execution Time"], 2));
   } finally {
     await db.end();
-    const drop = new pg.Client({ connectionString: ADMIN_URL });
-    await drop.connect();
-    await drop.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-    await drop.end();
+    await database.drop();
   }
 }
 

@@ -203,7 +203,6 @@ export async function runSchedule(
       storeTenantState: guard((plan, snapshot, delta) => state.storeTenantState(plan, snapshot, delta)),
       releaseTickLease: guard((lease) => state.releaseTickLease(lease)),
       forget: (t) => state.forget(t),
-      wallNow: () => state.wallNow(),
       retainTenants: (ids) => state.retainTenants(ids),
     };
     const store: EvaluatorStore = {

@@ -146,11 +146,6 @@ export class ValkeyState {
     this.#wallClock = options.wallClock ?? Date.now;
   }
 
-  /** This gateway's wall clock, ms (what cooldown end times are measured on). */
-  wallNow(): number {
-    return this.#wallClock();
-  }
-
   /** Script calls (round trips) made so far. */
   get calls(): number {
     return this.#calls;
@@ -178,8 +173,9 @@ export class ValkeyState {
 
   /**
    * The state to evaluate `plan` with, for an evaluation after the fence's evaluation `fence`: this
-   * process's copy when it is that evaluation's and covers every pair of the plan (no call, or one `tick_lease` call
-   * when a lease is asked for), else ONE `tenant_read` call (taking the lease in it). The returned
+   * process's copy when it is that evaluation's and covers every pair of the plan (no call, or one
+   * `tick_lease` call when a lease is asked for), else ONE `tenant_read` call (taking the lease in
+   * it). The returned
    * snapshot is the caller's until it stores it back with {@link storeTenantState} or drops it
    * ({@link forget}); the copy is not kept meanwhile.
    *
@@ -219,9 +215,9 @@ export class ValkeyState {
    * Stores the state a COMMITTED evaluation left (`snapshot`, already advanced, with `snapshot.seq`
    * and `snapshot.at` the fence's seq and tick time after that commit), in ONE call: the `delta`
    * writes when given (computed from the state of evaluation `delta.from`, applied only on that
-   * state), else — or when Valkey does
-   * not hold that state (flushed, or an earlier store failed) — the whole state in `full` mode
-   * (a second call in that case), never over a newer evaluation's state. The snapshot is kept for
+   * state), else — or when Valkey does not hold that state (flushed, or an earlier store failed) —
+   * the whole state in `full` mode (a second call in that case), never over a newer evaluation's
+   * state. The snapshot is kept for
    * the next tick when stored.
    *
    * @throws the ioredis error on connection loss, timeout or script failure;
@@ -264,6 +260,7 @@ export class ValkeyState {
   async #write(tenantId: string, request: WriteRequest): Promise<WriteResult> {
     return parseWriteReply(await this.#run("tenant_write", buildWriteCall(tenantId, request)));
   }
+
   /**
    * Takes the tick lease `tick:{tenant}:slot` (SET NX PX). Idempotent for the same token.
    * @throws the ioredis error on connection loss or timeout; {@link ValkeyStateProtocolError}

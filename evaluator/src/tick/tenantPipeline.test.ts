@@ -68,7 +68,6 @@ function harness(opts: { load?: LoadMode; write?: "ok" | "outage" | "defect" | "
     forget() {
       calls.forgotten++;
     },
-    wallNow: () => clock.now(),
   };
   const store: Pick<EvaluatorStore, "commitEvaluation"> = {
     async commitEvaluation(_t, writes, commit) {

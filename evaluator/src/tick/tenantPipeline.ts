@@ -38,18 +38,15 @@ export interface StateGateway {
   releaseTickLease(lease: Pick<TickLease, "tenantId" | "slot" | "token">): Promise<ReleaseResult>;
   /** Drops the kept state of a tenant whose evaluation was not committed. */
   forget(tenantId: string): void;
-  /** The wall clock cooldown end times are measured on (ms). */
-  wallNow(): number;
   /** Forgets whatever is kept in memory for tenants not in `tenantIds` (they left this shard). */
   retainTenants?(tenantIds: ReadonlySet<string>): void;
 }
 
-/** Rebuilds a tenant's state as its last committed evaluation left it, from PostgreSQL. */
-export type StateRebuilder = (
-  plan: TenantPlan,
-  fence: TenantFence,
-  wallNow: number,
-) => Promise<TenantSnapshot>;
+/**
+ * Rebuilds a tenant's state as its last committed evaluation left it, from PostgreSQL; `now` is the
+ * tick time (what cooldown ends are compared with).
+ */
+export type StateRebuilder = (plan: TenantPlan, fence: TenantFence, now: number) => Promise<TenantSnapshot>;
 
 /** A malformed rule row set aside by `parseRule`. */
 export interface QuarantinedRule {
@@ -183,10 +180,10 @@ export async function runTenantPipeline(
 
   let snapshot: TenantSnapshot;
   let source: StateSource;
-  let degraded = false;
+  /** `null`: Valkey was unavailable (the state is rebuilt, nothing is stored). */
+  let load: TenantLoad | null = null;
   let leased = false;
   try {
-    let load: TenantLoad;
     try {
       load = await ctx.breakers.valkey.run(() => ctx.state.loadTenantState(plan, fence, { lease }));
     } catch (err) {
@@ -197,16 +194,14 @@ export async function runTenantPipeline(
         return { kind: "skipped", err };
       }
       ctx.onValkeyFallback(tenantId, err);
-      degraded = true;
-      load = { kind: "stale", stored: -1 };
     }
-    if (load.kind === "held") return { kind: "conflict", holder: load.holder };
-    leased = lease !== undefined && !degraded;
-    if (load.kind === "state") {
+    if (load?.kind === "held") return { kind: "conflict", holder: load.holder };
+    leased = lease !== undefined && load !== null;
+    if (load?.kind === "state") {
       snapshot = load.snapshot;
       source = load.source;
     } else {
-      ctx.onRebuilt?.(tenantId, degraded ? "valkey_unavailable" : "stale");
+      ctx.onRebuilt?.(tenantId, load === null ? "valkey_unavailable" : "stale");
       snapshot = await postgres(ctx, () => ctx.rebuild(plan, fence, tick.now));
       snapshot.seq = fence.seq;
       snapshot.at = fence.evalMs;
@@ -217,6 +212,7 @@ export async function runTenantPipeline(
     throw err;
   }
 
+  const degraded = load === null;
   let committed = false;
   try {
     await injectFaults(ctx, tenantId, rules, signal);
