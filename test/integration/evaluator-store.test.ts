@@ -238,6 +238,17 @@ describe("the evaluation fence", () => {
     expect(valuesOf(third)).toEqual([]);
   });
 
+  it("never reads a reading from before the fence existed (no ingest_xid: judged by the release before)", async () => {
+    const store = createPgStore(db.pool);
+    await insertReading(T - 10_000, 1);
+    await db.pool.query("UPDATE telemetry SET ingest_xid = NULL WHERE tenant_id = 'a'");
+    await insertReading(T - 5000, 2);
+    const first = await readA(store);
+    expect(valuesOf(first)).toEqual([2]);
+    expect(await commit(store, first.fence, T)).toMatchObject({ applied: true });
+    expect(valuesOf(await readA(store, T + 60_000))).toEqual([]);
+  });
+
   it("a commit with a stale seq is refused and writes nothing", async () => {
     await addRule();
     const store = createPgStore(db.pool);
