@@ -1,12 +1,15 @@
 import { CommanderError } from "commander";
-import { createProgram } from "./cli/program.ts";
+import { createProgram, type ProgramDeps } from "./cli/program.ts";
 
 /**
  * Entry point of `evaluator-operator`: the only code that touches process signals and exit codes.
  * First SIGTERM/SIGINT drains (running reconciles finish, the leader Lease is released); a second
  * one forces the exit.
  */
-export async function main(argv: readonly string[]): Promise<number> {
+export async function main(
+  argv: readonly string[],
+  extra: Pick<ProgramDeps, "faults"> = {},
+): Promise<number> {
   const shutdown = new AbortController();
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -23,6 +26,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     env: process.env,
     stdout: process.stdout,
     shutdownSignal: shutdown.signal,
+    ...extra,
   });
   try {
     await program.parseAsync(argv as string[], { from: "node" });

@@ -12,8 +12,9 @@ import { createOperatorMetrics } from "./metrics.ts";
 import type { FaultPoint } from "./reconcile/reconcileShardSet.ts";
 
 export interface RunDeps {
-  readonly env: Readonly<Record<string, string | undefined>>;
   readonly shutdownSignal: AbortSignal;
+  /** Crash hooks for tests (see FaultPoint); injected by a test entry point, never read from the environment. */
+  readonly faults?: (point: FaultPoint) => void;
 }
 
 /**
@@ -47,17 +48,6 @@ export async function runOperator(config: OperatorConfig, deps: RunDeps): Promis
   const assignments = config.assignments ? createAssignmentsResolver({ kube, log }) : undefined;
   if (assignments) releasers.push(() => assignments.close());
 
-  // Fault injection for crash tests: kill this process at a named reconcile step.
-  const crashAt = deps.env["EO_FAULT_CRASH_AT"] as FaultPoint | undefined;
-  const faults = crashAt
-    ? (point: FaultPoint) => {
-        if (point === crashAt) {
-          log.warn({ point }, "Fault injection: crashing");
-          process.kill(process.pid, "SIGKILL");
-        }
-      }
-    : undefined;
-
   const startController = () => {
     controller = startShardSetController({
       kc,
@@ -79,7 +69,7 @@ export async function runOperator(config: OperatorConfig, deps: RunDeps): Promis
         },
         applied: new Map(),
         written: new Map(),
-        ...(faults ? { faults } : {}),
+        ...(deps.faults ? { faults: deps.faults } : {}),
         onTenantsMoved: (set, moved) =>
           metrics.tenantsMoved(set.metadata.namespace, set.metadata.name, moved),
       },

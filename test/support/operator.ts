@@ -25,7 +25,10 @@ export function startOperator(args: string[], env: Record<string, string> = {}):
   const child = spawn(
     process.execPath,
     [
-      join(repo, "operator", "bin", "evaluator-operator.ts"),
+      // A crash test runs the operator through the test entry point that carries the crash hook.
+      env["EO_FAULT_CRASH_AT"]
+        ? join(repo, "test", "support", "operatorWithFaults.ts")
+        : join(repo, "operator", "bin", "evaluator-operator.ts"),
       "run",
       "--kubeconfig",
       KUBECONFIG_PATH,

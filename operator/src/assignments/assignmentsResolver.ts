@@ -1,8 +1,8 @@
 import pg from "pg";
+import { DatabaseUnavailableError } from "../api/errors.ts";
 import { DEFAULTS, type EvaluatorShardSet } from "../api/types.ts";
 import type { KubeWriter } from "../kube/kubeWriter.ts";
 import type { Logger } from "../log.ts";
-import { DatabaseUnavailableError } from "../reconcile/reconcileShardSet.ts";
 import { createPgTenantAssignments } from "./pgTenantAssignments.ts";
 import type { TenantAssignments } from "./tenantAssignments.ts";
 

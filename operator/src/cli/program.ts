@@ -2,6 +2,7 @@ import { Command, Option } from "commander";
 import { registerShardsCommand } from "../assignments/cli.ts";
 import { compileOperatorConfig, type RawOperatorOptions } from "../config/operatorConfig.ts";
 import { registerMigrateCommand } from "../migrate/cli.ts";
+import type { FaultPoint } from "../reconcile/reconcileShardSet.ts";
 import { runOperator } from "../runOperator.ts";
 
 export interface ProgramDeps {
@@ -9,6 +10,8 @@ export interface ProgramDeps {
   readonly stdout: { write(text: string): unknown };
   /** Resolves when the process is asked to stop (first SIGTERM/SIGINT). */
   readonly shutdownSignal: AbortSignal;
+  /** Crash hooks for the e2e crash tests; only a test entry point sets them. */
+  readonly faults?: (point: FaultPoint) => void;
 }
 
 /** Builds the `evaluator-operator` CLI; tests drive it with their own deps (no process globals). */
@@ -68,7 +71,10 @@ export function createProgram(deps: ProgramDeps): Command {
         drainSlack: opts["drainSlack"] as string,
       };
       const config = compileOperatorConfig(raw, deps.env);
-      await runOperator(config, { env: deps.env, shutdownSignal: deps.shutdownSignal });
+      await runOperator(config, {
+        shutdownSignal: deps.shutdownSignal,
+        ...(deps.faults ? { faults: deps.faults } : {}),
+      });
     });
 
   registerMigrateCommand(program, { env: deps.env, stdout: deps.stdout });

@@ -8,6 +8,10 @@
  * - timed requeues (`addAfter`) for waits that are not failures.
  */
 
+import type { HandlerResult, KeyHandler } from "../api/reconcileResult.ts";
+
+export type { HandlerResult, KeyHandler };
+
 export interface Clock {
   now(): number;
   setTimeout(fn: () => void, ms: number): { unref?(): unknown } | unknown;
@@ -32,13 +36,6 @@ export interface WorkQueueOptions {
   clock?: Clock;
   metrics?: QueueMetrics;
 }
-
-/** What a handler returns: nothing, or a delay after which the key is processed again. */
-export interface HandlerResult {
-  requeueAfterMs?: number;
-}
-
-export type KeyHandler = (key: string) => Promise<HandlerResult | undefined>;
 
 export class WorkQueue {
   readonly #queue: string[] = [];

@@ -5,7 +5,7 @@
  */
 
 import { hashTenantId } from "./hashing.ts";
-import type { TenantLoad } from "./planAssignment.ts";
+import type { TenantLoad } from "./tenantLoad.ts";
 
 /**
  * Weight that a tenant counts for at least. Weights are in evaluation units (devices × rules); a

@@ -31,16 +31,10 @@ import {
   movedTo,
 } from "./balanceTarget.ts";
 
-export { DEFAULT_EPSILON, MIN_TENANT_WEIGHT } from "./balanceTarget.ts";
+import type { TenantLoad } from "./tenantLoad.ts";
 
-/** A tenant, its evaluation load and where it is now. */
-export interface TenantLoad {
-  readonly id: string;
-  /** Evaluation load (devices × rules). Below one unit, or not finite, counts as one unit. */
-  readonly weight: number;
-  /** Current shard; `null` (or a negative or fractional value) if never placed. May be ≥ shardCount. */
-  readonly shard: number | null;
-}
+export { DEFAULT_EPSILON, MIN_TENANT_WEIGHT } from "./balanceTarget.ts";
+export type { TenantLoad } from "./tenantLoad.ts";
 
 /** One tenant whose shard changes. */
 export interface TenantMove {

@@ -34,6 +34,21 @@ export const REASON = {
   rateLimited: "RateLimited",
 } as const;
 
+/**
+ * Reasons of the Events the operator records. Those of a reshard's steps and of failures are the
+ * condition reasons above, so an Event and the condition it explains read alike.
+ */
+export const EVENT_REASON = {
+  scalingUp: REASON.scalingUp,
+  scalingDown: REASON.scalingDown,
+  movingTenants: REASON.movingTenants,
+  resharded: "Resharded",
+  shardRemoved: "ShardRemoved",
+  databaseUnavailable: REASON.databaseUnavailable,
+  applyFailed: REASON.applyFailed,
+  reconcileError: REASON.reconcileError,
+} as const;
+
 export type ConditionInput = Omit<Condition, "lastTransitionTime" | "observedGeneration">;
 
 /**
