@@ -33,6 +33,7 @@ WORKDIR /app
 # package.json carries "type": "module", which makes Node load the .ts sources as ES modules.
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
+COPY runtime/ ./runtime/
 COPY operator/ ./operator/
 COPY evaluator/ ./evaluator/
 # `evaluator-operator migrate` reads ../migrations relative to its sources; the CRD ships for

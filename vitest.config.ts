@@ -2,7 +2,7 @@ import { defineConfig } from "vitest/config";
 
 /**
  * Three projects:
- *  - unit: pure logic colocated with the source (`operator/**`, `evaluator/**`), needs nothing running;
+ *  - unit: pure logic colocated with the source (`runtime/**`, `operator/**`, `evaluator/**`), needs nothing running;
  *  - integration: real PostgreSQL and Valkey/Redis (`test/integration`);
  *  - e2e: the real local control plane too (`test/e2e`), started once by the global setup.
  * Every test isolates itself (its own database, namespace and tenant ids), so files run in parallel.
@@ -15,6 +15,7 @@ export default defineConfig({
         test: {
           name: "unit",
           include: [
+            "runtime/**/*.test.ts",
             "operator/**/*.test.ts",
             "evaluator/**/*.test.ts",
             "hack/**/*.test.ts",

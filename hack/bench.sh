@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks: runs every bench/*.bench.ts in turn (each prints its own table of figures and ratios
 # measured side by side in one run). Does its own set-up like the other entry points.
-# Pass a file name fragment to run only some: `npm run bench -- planner`. The evaluator benchmark
+# Pass a file name fragment to run only some: `npm run bench -- planner`; `npm run bench -- autoscale`
+# runs the autoscaling-policy simulator (bench/autoscale.ts) alone. The evaluator benchmark
 # runs through bench/evaluator-baseline.sh, which also runs the last release before the fence's
 # and prints both side by side.
 set -euo pipefail
@@ -21,6 +22,12 @@ export VALKEY_URL=${VALKEY_URL:-redis://127.0.0.1:6379/0}
 cd "$REPO_DIR"
 shopt -s nullglob
 ran=0
+# The autoscaling-policy simulator is a plain script (no cluster, no database): `npm run bench -- autoscale`.
+if [[ -z "${1:-}" || "bench/autoscale.ts" == *"$1"* ]]; then
+  say "running bench/autoscale.ts"
+  node bench/autoscale.ts
+  ran=$((ran + 1))
+fi
 for f in bench/*.bench.ts; do
   [[ -n "${1:-}" && "$f" != *"$1"* ]] && continue
   say "running $f"

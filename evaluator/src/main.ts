@@ -1,6 +1,7 @@
 import { CommanderError } from "commander";
 import { Redis } from "ioredis";
 import pg from "pg";
+import { handleShutdownSignals } from "../../runtime/signals.ts";
 import { createProgram } from "./cli/program.ts";
 import { ConfigError, type EvaluatorConfig } from "./config/evaluatorConfig.ts";
 import type { EvaluatorClients } from "./lifecycle/runEvaluator.ts";
@@ -69,18 +70,12 @@ export function connectClients(config: EvaluatorConfig, log: Logger): EvaluatorC
  * @returns the process exit code (2 for an invalid configuration or usage)
  */
 export async function main(argv: readonly string[]): Promise<number> {
-  const shutdown = new AbortController();
-  let signals = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    signals++;
-    if (signals > 1) {
+  const shutdown = handleShutdownSignals({
+    onForce: (sig) => {
       process.stderr.write(`evaluator: second ${sig}, exiting now\n`);
       process.exit(130);
-    }
-    shutdown.abort();
-  };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
+    },
+  });
   const program = createProgram({
     env: process.env,
     shutdownSignal: shutdown.signal,

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 
 /** Why a tenant evaluation did not complete (a bounded label set, never the tenant id). */
-export const FAILURE_REASONS = [
+const FAILURE_REASONS = [
   /** The pipeline threw (a defect, bad data, a failed alert write). */
   "error",
   /** Over the per-tenant wall-clock budget. */
@@ -15,8 +15,23 @@ export const FAILURE_REASONS = [
 ] as const;
 export type FailureReason = (typeof FAILURE_REASONS)[number];
 
-/** What a written alert action was. */
-export type AlertActionLabel = "fire" | "still_firing" | "resolve";
+/**
+ * Upper bounds (seconds) of `evaluator_tick_duration_seconds`. Fixed, not derived from the tick
+ * interval, so that every shard and every release exports the same `le` values and
+ * `sum by (le)` over any set of evaluators stays a valid histogram (bounds that moved with
+ * TICK_INTERVAL_SECONDS would break it during an interval change and across shard sets).
+ *
+ * `histogram_quantile` cannot answer above the largest finite bound (a quantile in the `+Inf`
+ * bucket reads as that bound), so the bounds reach 14,400 s: four times the longest interval an
+ * EvaluatorShardSet allows (3,600 s) and 240 times the default (60 s). So a p95 above the interval
+ * is measured, not clipped, for every allowed interval. Between 10 s and 1 h neighbouring bounds
+ * are at most 1.5× apart, so an interpolated quantile is off by less than one bucket's width there
+ * (at most 15 s around the default interval's 45–75 s).
+ */
+export const TICK_DURATION_BUCKETS: readonly number[] = Object.freeze([
+  0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 45, 60, 75, 90, 120, 180, 240, 300, 450, 600, 900, 1200,
+  1800, 2700, 3600, 5400, 7200, 10_800, 14_400,
+]);
 
 /**
  * The evaluator's metrics, registered on the registry passed in (never prom-client's default).
@@ -28,12 +43,19 @@ export function createEvaluatorMetrics(registry: Registry) {
   const tickDuration = new Histogram({
     name: "evaluator_tick_duration_seconds",
     help: "Wall-clock duration of one tick (all tenants of the shard).",
-    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120],
+    buckets: [...TICK_DURATION_BUCKETS],
     registers,
   });
   const queueDepth = new Gauge({
     name: "evaluator_queue_depth",
     help: "Tenant evaluations due in the current tick and not yet done (0 when idle).",
+    registers,
+  });
+  // The autoscaler's queue signal. The instantaneous gauge above is non-zero only while a tick
+  // runs, a few seconds per interval, so most scrapes miss it; this one holds between ticks.
+  const queueDepthHeld = new Gauge({
+    name: "evaluator_queue_depth_held",
+    help: "Backlog of the last completed tick, held until the next one completes: tenant evaluations due in it that did not reach a result within the tick interval (finished late, cut at their budget, skipped while an earlier evaluation still ran, or never started). Failures from defects or outages do not count. 0 when healthy.",
     registers,
   });
   const tenantsEvaluated = new Counter({
@@ -147,6 +169,7 @@ export function createEvaluatorMetrics(registry: Registry) {
   return {
     tickDuration,
     queueDepth,
+    queueDepthHeld,
     tenantsEvaluated,
     tenantFailures,
     rulesEvaluated,

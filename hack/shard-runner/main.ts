@@ -11,6 +11,7 @@
 import * as k8s from "@kubernetes/client-node";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import pino from "pino";
+import { handleShutdownSignals } from "../../runtime/signals.ts";
 import { defaultEvaluatorCommand, type ShardRunner, startShardRunner } from "./shardRunner.ts";
 
 /** Parses `--evaluator-cmd`: a JSON array of strings, or words separated by spaces. */
@@ -85,16 +86,10 @@ export function createProgram(deps: ProgramDeps): Command {
 
 /** Entry point: the only code here that touches signals and exit codes. */
 export async function main(argv: readonly string[]): Promise<number> {
-  const shutdown = new AbortController();
-  let signals = 0;
-  const onSignal = () => {
-    signals++;
+  const shutdown = handleShutdownSignals({
     // A second signal means "now": the shard processes get SIGTERM from the terminal's process group anyway.
-    if (signals > 1) process.exit(130);
-    shutdown.abort();
-  };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
+    onForce: () => process.exit(130),
+  });
   try {
     await createProgram({ stdout: process.stdout, shutdownSignal: shutdown.signal }).parseAsync(
       argv as string[],

@@ -28,6 +28,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as k8s from "@kubernetes/client-node";
 import type pino from "pino";
+import { statusCode } from "../../runtime/errors.ts";
+import { startInformer } from "../../runtime/informer.ts";
 import { buildFileSd, type ShardTarget, writeFileAtomic } from "./fileSd.ts";
 import { resolveContainerEnv } from "./podEnv.ts";
 
@@ -245,19 +247,23 @@ export function startShardRunner(opts: ShardRunnerOptions): ShardRunner {
   let wakeTimer: NodeJS.Timeout | undefined;
 
   // --- the watch -------------------------------------------------------------------------------
+  // The shared resilient informer: restarted with backoff on every error, synced after its first list.
   const listPath = `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/deployments`;
-  const informer = k8s.makeInformer<Deployment>(
+  const informer = startInformer<Deployment>({
     kc,
-    listPath,
-    () =>
+    path: listPath,
+    labelSelector,
+    list: () =>
       getJson<k8s.KubernetesListObject<Deployment>>(
         kc,
         `${listPath}?labelSelector=${encodeURIComponent(labelSelector)}`,
       ),
-    labelSelector,
-  );
-  let watchFailures = 0;
-  let watchRestart: NodeJS.Timeout | undefined;
+    onChange: () => trigger(),
+    // Events missed while the watch was down arrive as watch events or a relist; converge anyway.
+    onRestart: () => trigger(),
+    log,
+    resource: "deployments",
+  });
   let resolveSynced!: () => void;
   let rejectSynced!: (err: unknown) => void;
   const synced = new Promise<void>((resolve, reject) => {
@@ -265,39 +271,11 @@ export function startShardRunner(opts: ShardRunnerOptions): ShardRunner {
     rejectSynced = reject;
   });
   synced.catch(() => undefined); // the caller may never await it
-
-  // ListWatch.start() reports list and watch failures through the 'error' event, not by rejecting.
-  let watchErrors = 0;
-  const startWatch = async (): Promise<void> => {
+  void informer.synced.then(async () => {
     if (stopped) return;
-    const errorsBefore = watchErrors;
-    try {
-      await informer.start();
-      if (watchErrors !== errorsBefore) return; // the error handler has scheduled the restart
-      // Not on the informer's 'connect': ListWatch emits it before listing, so it proves nothing.
-      watchFailures = 0;
-      await converge();
-      resolveSynced();
-    } catch (err) {
-      restartWatch(err);
-    }
-  };
-  // client-node's ListWatch gives up on any error but 410 Gone: restart it, with backoff.
-  const restartWatch = (err: unknown): void => {
-    if (stopped || watchRestart) return;
-    const delayMs = Math.min(30_000, 500 * 2 ** watchFailures);
-    watchFailures++;
-    log.warn({ err: String(err), delayMs }, "Deployment watch failed; restarting");
-    watchRestart = setTimeout(() => {
-      watchRestart = undefined;
-      void startWatch();
-    }, delayMs);
-  };
-  informer.on("error", (err) => {
-    watchErrors++;
-    restartWatch(err);
+    await converge();
+    resolveSynced();
   });
-  for (const verb of ["add", "update", "delete"] as const) informer.on(verb, () => trigger());
   const resync = setInterval(() => trigger(), resyncMs);
 
   // --- single-flight convergence ---------------------------------------------------------------
@@ -343,7 +321,7 @@ export function startShardRunner(opts: ShardRunnerOptions): ShardRunner {
   async function reconcile(): Promise<void> {
     const wanted = new Map<string, Deployment>();
     const scaledToZero = new Set<string>();
-    for (const d of informer.list(namespace)) {
+    for (const d of informer.cache.list(namespace)) {
       const name = d.metadata?.name;
       if (!name || d.metadata?.labels?.[SHARD_SET_LABEL] !== shardSet) continue;
       // An unset replicas means 1 (the apiserver's default); a Deployment being deleted gets no new process.
@@ -536,7 +514,7 @@ export function startShardRunner(opts: ShardRunnerOptions): ShardRunner {
         Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]),
       );
     } catch (err) {
-      if ((err as { code?: number }).code === 404) return undefined;
+      if (statusCode(err) === 404) return undefined;
       throw err;
     }
   }
@@ -546,7 +524,7 @@ export function startShardRunner(opts: ShardRunnerOptions): ShardRunner {
       const cm = await core.readNamespacedConfigMap({ name, namespace });
       return { ...cm.data };
     } catch (err) {
-      if ((err as { code?: number }).code === 404) return undefined;
+      if (statusCode(err) === 404) return undefined;
       throw err;
     }
   }
@@ -563,8 +541,6 @@ export function startShardRunner(opts: ShardRunnerOptions): ShardRunner {
     lastFileSd = content;
     log.info({ path: fileSdPath, targets: targets.length }, "Wrote file_sd");
   }
-
-  void startWatch();
 
   return {
     synced,
@@ -587,7 +563,6 @@ export function startShardRunner(opts: ShardRunnerOptions): ShardRunner {
       rejectSynced(new Error("the shard runner was stopped"));
       clearInterval(resync);
       if (wakeTimer) clearTimeout(wakeTimer);
-      if (watchRestart) clearTimeout(watchRestart);
       await informer.stop();
       while (running) await running.catch(() => undefined);
       await Promise.all([...slots.values()].map((s) => stopProcess(s, "shard runner stopped")));

@@ -1,4 +1,5 @@
 import { CommanderError } from "commander";
+import { handleShutdownSignals } from "../../runtime/signals.ts";
 import { createProgram, type ProgramDeps } from "./cli/program.ts";
 
 /**
@@ -10,18 +11,12 @@ export async function main(
   argv: readonly string[],
   extra: Pick<ProgramDeps, "faults"> = {},
 ): Promise<number> {
-  const shutdown = new AbortController();
-  let signals = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    signals++;
-    if (signals > 1) {
+  const shutdown = handleShutdownSignals({
+    onForce: (sig) => {
       process.stderr.write(`second ${sig}: exiting now\n`);
       process.exit(130);
-    }
-    shutdown.abort();
-  };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
+    },
+  });
   const program = createProgram({
     env: process.env,
     stdout: process.stdout,

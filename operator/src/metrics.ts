@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { AutoscaleDecision, SignalReadings } from "./autoscale/types.ts";
 import type { QueueMetrics } from "./controller/workQueue.ts";
 
 /**
@@ -62,6 +63,31 @@ export function createOperatorMetrics(registry: Registry, controller = "evaluato
     registers: [registry],
   });
 
+  const signal = new Gauge({
+    name: "evaluator_operator_autoscaler_signal",
+    help: "The autoscaler's last reading of each signal (queue_depth: total queued evaluations; tick_latency_p95_seconds); absent while missing.",
+    labelNames: ["namespace", "shardset", "signal"] as const,
+    registers: [registry],
+  });
+  const recommended = new Gauge({
+    name: "evaluator_operator_autoscaler_recommended_shards",
+    help: "Shard count the autoscaler recommends (status.recommendedShards).",
+    labelNames: ["namespace", "shardset"] as const,
+    registers: [registry],
+  });
+  const desired = new Gauge({
+    name: "evaluator_operator_autoscaler_desired_shards",
+    help: "Shard count the autoscaler decided (what mode Auto converges to).",
+    labelNames: ["namespace", "shardset"] as const,
+    registers: [registry],
+  });
+  const missingReadings = new Counter({
+    name: "evaluator_operator_autoscaler_missing_readings_total",
+    help: "Signal readings that were missing (Prometheus unreachable, an error, empty, NaN or stale), by signal and reason.",
+    labelNames: ["namespace", "shardset", "signal", "reason"] as const,
+    registers: [registry],
+  });
+
   const queue: QueueMetrics = {
     depth: (n) => queueDepth.set({ name: controller }, n),
     added: () => queueAdds.inc({ name: controller }),
@@ -83,6 +109,21 @@ export function createOperatorMetrics(registry: Registry, controller = "evaluato
     },
     tenantsMoved(namespace: string, shardset: string, n: number) {
       tenantsMoved.inc({ namespace, shardset }, n);
+    },
+    autoscaled(namespace: string, shardset: string, decision: AutoscaleDecision, readings: SignalReadings) {
+      recommended.set({ namespace, shardset }, decision.recommended);
+      desired.set({ namespace, shardset }, decision.desired);
+      const signals = [
+        ["queue_depth", readings.queueDepth],
+        ["tick_latency_p95_seconds", readings.tickLatencyP95Seconds],
+      ] as const;
+      for (const [name, r] of signals) {
+        if ("value" in r) signal.set({ namespace, shardset, signal: name }, r.value);
+        else {
+          signal.remove({ namespace, shardset, signal: name });
+          missingReadings.inc({ namespace, shardset, signal: name, reason: r.missing });
+        }
+      }
     },
   };
 }

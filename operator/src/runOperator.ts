@@ -1,12 +1,14 @@
 import * as k8s from "@kubernetes/client-node";
 import { collectDefaultMetrics, Registry } from "prom-client";
+import { startHttpServer } from "../../runtime/httpServer.ts";
 import { createAssignmentsResolver } from "./assignments/assignmentsResolver.ts";
+import { createSignalSource } from "./autoscale/signalSource.ts";
 import type { OperatorConfig } from "./config/operatorConfig.ts";
-import { startHttpServer } from "./controller/httpServer.ts";
 import { LeaderElector } from "./controller/leaderElection.ts";
 import { type RunningController, startShardSetController } from "./controller/shardSetController.ts";
 import { DEFAULT_SHARD_DEPLOYMENT_CONFIG } from "./desired/buildShardDeployment.ts";
 import { createKubeWriter } from "./kube/kubeWriter.ts";
+import { createSecretReader } from "./kube/secretReader.ts";
 import { createLogger } from "./log.ts";
 import { createOperatorMetrics } from "./metrics.ts";
 import type { FaultPoint } from "./reconcile/reconcileShardSet.ts";
@@ -39,13 +41,13 @@ export async function runOperator(config: OperatorConfig, deps: RunDeps): Promis
     ready: () => controllerReady || config.leaderElection.enabled,
   });
   releasers.push(async () => {
-    metricsServer.close();
-    healthServer.close();
+    await Promise.all([metricsServer.close(), healthServer.close()]);
   });
   log.info({ metricsPort: metricsServer.port, healthPort: healthServer.port }, "Serving metrics and probes");
 
   const kube = createKubeWriter(kc);
-  const assignments = config.assignments ? createAssignmentsResolver({ kube, log }) : undefined;
+  const secrets = createSecretReader(kc);
+  const assignments = config.assignments ? createAssignmentsResolver({ kube: secrets, log }) : undefined;
   if (assignments) releasers.push(() => assignments.close());
 
   const startController = () => {
@@ -65,11 +67,15 @@ export async function runOperator(config: OperatorConfig, deps: RunDeps): Promis
           shardDeployment: DEFAULT_SHARD_DEPLOYMENT_CONFIG,
           scaleUpTimeoutMs: config.scaleUpTimeoutMs,
           drainSlackMs: config.drainSlackMs,
+          autoscaleIntervalMs: config.autoscaleIntervalMs,
           resyncMs: config.resyncMs,
         },
         applied: new Map(),
         written: new Map(),
         ...(deps.faults ? { faults: deps.faults } : {}),
+        signals: createSignalSource({ secrets, clock: { now: () => Date.now() } }),
+        onAutoscale: (set, decision, readings) =>
+          metrics.autoscaled(set.metadata.namespace, set.metadata.name, decision, readings),
         onTenantsMoved: (set, moved) =>
           metrics.tenantsMoved(set.metadata.namespace, set.metadata.name, moved),
       },

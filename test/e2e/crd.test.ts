@@ -278,12 +278,21 @@ describe("EvaluatorShardSet CRD: samples and defaults", () => {
         mode: "Recommend",
         minShards: 2,
         maxShards: 10,
-        targets: { queueDepthPerShard: 50, tickLatencySeconds: 20.5 },
+        targets: { queueDepthPerShard: 50, tickLatencySeconds: 20.5, loadPerShard: 4000.5 },
+        minReshardIntervalSeconds: 600,
         tolerance: 0.2,
         scaleUp: { stabilizationWindowSeconds: 30, maxShardsChange: 2, periodSeconds: 120 },
         scaleDown: { stabilizationWindowSeconds: 900, maxShardsChange: 1, periodSeconds: 600 },
         prometheus: {
           url: "https://prometheus.monitoring.svc:9090/prefix",
+          timeoutSeconds: 2.5,
+          authSecretRef: {
+            name: "prometheus-auth",
+            bearerTokenKey: "token",
+            usernameKey: "user",
+            passwordKey: "password",
+            caKey: "ca.crt",
+          },
           queueDepthQuery: 'sum(my_queue{ns="{{namespace}}",set="{{name}}"})',
           tickLatencyQuery: 'max(my_latency{ns="{{namespace}}",set="{{name}}"})',
         },
@@ -351,6 +360,12 @@ describe("EvaluatorShardSet CRD: samples and defaults", () => {
         finishedAt: "2026-01-01T00:00:00Z",
       },
       metrics: { queueDepth: 250.5, tickLatencyP95Seconds: 12.25, readAt: "2026-01-02T03:04:00Z" },
+      autoscaler: {
+        reason: "tick p95 12.25s within tolerance of 20.5s",
+        limits: ["Stabilizing"],
+        recommendations: [{ at: "2026-01-02T03:04:00Z", shards: 5 }],
+        changes: [{ at: "2026-01-02T03:04:05Z", from: 4, to: 5 }],
+      },
       conditions: [
         {
           type: "Progressing",

@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import * as k8s from "@kubernetes/client-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { statusCode } from "../../runtime/errors.ts";
 import {
   createTestNamespace,
   eventually,
@@ -420,8 +421,7 @@ describe("the chart, installed on the local apiserver", () => {
           await probe();
           return undefined;
         } catch (err) {
-          const e = err as { code?: number; statusCode?: number };
-          if ((e.code ?? e.statusCode) === 404) return true;
+          if (statusCode(err) === 404) return true;
           throw err;
         }
       },

@@ -4,61 +4,29 @@
  * evaluator's own per-tenant evaluation log and metrics, not from alert rows, which the PostgreSQL
  * dedup would keep at one anyway. Once the cooldown has passed, the same flap fires again.
  */
-import { afterEach, beforeEach, expect, it } from "vitest";
-import {
-  createEvaluatorWorld,
-  type EvaluatorProcess,
-  type EvaluatorWorld,
-  eventually,
-  type LogLine,
-  metricValue,
-  startEvaluator,
-} from "../support/evaluatorProcess.ts";
-import { uniqueTenantId } from "../support/valkey.ts";
+import { expect, it } from "vitest";
+import { type RuleSeed, useEvaluatorFixture } from "../support/evaluatorFixture.ts";
+import { eventually, type LogLine, metricValue } from "../support/evaluatorProcess.ts";
 
-let world: EvaluatorWorld;
-const processes: EvaluatorProcess[] = [];
-
-beforeEach(async () => {
-  world = await createEvaluatorWorld("cooldown");
-});
-
-afterEach(async () => {
-  await Promise.all(processes.splice(0).map((p) => p.stop("SIGKILL")));
-  await world.destroy();
-});
+const fx = useEvaluatorFixture("cooldown");
 
 it("a rule that fired does not fire again within its cooldown, and does after it", async () => {
-  const db = world.db.pool;
-  const long = world.track(uniqueTenantId()); // cooldown 300 s: the re-fire is held back
-  const short = world.track(uniqueTenantId()); // cooldown 2 s: the re-fire happens once it passed
-  for (const [t, cooldown] of [
-    [long, 300],
-    [short, 2],
-  ] as const) {
-    await db.query("INSERT INTO tenants (id, shard_set, shard_index) VALUES ($1, $2, 0)", [
-      t,
-      world.shardSet,
-    ]);
-    await db.query("INSERT INTO devices (tenant_id, id) VALUES ($1, 'd1')", [t]);
-    await db.query(
-      `INSERT INTO alert_rules (tenant_id, id, metric, rule_type, operator, threshold, cooldown_seconds)
-       VALUES ($1, 'hot', 'temp', 'threshold', '>', 30, $2)`,
-      [t, cooldown],
-    );
-  }
-  const p = startEvaluator(world.env(0, { TICK_INTERVAL_SECONDS: "1", ALLOWED_LATENESS_SECONDS: "0" }));
-  processes.push(p);
+  const hot = (cooldown_seconds: number): RuleSeed => ({
+    id: "hot",
+    rule_type: "threshold",
+    operator: ">",
+    threshold: 30,
+    cooldown_seconds,
+  });
+  const long = await fx.tenant({ rules: [hot(300)] }); // cooldown 300 s: the re-fire is held back
+  const short = await fx.tenant({ rules: [hot(2)] }); // cooldown 2 s: the re-fire happens once it passed
+  const p = fx.start({ TICK_INTERVAL_SECONDS: "1", ALLOWED_LATENESS_SECONDS: "0" });
   await p.waitForLog((l) => l.msg === "tick_done");
 
   const evaluationsOf = (t: string) =>
     p.logs.filter((l) => l.msg === "tenant_evaluated" && l["tenant"] === t);
   const sum = (lines: LogLine[], field: string) => lines.reduce((n, l) => n + (l[field] as number), 0);
-  const insert = (t: string, value: number) =>
-    db.query(
-      "INSERT INTO telemetry (tenant_id, device_id, metric, ts, value) VALUES ($1, 'd1', 'temp', now(), $2)",
-      [t, value],
-    );
+  const insert = (t: string, value: number) => fx.reading(t, value);
   /** Inserts a reading and waits until a tick has evaluated it. */
   const step = async (t: string, value: number) => {
     const before = evaluationsOf(t).length;
@@ -73,10 +41,12 @@ it("a rule that fired does not fire again within its cooldown, and does after it
     );
   };
   const rows = async (t: string) =>
-    (await db.query("SELECT state, first_seen FROM alerts WHERE tenant_id = $1 ORDER BY id", [t])).rows as {
-      state: string;
-      first_seen: Date;
-    }[];
+    (
+      await fx.pool.query<{ state: string; first_seen: Date }>(
+        "SELECT state, first_seen FROM alerts WHERE tenant_id = $1 ORDER BY id",
+        [t],
+      )
+    ).rows;
 
   // Flap within the cooldown: fire, resolve, condition true again → held back.
   await step(long, 42);

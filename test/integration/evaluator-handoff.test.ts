@@ -7,27 +7,11 @@
  * moved_at lies in the future on purpose: the hand-off overlap normally lasts one tick interval;
  * here it must last the whole test.
  */
-import { afterEach, beforeEach, expect, it } from "vitest";
-import {
-  createEvaluatorWorld,
-  type EvaluatorProcess,
-  type EvaluatorWorld,
-  type LogLine,
-  startEvaluator,
-} from "../support/evaluatorProcess.ts";
-import { uniqueTenantId } from "../support/valkey.ts";
+import { expect, it } from "vitest";
+import { useEvaluatorFixture } from "../support/evaluatorFixture.ts";
+import type { EvaluatorProcess, LogLine } from "../support/evaluatorProcess.ts";
 
-let world: EvaluatorWorld;
-const processes: EvaluatorProcess[] = [];
-
-beforeEach(async () => {
-  world = await createEvaluatorWorld("handoff", 2);
-});
-
-afterEach(async () => {
-  await Promise.all(processes.splice(0).map((p) => p.stop("SIGKILL")));
-  await world.destroy();
-});
+const fx = useEvaluatorFixture("handoff", { shards: 2 });
 
 const TENANTS = 10;
 const TICKS = 20;
@@ -35,29 +19,20 @@ const TICKS = 20;
 it("two evaluators with overlapping membership evaluate every tenant-slot exactly once", {
   timeout: 90_000,
 }, async () => {
-  const db = world.db.pool;
-  const tenants = Array.from({ length: TENANTS }, () => world.track(uniqueTenantId()));
-  await db.query(
-    `INSERT INTO tenants (id, shard_set, shard_index, prev_shard_index, moved_at)
-     SELECT unnest($1::text[]), $2, 0, 1, now() + interval '1 hour'`,
-    [tenants, world.shardSet],
-  );
-  await db.query("INSERT INTO devices (tenant_id, id) SELECT unnest($1::text[]), 'd1'", [tenants]);
-  // True on every evaluation once the one reading is in the buffer: fire once, then still-firing.
-  await db.query(
-    `INSERT INTO alert_rules (tenant_id, id, metric, rule_type, operator, threshold, window_seconds, min_count)
-     SELECT unnest($1::text[]), 'w', 'temp', 'window', '>', 10, 3600, 1`,
-    [tenants],
-  );
-  await db.query(
-    "INSERT INTO telemetry (tenant_id, device_id, metric, ts, value) SELECT unnest($1::text[]), 'd1', 'temp', now(), 50",
-    [tenants],
-  );
+  const tenants = await fx.tenants(TENANTS, {
+    shardIndex: 0,
+    prevShardIndex: 1,
+    movedAtMs: Date.now() + 3_600_000,
+    // True on every evaluation once the one reading is in the buffer: fire once, then still-firing.
+    rules: [
+      { id: "w", rule_type: "window", operator: ">", threshold: 10, window_seconds: 3600, min_count: 1 },
+    ],
+  });
+  await fx.reading(tenants, 50);
 
   const env = { TICK_INTERVAL_SECONDS: "1", CONCURRENCY: "4" };
-  const a = startEvaluator(world.env(0, env));
-  const b = startEvaluator(world.env(1, env));
-  processes.push(a, b);
+  const a = fx.start(env, { shard: 0 });
+  const b = fx.start(env, { shard: 1 });
   const ticksDone = (p: EvaluatorProcess) => p.logs.filter((l) => l.msg === "tick_done");
   await a.waitForLog(() => ticksDone(a).length > TICKS, 60_000);
   await b.waitForLog(() => ticksDone(b).length > TICKS, 60_000);
@@ -91,7 +66,12 @@ it("two evaluators with overlapping membership evaluate every tenant-slot exactl
   expect(conflicts).toBeGreaterThanOrEqual(common.length * TENANTS);
 
   // One alert row per fingerprint, bumped once per evaluation.
-  const { rows } = await db.query<{ tenant_id: string; rows: number; occurrences: number; state: string }>(
+  const { rows } = await fx.pool.query<{
+    tenant_id: string;
+    rows: number;
+    occurrences: number;
+    state: string;
+  }>(
     `SELECT tenant_id, count(*)::int AS rows, max(occurrences) AS occurrences, max(state) AS state
        FROM alerts GROUP BY tenant_id, fingerprint`,
   );

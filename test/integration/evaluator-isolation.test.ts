@@ -5,73 +5,40 @@
  * nor the malformed tenant's valid rule — from being evaluated and alerted in that same tick.
  */
 import { randomUUID } from "node:crypto";
-import { afterAll, afterEach, beforeEach, expect, it } from "vitest";
-import {
-  createEvaluatorWorld,
-  type EvaluatorProcess,
-  type EvaluatorWorld,
-  eventually,
-  metricValue,
-  startEvaluator,
-} from "../support/evaluatorProcess.ts";
-import { connectValkey, uniqueTenantId } from "../support/valkey.ts";
+import { expect, it } from "vitest";
+import { useEvaluatorFixture } from "../support/evaluatorFixture.ts";
+import { eventually, metricValue } from "../support/evaluatorProcess.ts";
 
-let world: EvaluatorWorld;
-const processes: EvaluatorProcess[] = [];
-const valkey = connectValkey();
-
-beforeEach(async () => {
-  world = await createEvaluatorWorld("isolation");
-});
-
-afterEach(async () => {
-  await Promise.all(processes.splice(0).map((p) => p.stop("SIGKILL")));
-  await world.destroy();
-});
-
-afterAll(() => valkey.disconnect());
+const fx = useEvaluatorFixture("isolation");
 
 it("a poisoned rule, a slow tenant and a malformed rule leave the other tenants of the tick untouched", async () => {
-  const db = world.db.pool;
-  const tenants = Array.from({ length: 50 }, () => world.track(uniqueTenantId()));
-  const [poisoned, slow, malformed] = tenants as [string, string, string];
   const poisonRule = `poison-${randomUUID()}`;
-  await db.query(`INSERT INTO tenants (id, shard_set, shard_index) SELECT unnest($1::text[]), $2, 0`, [
-    tenants,
-    world.shardSet,
-  ]);
-  await db.query(`INSERT INTO devices (tenant_id, id) SELECT unnest($1::text[]), 'd1'`, [tenants]);
-  await db.query(
-    `INSERT INTO alert_rules (tenant_id, id, metric, rule_type, operator, threshold)
-     SELECT t, CASE WHEN t = $2 THEN $3 ELSE 'hot' END, 'temp', 'threshold', '>', 30 FROM unnest($1::text[]) AS t`,
-    [tenants, poisoned, poisonRule],
-  );
+  const hot = { rule_type: "threshold", operator: ">", threshold: 30 } as const;
+  // The poisoned tenant has only the poisoned rule; the 49 others have `hot`.
+  const poisoned = await fx.tenant({ rules: [{ id: poisonRule, ...hot }] });
+  const tenants = [poisoned, ...(await fx.tenants(49, { rules: [{ id: "hot", ...hot }] }))];
+  const [, slow, malformed] = tenants as [string, string, string];
   // Accepted by the schema (params is any object), refused by parseRule: quarantined alone.
-  await db.query(
-    `INSERT INTO alert_rules (tenant_id, id, metric, rule_type, window_seconds, params)
-     VALUES ($1, 'broken', 'temp', 'pattern', 60, '{"kind": "sideways"}')`,
-    [malformed],
-  );
-  await db.query(
-    `INSERT INTO telemetry (tenant_id, device_id, metric, ts, value) SELECT unnest($1::text[]), 'd1', 'temp', now(), 42`,
-    [tenants],
-  );
+  await fx.rule(malformed, {
+    id: "broken",
+    rule_type: "pattern",
+    window_seconds: 60,
+    params: { kind: "sideways" },
+  });
+  await fx.reading(tenants, 42);
 
-  const p = startEvaluator(
-    world.env(0, {
-      TICK_INTERVAL_SECONDS: "2",
-      TENANT_BUDGET_MS: "500",
-      CONCURRENCY: "4",
-      EVALUATOR_TEST_POISON_RULE: poisonRule,
-      EVALUATOR_TEST_DELAY_TENANT: `${slow}:5000`,
-    }),
-  );
-  processes.push(p);
+  const p = fx.start({
+    TICK_INTERVAL_SECONDS: "2",
+    TENANT_BUDGET_MS: "500",
+    CONCURRENCY: "4",
+    EVALUATOR_TEST_POISON_RULE: poisonRule,
+    EVALUATOR_TEST_DELAY_TENANT: `${slow}:5000`,
+  });
 
   const done = await p.waitForLog((l) => l.msg === "tick_done" && (l["tenants"] as number) === 50);
   expect(done).toMatchObject({ ok: true, tenants: 50, evaluated: 48, failed: 2, alerts: 48 });
 
-  const { rows } = await db.query<{ tenant_id: string; rule_id: string; state: string }>(
+  const { rows } = await fx.pool.query<{ tenant_id: string; rule_id: string; state: string }>(
     "SELECT tenant_id, rule_id, state FROM alerts",
   );
   const alerted = new Map(rows.map((r) => [r.tenant_id, r]));
@@ -109,7 +76,7 @@ it("a poisoned rule, a slow tenant and a malformed rule leave the other tenants 
   // they were given are still unjudged for the next evaluation; the malformed rule's tenant (its
   // good rules) was evaluated and committed.
   const fences = async () => {
-    const { rows } = await world.db.pool.query<{ tenant_id: string; seq: string }>(
+    const { rows } = await fx.pool.query<{ tenant_id: string; seq: string }>(
       "SELECT tenant_id, seq FROM tenant_fences WHERE tenant_id = ANY ($1::text[])",
       [[slow, poisoned, malformed]],
     );

@@ -6,48 +6,17 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
-import {
-  createEvaluatorWorld,
-  type EvaluatorProcess,
-  type EvaluatorWorld,
-  eventually,
-  metricValue,
-  promtoolPath,
-  startEvaluator,
-} from "../support/evaluatorProcess.ts";
+import { describe, expect, it } from "vitest";
+import { useEvaluatorFixture } from "../support/evaluatorFixture.ts";
+import { eventually, metricValue, promtoolPath } from "../support/evaluatorProcess.ts";
 import { freePort } from "../support/ports.ts";
-import { connectValkey, uniqueTenantId } from "../support/valkey.ts";
 
-let world: EvaluatorWorld;
-const processes: EvaluatorProcess[] = [];
-const valkey = connectValkey();
+const fx = useEvaluatorFixture("metrics");
 
-beforeEach(async () => {
-  world = await createEvaluatorWorld("metrics");
-});
-
-afterEach(async () => {
-  await Promise.all(processes.splice(0).map((p) => p.stop("SIGKILL")));
-  await world.destroy();
-});
-
-afterAll(() => valkey.disconnect());
-
+/** A tenant whose threshold rule fires on its one reading. */
 async function hotTenant(): Promise<string> {
-  const t = world.track(uniqueTenantId());
-  const db = world.db.pool;
-  await db.query("INSERT INTO tenants (id, shard_set, shard_index) VALUES ($1, $2, 0)", [t, world.shardSet]);
-  await db.query("INSERT INTO devices (tenant_id, id) VALUES ($1, 'd1')", [t]);
-  await db.query(
-    `INSERT INTO alert_rules (tenant_id, id, metric, rule_type, operator, threshold)
-     VALUES ($1, 'hot', 'temp', 'threshold', '>', 30)`,
-    [t],
-  );
-  await db.query(
-    "INSERT INTO telemetry (tenant_id, device_id, metric, ts, value) VALUES ($1, 'd1', 'temp', now(), 42)",
-    [t],
-  );
+  const t = await fx.tenant({ rules: [{ id: "hot", rule_type: "threshold", operator: ">", threshold: 30 }] });
+  await fx.reading(t, 42);
   return t;
 }
 
@@ -81,8 +50,7 @@ describe("evaluator process", () => {
       `promtool not found at ${promtoolPath()} (run hack/toolchain.sh)`,
     ).toBe(true);
     await hotTenant();
-    const p = startEvaluator(world.env(0, { TICK_INTERVAL_SECONDS: "1", LOG_LEVEL: "info" }));
-    processes.push(p);
+    const p = fx.start({ TICK_INTERVAL_SECONDS: "1", LOG_LEVEL: "info" });
     await p.waitForLog((l) => l.msg === "tick_done" && (l["evaluated"] as number) === 1);
 
     const metrics = await p.get("/metrics");
@@ -91,7 +59,7 @@ describe("evaluator process", () => {
     expect(check.output).toBe("");
     expect(check.code).toBe(0);
 
-    const [namespace, name] = world.shardSet.split("/") as [string, string];
+    const [namespace, name] = fx.shardSet.split("/") as [string, string];
     for (const metric of CONTRACT_METRICS) {
       const line = metrics.body.split("\n").find((l) => l.startsWith(`${metric}{`));
       expect(line, metric).toBeDefined();
@@ -133,14 +101,11 @@ describe("evaluator process", () => {
   it("the first SIGTERM drains: the running slow tenant is cut at its budget and commits nothing", async () => {
     const slow = await hotTenant();
     const other = await hotTenant();
-    const p = startEvaluator(
-      world.env(0, {
-        TICK_INTERVAL_SECONDS: "10",
-        TENANT_BUDGET_MS: "1500",
-        EVALUATOR_TEST_DELAY_TENANT: `${slow}:60000`,
-      }),
-    );
-    processes.push(p);
+    const p = fx.start({
+      TICK_INTERVAL_SECONDS: "10",
+      TENANT_BUDGET_MS: "1500",
+      EVALUATOR_TEST_DELAY_TENANT: `${slow}:60000`,
+    });
     await p.waitForLog((l) => l.msg === "tick_start");
     await p.waitForLog((l) => l.msg === "tenant_evaluated" && l["tenant"] === other);
     p.child.kill("SIGTERM");
@@ -151,7 +116,7 @@ describe("evaluator process", () => {
     expect(drained).toBeGreaterThan(over);
     // The slow tenant's fence never moved (its readings stay unjudged for the next evaluator); the
     // other tenant's did.
-    const { rows } = await world.db.pool.query<{ tenant_id: string }>(
+    const { rows } = await fx.pool.query<{ tenant_id: string }>(
       "SELECT tenant_id FROM tenant_fences WHERE tenant_id = ANY ($1::text[])",
       [[slow, other]],
     );
@@ -160,35 +125,47 @@ describe("evaluator process", () => {
 
   it("a second SIGTERM forces the exit while draining", async () => {
     const slow = await hotTenant();
-    const p = startEvaluator(
-      world.env(0, {
-        TICK_INTERVAL_SECONDS: "10",
-        TENANT_BUDGET_MS: "8000",
-        EVALUATOR_TEST_DELAY_TENANT: `${slow}:7000`,
-      }),
-    );
-    processes.push(p);
-    await p.waitForLog((l) => l.msg === "tick_start");
-    await new Promise((r) => setTimeout(r, 500));
+    const other = await hotTenant();
+    const p = fx.start({
+      TICK_INTERVAL_SECONDS: "10",
+      TENANT_BUDGET_MS: "8000",
+      EVALUATOR_TEST_DELAY_TENANT: `${slow}:7000`,
+    });
+    // Both tenants of the tick start together (one batch, concurrency 8), so once the other one is
+    // evaluated the slow one is under way: the drain has a running tenant to wait for.
+    await p.waitForLog((l) => l.msg === "tenant_evaluated" && l["tenant"] === other);
     p.child.kill("SIGTERM");
     await p.waitForLog((l) => l.msg === "shutdown_requested");
-    // Still draining the slow tenant: the process is alive.
-    await new Promise((r) => setTimeout(r, 300));
+    // Still draining the slow tenant: the process answers, not ready, with the slow tenant still
+    // in its queue (the gauge drops to 0 when the tenant finishes).
+    await eventually(
+      async () => {
+        const [ready, metrics] = await Promise.all([p.get("/readyz"), p.get("/metrics")]);
+        return ready.status === 503 && metricValue(metrics.body, "evaluator_queue_depth") === 1;
+      },
+      5_000,
+      "the process draining the slow tenant after the first SIGTERM",
+    );
+    expect(p.logs.some((l) => l.msg === "shutdown_drained")).toBe(false);
     expect(p.child.exitCode).toBeNull();
     p.child.kill("SIGTERM");
     expect(await p.exited).toEqual({ code: 130, signal: null });
     expect(p.stderrText()).toContain("second SIGTERM");
+    // Forced: the drain never completed and the slow tenant was never finished.
+    expect(p.logs.some((l) => l.msg === "shutdown_drained")).toBe(false);
+    expect(p.logs.some((l) => l["tenant"] === slow && /tenant_(evaluated|over_budget)/.test(l.msg))).toBe(
+      false,
+    );
   });
 
   it("with Valkey unreachable it is not ready, stays alive, and still alerts for its own tenants", async () => {
     const t = await hotTenant();
     const deadValkey = `redis://127.0.0.1:${await freePort()}/0`;
-    const p = startEvaluator(world.env(0, { TICK_INTERVAL_SECONDS: "1", VALKEY_URL: deadValkey }));
-    processes.push(p);
+    const p = fx.start({ TICK_INTERVAL_SECONDS: "1", VALKEY_URL: deadValkey });
     await p.waitForLog((l) => l.msg === "valkey_fallback" && l["tenant"] === t, 20_000);
     const alert = await eventually(
       async () =>
-        (await world.db.pool.query("SELECT rule_id, state FROM alerts WHERE tenant_id = $1", [t])).rows[0],
+        (await fx.pool.query("SELECT rule_id, state FROM alerts WHERE tenant_id = $1", [t])).rows[0],
     );
     expect(alert).toEqual({ rule_id: "hot", state: "open" });
     expect((await p.get("/readyz")).status).toBe(503);
@@ -200,10 +177,7 @@ describe("evaluator process", () => {
 
   it("with PostgreSQL unreachable every tick fails cleanly, the breaker opens, and the process keeps running", async () => {
     const deadDb = `postgres://postgres@127.0.0.1:${await freePort()}/nothing`;
-    const p = startEvaluator(
-      world.env(0, { TICK_INTERVAL_SECONDS: "1", DATABASE_URL: deadDb, BREAKER_FAILURE_THRESHOLD: "2" }),
-    );
-    processes.push(p);
+    const p = fx.start({ TICK_INTERVAL_SECONDS: "1", DATABASE_URL: deadDb, BREAKER_FAILURE_THRESHOLD: "2" });
     await p.waitForLog(
       (l) => l.msg === "circuit_breaker" && l["dependency"] === "postgres" && l["state"] === "open",
     );

@@ -5,50 +5,30 @@
  * early tick is an extra tick in the slot it runs in; it never takes a regular tick's place).
  */
 import pg from "pg";
-import { afterEach, beforeEach, expect, it } from "vitest";
-import {
-  createEvaluatorWorld,
-  type EvaluatorProcess,
-  type EvaluatorWorld,
-  eventually,
-  metricValue,
-  startEvaluator,
-} from "../support/evaluatorProcess.ts";
-import { uniqueTenantId } from "../support/valkey.ts";
+import { expect, it } from "vitest";
+import { useEvaluatorFixture } from "../support/evaluatorFixture.ts";
+import { eventually, metricValue } from "../support/evaluatorProcess.ts";
 
-let world: EvaluatorWorld;
-const processes: EvaluatorProcess[] = [];
-
-beforeEach(async () => {
-  world = await createEvaluatorWorld("notify");
-});
-
-afterEach(async () => {
-  await Promise.all(processes.splice(0).map((p) => p.stop("SIGKILL")));
-  await world.destroy();
-});
+const fx = useEvaluatorFixture("notify");
 
 const INTERVAL_MS = 4000;
 
 it("a burst of 500 NOTIFYs wakes the loop early, at most once per minimum interval", async () => {
-  const t = world.track(uniqueTenantId());
-  await world.db.pool.query("INSERT INTO tenants (id, shard_set, shard_index) VALUES ($1, $2, 0)", [
-    t,
-    world.shardSet,
-  ]);
-  const p = startEvaluator(
-    world.env(0, { TICK_INTERVAL_SECONDS: String(INTERVAL_MS / 1000), MIN_INTERVAL_SECONDS: "1" }),
-  );
-  processes.push(p);
+  await fx.tenant({ devices: [] });
+  const p = fx.start({ TICK_INTERVAL_SECONDS: String(INTERVAL_MS / 1000), MIN_INTERVAL_SECONDS: "1" });
   await p.waitForLog((l) => l.msg === "listen_started");
   const ticks = () => p.logs.filter((l) => l.msg === "tick_start");
   // Wait for a regular (timer) tick after start-up, then for the minimum interval to pass.
   const regular = await p.waitForLog((l) => l.msg === "tick_start" && ticks().indexOf(l) >= 1, 15_000);
   await p.waitForLog((l) => l.msg === "tick_done" && l["slot"] === regular["slot"]);
-  await new Promise((r) => setTimeout(r, 1200));
+  await eventually(
+    async () => Date.now() > (regular["time"] as number) + 1200,
+    5_000,
+    "the minimum interval after the regular tick's start",
+  );
 
   const burstStart = Date.now();
-  const notifier = new pg.Pool({ connectionString: world.db.url, max: 10 });
+  const notifier = new pg.Pool({ connectionString: fx.db.url, max: 10 });
   notifier.on("error", () => {});
   try {
     for (let batch = 0; batch < 10; batch++) {
@@ -99,11 +79,10 @@ it("a burst of 500 NOTIFYs wakes the loop early, at most once per minimum interv
 });
 
 it("LISTENs again after its connection is killed, and NOTIFYs wake it again", async () => {
-  const p = startEvaluator(world.env(0, { TICK_INTERVAL_SECONDS: "30", MIN_INTERVAL_SECONDS: "0.5" }));
-  processes.push(p);
+  const p = fx.start({ TICK_INTERVAL_SECONDS: "30", MIN_INTERVAL_SECONDS: "0.5" });
   await p.waitForLog((l) => l.msg === "listen_started");
   await p.waitForLog((l) => l.msg === "tick_done");
-  const { rowCount } = await world.db.pool.query(
+  const { rowCount } = await fx.pool.query(
     `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
       WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'LISTEN%'`,
   );
@@ -120,6 +99,6 @@ it("LISTENs again after its connection is killed, and NOTIFYs wake it again", as
   // And notifications arrive on the new connection.
   const wakeups = async () => metricValue((await p.get("/metrics")).body, "evaluator_wakeups_total");
   const before = await wakeups();
-  await world.db.pool.query("NOTIFY telemetry_ingest");
+  await fx.pool.query("NOTIFY telemetry_ingest");
   await eventually(async () => (await wakeups()) === before + 1, 10_000, "the NOTIFY to arrive");
 });

@@ -10,67 +10,56 @@
 
 import { Redis } from "ioredis";
 import pg from "pg";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { windowBufferKey } from "../../evaluator/src/state/keys.ts";
 import { migrateUp } from "../../operator/src/migrate/runMigrations.ts";
 import {
-  createEvaluatorWorld,
-  type EvaluatorProcess,
-  eventually,
-  startEvaluator,
-} from "../support/evaluatorProcess.ts";
+  insertReadings,
+  insertTenants,
+  type TenantSeed,
+  useEvaluatorFixture,
+} from "../support/evaluatorFixture.ts";
+import { type EvaluatorProcess, eventually } from "../support/evaluatorProcess.ts";
 import { startPrivatePostgres, startPrivateRedis } from "../support/privateServices.ts";
-import { uniqueTenantId, VALKEY_URL, windowBufferLength } from "../support/valkey.ts";
+import { windowBufferLength } from "../support/valkey.ts";
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
-});
+const fx = useEvaluatorFixture("outage");
 
-function track(p: EvaluatorProcess): EvaluatorProcess {
-  cleanups.push(() => p.stop("SIGKILL"));
-  return p;
-}
-
-async function seedTenant(db: pg.Pool, tenant: string, shardSet: string): Promise<void> {
-  await db.query("INSERT INTO tenants (id, shard_set, shard_index) VALUES ($1, $2, 0)", [tenant, shardSet]);
-  await db.query("INSERT INTO devices (tenant_id, id) VALUES ($1, 'd1')", [tenant]);
-  await db.query(
-    `INSERT INTO alert_rules (tenant_id, id, metric, rule_type, operator, threshold, window_seconds, min_count, cooldown_seconds)
-     VALUES ($1, 'hot', 'temp', 'threshold', '>', 50, NULL, NULL, 0),
-            ($1, 'streak', 'temp', 'window', '>', 50, 600, 3, 0)`,
-    [tenant],
-  );
-}
-
-const reading = (db: pg.Pool, tenant: string, value: number) =>
-  db.query(
-    "INSERT INTO telemetry (tenant_id, device_id, metric, ts, value) VALUES ($1, 'd1', 'temp', now(), $2)",
-    [tenant, value],
-  );
+/** A threshold rule and a window rule over the same readings, without cooldowns. */
+const SEED: TenantSeed = {
+  rules: [
+    { id: "hot", rule_type: "threshold", operator: ">", threshold: 50, cooldown_seconds: 0 },
+    {
+      id: "streak",
+      rule_type: "window",
+      operator: ">",
+      threshold: 50,
+      window_seconds: 600,
+      min_count: 3,
+      cooldown_seconds: 0,
+    },
+  ],
+};
 
 const ticksDone = (p: EvaluatorProcess) => p.logs.filter((l) => l.msg === "tick_done").length;
 
 describe("evaluator outages", () => {
   it("keeps ticking through a Valkey outage with the documented fallbacks, and recovers without a restart", async () => {
     const redis = await startPrivateRedis();
-    cleanups.push(() => redis.destroy());
-    const world = await createEvaluatorWorld("vk-outage");
-    cleanups.push(() => world.destroy());
-    const tenant = uniqueTenantId();
-    await seedTenant(world.db.pool, tenant, world.shardSet);
-    const ev = track(startEvaluator(world.env(0, { VALKEY_URL: redis.url, TICK_INTERVAL_SECONDS: "1" })));
+    fx.onCleanup(() => redis.destroy());
+    const tenant = await fx.tenant(SEED);
+    const ev = fx.start({ VALKEY_URL: redis.url, TICK_INTERVAL_SECONDS: "1" });
     await ev.waitForLog((l) => l.msg === "tick_done");
     expect((await ev.get("/readyz")).status).toBe(200);
 
     await redis.stop();
     const ticksAtOutage = ticksDone(ev);
-    await reading(world.db.pool, tenant, 70);
+    await fx.reading(tenant, 70);
     // The owner still evaluates its tenant: the threshold alert is raised from Postgres alone.
     await eventually(
       async () =>
         (
-          await world.db.pool.query(
+          await fx.pool.query(
             "SELECT 1 FROM alerts WHERE tenant_id = $1 AND rule_id = 'hot' AND state = 'open'",
             [tenant],
           )
@@ -90,13 +79,13 @@ describe("evaluator outages", () => {
     await eventually(async () => (await ev.get("/readyz")).status === 200, 30_000, "ready again");
     const client = new Redis(redis.url, { maxRetriesPerRequest: 1 });
     client.on("error", () => {});
-    cleanups.push(async () => client.disconnect());
+    fx.onCleanup(() => client.disconnect());
     // Readings keep coming; one read while the tick's client is still reconnecting is evaluated
     // fail-open (windows skip it, as documented), the next ones reach the window again.
     let value = 71;
     await eventually(
       async () => {
-        await reading(world.db.pool, tenant, value++);
+        await fx.reading(tenant, value++);
         return (await windowBufferLength(client, windowBufferKey(tenant, "streak", "d1"))) >= 1;
       },
       30_000,
@@ -104,7 +93,7 @@ describe("evaluator outages", () => {
     );
     expect(ev.child.exitCode).toBeNull();
     // Deduplicated in Postgres throughout: one open alert per rule and device.
-    const open = await world.db.pool.query(
+    const open = await fx.pool.query(
       "SELECT rule_id, count(*)::int AS n FROM alerts WHERE tenant_id = $1 AND state = 'open' GROUP BY rule_id",
       [tenant],
     );
@@ -112,30 +101,21 @@ describe("evaluator outages", () => {
   });
 
   it("fails the tick cleanly while Postgres is down, and succeeds on the next tick once it is back", async () => {
+    // A private PostgreSQL (stopped below) instead of the fixture's database on the shared server;
+    // Valkey and the tenant's key cleanup are the fixture's.
     const server = await startPrivatePostgres();
-    cleanups.push(() => server.destroy());
+    fx.onCleanup(() => server.destroy());
     const pool = new pg.Pool({ connectionString: server.url, max: 2 });
     pool.on("error", () => {});
-    cleanups.push(() => pool.end());
+    fx.onCleanup(() => pool.end());
     await migrateUp({ db: pool });
     const shardSet = "eval-test/pg-outage";
     await pool.query("INSERT INTO shard_sets (name, shard_count) VALUES ($1, 1)", [shardSet]);
-    const tenant = uniqueTenantId();
-    await seedTenant(pool, tenant, shardSet);
-    await reading(pool, tenant, 80);
+    const tenant = fx.tenantId();
+    await insertTenants(pool, shardSet, [tenant], SEED);
+    await insertReadings(pool, tenant, 80);
 
-    const ev = track(
-      startEvaluator({
-        SHARD_INDEX: "0",
-        SHARD_SET: shardSet,
-        DATABASE_URL: server.url,
-        VALKEY_URL,
-        METRICS_PORT: "0",
-        METRICS_HOST: "127.0.0.1",
-        LOG_LEVEL: "debug",
-        TICK_INTERVAL_SECONDS: "1",
-      }),
-    );
+    const ev = fx.start({ SHARD_SET: shardSet, DATABASE_URL: server.url, TICK_INTERVAL_SECONDS: "1" });
     await eventually(
       async () =>
         (await pool.query("SELECT 1 FROM alerts WHERE tenant_id = $1 AND rule_id = 'hot'", [tenant]))
@@ -153,7 +133,7 @@ describe("evaluator outages", () => {
 
     await server.start();
     await ev.waitForLog((l) => l.msg === "tick_done" && ev.logs.indexOf(l) > failedAt, 30_000);
-    await reading(pool, tenant, 81);
+    await insertReadings(pool, tenant, 81);
     await eventually(
       async () =>
         (

@@ -4,52 +4,27 @@
  * reading after the restart fires it. The first two readings are deleted from telemetry before the
  * restart, so the new process can only know them from Valkey.
  */
-import { afterAll, afterEach, beforeEach, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { windowBufferKey } from "../../evaluator/src/state/keys.ts";
-import {
-  createEvaluatorWorld,
-  type EvaluatorProcess,
-  type EvaluatorWorld,
-  eventually,
-  startEvaluator,
-} from "../support/evaluatorProcess.ts";
-import { connectValkey, uniqueTenantId, windowBufferLength } from "../support/valkey.ts";
+import { useEvaluatorFixture } from "../support/evaluatorFixture.ts";
+import { eventually } from "../support/evaluatorProcess.ts";
+import { windowBufferLength } from "../support/valkey.ts";
 
-let world: EvaluatorWorld;
-const processes: EvaluatorProcess[] = [];
-const valkey = connectValkey();
-
-beforeEach(async () => {
-  world = await createEvaluatorWorld("restart");
-});
-
-afterEach(async () => {
-  await Promise.all(processes.splice(0).map((p) => p.stop("SIGKILL")));
-  await world.destroy();
-});
-
-afterAll(() => valkey.disconnect());
+const fx = useEvaluatorFixture("restart");
 
 it("a window rule keeps accumulating across an evaluator restart and fires on the next qualifying reading", async () => {
-  const t = world.track(uniqueTenantId());
-  const db = world.db.pool;
-  await db.query("INSERT INTO tenants (id, shard_set, shard_index) VALUES ($1, $2, 0)", [t, world.shardSet]);
-  await db.query("INSERT INTO devices (tenant_id, id) VALUES ($1, 'd1')", [t]);
-  await db.query(
-    `INSERT INTO alert_rules (tenant_id, id, metric, rule_type, operator, threshold, window_seconds, min_count)
-     VALUES ($1, 'w', 'temp', 'window', '>', 50, 600, 3)`,
-    [t],
-  );
+  const t = await fx.tenant({
+    rules: [
+      { id: "w", rule_type: "window", operator: ">", threshold: 50, window_seconds: 600, min_count: 3 },
+    ],
+  });
+  const db = fx.pool;
+  const valkey = fx.valkey();
   const buffer = windowBufferKey(t, "w", "d1");
-  const env = world.env(0, { TICK_INTERVAL_SECONDS: "1", ALLOWED_LATENESS_SECONDS: "0" });
-  const insert = (value: number) =>
-    db.query(
-      "INSERT INTO telemetry (tenant_id, device_id, metric, ts, value) VALUES ($1, 'd1', 'temp', now(), $2)",
-      [t, value],
-    );
+  const env = { TICK_INTERVAL_SECONDS: "1", ALLOWED_LATENESS_SECONDS: "0" };
+  const insert = (value: number) => fx.reading(t, value);
 
-  const first = startEvaluator(env);
-  processes.push(first);
+  const first = fx.start(env);
   await first.waitForLog((l) => l.msg === "tick_done");
   await insert(60);
   await eventually(
@@ -71,8 +46,7 @@ it("a window rule keeps accumulating across an evaluator restart and fires on th
     0,
   );
 
-  const second = startEvaluator(env);
-  processes.push(second);
+  const second = fx.start(env);
   await second.waitForLog((l) => l.msg === "tick_done");
   expect((await db.query("SELECT count(*)::int AS n FROM alerts WHERE tenant_id = $1", [t])).rows[0].n).toBe(
     0,

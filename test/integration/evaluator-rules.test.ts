@@ -1,53 +1,43 @@
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import pino from "pino";
 import { Registry } from "prom-client";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { compileEvaluatorConfig } from "../../evaluator/src/config/evaluatorConfig.ts";
 import { connectClients } from "../../evaluator/src/main.ts";
 import { createEvaluatorMetrics } from "../../evaluator/src/metrics.ts";
 import { tenantStateKey } from "../../evaluator/src/state/keys.ts";
 import { readRebuiltState } from "../../evaluator/src/state/rebuild.ts";
-import { ValkeyState } from "../../evaluator/src/state/scripts.ts";
+import { ValkeyState } from "../../evaluator/src/state/valkeyState.ts";
 import { createPgStore } from "../../evaluator/src/store/pgStore.ts";
 import { CircuitBreaker } from "../../evaluator/src/tick/circuitBreaker.ts";
-import { systemClock } from "../../evaluator/src/tick/clock.ts";
-import { isPostgresOutage, isValkeyOutage } from "../../evaluator/src/tick/outages.ts";
+import { isValkeyOutage } from "../../evaluator/src/tick/outages.ts";
 import { TickRunner, type TickSummary } from "../../evaluator/src/tick/tickRunner.ts";
-import { createEvaluatorWorld, type EvaluatorWorld } from "../support/evaluatorProcess.ts";
-import { freePort } from "../support/ports.ts";
-import { connectValkey, uniqueTenantId, VALKEY_URL } from "../support/valkey.ts";
+import { systemClock } from "../../runtime/clock.ts";
+import { isPostgresOutage } from "../../runtime/postgresOutage.ts";
+import { type RuleColumns, useEvaluatorFixture } from "../support/evaluatorFixture.ts";
+import { VALKEY_URL } from "../support/valkey.ts";
 
 const I = 60_000;
 // Slot-aligned "now" of the test: ticks run at T0 + k·I.
 const T0 = Math.floor(Date.now() / I) * I;
 
-let world: EvaluatorWorld;
-const clients: Redis[] = [];
+const fx = useEvaluatorFixture("rules");
 
-beforeEach(async () => {
-  world = await createEvaluatorWorld("rules");
-});
-
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.disconnect();
-  await world.destroy();
-});
-
-function runner(valkey: Redis = track(connectValkey()), token = "test-evaluator"): TickRunner {
+function runner(valkey: Redis = fx.valkey(), token = "test-evaluator"): TickRunner {
   const breaker = (isOutage: (e: unknown) => boolean) =>
     new CircuitBreaker({ name: "x", clock: systemClock, failureThreshold: 1000, cooldownMs: 1000, isOutage });
   return new TickRunner({
     settings: {
-      shardSet: world.shardSet,
+      shardSet: fx.shardSet,
       shardIndex: 0,
       intervalMs: I,
       tenantBudgetMs: 10_000,
       concurrency: 4,
       testFaults: { delayTenant: null, poisonRuleId: null },
     },
-    store: createPgStore(world.db.pool),
+    store: createPgStore(fx.pool),
     state: new ValkeyState(valkey),
-    rebuild: (plan, fence, wallNow) => readRebuiltState(world.db.pool, plan, fence, wallNow),
+    rebuild: (plan, fence, wallNow) => readRebuiltState(fx.pool, plan, fence, wallNow),
     clock: systemClock,
     log: pino({ level: "silent" }),
     metrics: createEvaluatorMetrics(new Registry()),
@@ -56,48 +46,23 @@ function runner(valkey: Redis = track(connectValkey()), token = "test-evaluator"
   });
 }
 
-function track(c: Redis): Redis {
-  clients.push(c);
-  return c;
-}
-
 /** Runs the tick of slot T0/I + k at T0 + k·I (+ ms). */
 function tickAt(r: TickRunner, k: number, ms = 0): Promise<TickSummary> {
   return r.runTick({ slot: T0 / I + k, now: T0 + k * I + ms, trigger: "timer" });
 }
 
-async function tenant(devices: string[] = ["d1"]): Promise<string> {
-  const id = world.track(uniqueTenantId());
-  await world.db.pool.query("INSERT INTO tenants (id, shard_set, shard_index) VALUES ($1, $2, 0)", [
-    id,
-    world.shardSet,
-  ]);
-  for (const d of devices)
-    await world.db.pool.query("INSERT INTO devices (tenant_id, id) VALUES ($1, $2)", [id, d]);
-  return id;
+function tenant(devices: string[] = ["d1"]): Promise<string> {
+  return fx.tenant({ devices });
 }
 
-async function rule(tenantId: string, id: string, columns: Record<string, unknown>): Promise<void> {
-  const row: Record<string, unknown> = { metric: "temp", cooldown_seconds: 0, ...columns };
-  const names = Object.keys(row);
-  await world.db.pool.query(
-    `INSERT INTO alert_rules (tenant_id, id, ${names.join(", ")})
-     VALUES ($1, $2, ${names.map((_, i) => `$${i + 3}`).join(", ")})`,
-    [
-      tenantId,
-      id,
-      ...names.map((n) => (n === "escalation" || n === "params" ? JSON.stringify(row[n]) : row[n])),
-    ],
-  );
+/** Adds rule `id` (metric "temp", no cooldown unless given) to the tenant. */
+function rule(tenantId: string, id: string, columns: RuleColumns): Promise<void> {
+  return fx.rule(tenantId, { id, cooldown_seconds: 0, ...columns });
 }
 
 /** Inserts a reading at T0 + s seconds (committed: the next evaluation's snapshot sees it). */
-async function reading(tenantId: string, deviceId: string, s: number, value: number): Promise<void> {
-  await world.db.pool.query(
-    `INSERT INTO telemetry (tenant_id, device_id, metric, ts, value)
-     VALUES ($1, $2, 'temp', to_timestamp($3::float8 / 1000), $4)`,
-    [tenantId, deviceId, T0 + s * 1000, value],
-  );
+function reading(tenantId: string, deviceId: string, s: number, value: number): Promise<void> {
+  return fx.reading(tenantId, value, { device: deviceId, atMs: T0 + s * 1000 });
 }
 
 interface AlertRow {
@@ -111,7 +76,7 @@ interface AlertRow {
 }
 
 async function alerts(tenantId: string): Promise<AlertRow[]> {
-  const { rows } = await world.db.pool.query<AlertRow>(
+  const { rows } = await fx.pool.query<AlertRow>(
     `SELECT rule_id, device_id, state, severity, occurrences, value, escalated_at IS NOT NULL AS escalated
        FROM alerts WHERE tenant_id = $1 ORDER BY id`,
     [tenantId],
@@ -230,7 +195,7 @@ describe("rules end to end (one real tick per slot)", () => {
   it("maintenance suppresses fire and still-firing, never resolve; the alert opens once it ends", async () => {
     const t = await tenant(["d1", "d2"]);
     await rule(t, "hot", { rule_type: "threshold", operator: ">", threshold: 30 });
-    await world.db.pool.query(
+    await fx.pool.query(
       `INSERT INTO maintenance_windows (tenant_id, device_id, starts_at, ends_at)
        VALUES ($1, 'd1', to_timestamp($2::float8 / 1000), to_timestamp($3::float8 / 1000))`,
       [t, T0 - 1000, T0 + 90_000],
@@ -250,7 +215,7 @@ describe("rules end to end (one real tick per slot)", () => {
       ["d1", "open"],
     ]);
     // A tenant-wide window does not keep a cleared condition from resolving.
-    await world.db.pool.query(
+    await fx.pool.query(
       `INSERT INTO maintenance_windows (tenant_id, starts_at, ends_at)
        VALUES ($1, to_timestamp($2::float8 / 1000), to_timestamp($3::float8 / 1000))`,
       [t, T0 + 150_000, T0 + 600_000],
@@ -286,7 +251,7 @@ describe("rules end to end (one real tick per slot)", () => {
   it("a Valkey state lost (a flush) changes no decision: the kept copy, then the rebuild from PostgreSQL, carry the alert on", async () => {
     const t = await tenant();
     await rule(t, "hot", { rule_type: "threshold", operator: ">", threshold: 30 });
-    const valkey = track(connectValkey());
+    const valkey = fx.valkey();
     const r = runner(valkey);
     await reading(t, "d1", -5, 40);
     await tickAt(r, 0);
@@ -314,16 +279,14 @@ describe("rules end to end (one real tick per slot)", () => {
     const r = runner();
     await reading(t, "d1", -5, 40);
     await tickAt(r, 0);
-    await world.db.pool.query("DELETE FROM alerts WHERE tenant_id = $1", [t]); // the fire was lost
+    await fx.pool.query("DELETE FROM alerts WHERE tenant_id = $1", [t]); // the fire was lost
     await reading(t, "d1", 55, 41);
     await tickAt(r, 1); // the lifecycle says "still firing": the upsert opens the alert again
     expect(await alerts(t)).toMatchObject([{ state: "open", occurrences: 1, value: 41 }]);
     await reading(t, "d1", 115, 10);
     await tickAt(r, 2);
     expect(await alerts(t)).toMatchObject([{ state: "resolved" }]);
-    await world.db.pool.query("UPDATE alerts SET state = 'open', resolved_at = NULL WHERE tenant_id = $1", [
-      t,
-    ]);
+    await fx.pool.query("UPDATE alerts SET state = 'open', resolved_at = NULL WHERE tenant_id = $1", [t]);
     await reading(t, "d1", 175, 11);
     await tickAt(r, 3); // the resolve was lost: the false condition resolves the open alert again
     expect(await alerts(t)).toMatchObject([{ state: "resolved" }]);
@@ -337,8 +300,8 @@ describe("rules end to end (one real tick per slot)", () => {
     ] as const) {
       const config = compileEvaluatorConfig({
         shardIndex: "0",
-        shardSet: world.shardSet,
-        databaseUrl: world.db.url,
+        shardSet: fx.shardSet,
+        databaseUrl: fx.db.url,
         valkeyUrl: VALKEY_URL,
         pgSynchronousCommit: setting,
       });
@@ -363,15 +326,7 @@ describe("rules end to end (one real tick per slot)", () => {
       window_seconds: 300,
       min_count: 1,
     });
-    const dead = track(
-      new Redis(`redis://127.0.0.1:${await freePort()}/0`, {
-        enableOfflineQueue: false,
-        maxRetriesPerRequest: 0,
-        lazyConnect: true,
-        retryStrategy: () => null,
-      }),
-    );
-    dead.on("error", () => {});
+    const dead = await fx.unreachableValkey();
     const r = runner(dead);
     await reading(t, "d1", -5, 40);
     const summary = await tickAt(r, 0);
@@ -393,22 +348,9 @@ describe("rules end to end (one real tick per slot)", () => {
   });
 
   it("a tenant handed off to another shard is skipped while Valkey is unreachable (the lease fails closed)", async () => {
-    const t = world.track(uniqueTenantId());
-    await world.db.pool.query(
-      "INSERT INTO tenants (id, shard_set, shard_index, prev_shard_index, moved_at) VALUES ($1, $2, 1, 0, to_timestamp($3::float8 / 1000))",
-      [t, world.shardSet, T0 - 1000],
-    );
-    await world.db.pool.query("INSERT INTO devices (tenant_id, id) VALUES ($1, 'd1')", [t]);
+    const t = await fx.tenant({ shardIndex: 1, prevShardIndex: 0, movedAtMs: T0 - 1000 });
     await rule(t, "hot", { rule_type: "threshold", operator: ">", threshold: 30 });
-    const dead = track(
-      new Redis(`redis://127.0.0.1:${await freePort()}/0`, {
-        enableOfflineQueue: false,
-        maxRetriesPerRequest: 0,
-        lazyConnect: true,
-        retryStrategy: () => null,
-      }),
-    );
-    dead.on("error", () => {});
+    const dead = await fx.unreachableValkey();
     await reading(t, "d1", -5, 40);
     const summary = await tickAt(runner(dead), 0);
     expect(summary).toMatchObject({ tenants: 1, evaluated: 0, failed: 1 });

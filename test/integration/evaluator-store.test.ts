@@ -4,9 +4,8 @@
  * per-tenant evaluation fence (`tenant_fences`, migration 000008) returns every reading to exactly
  * one committed evaluation and refuses the commit of a stale one.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { type AlertWrites, alertFingerprint } from "../../evaluator/src/store/alertWrites.ts";
 import {
   createPgStore,
@@ -16,19 +15,14 @@ import {
   type TenantFence,
   type WriteResult,
 } from "../../evaluator/src/store/pgStore.ts";
-import { migrateUp } from "../../operator/src/migrate/runMigrations.ts";
-import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
+import { useEvaluatorFixture } from "../support/evaluatorFixture.ts";
+import { eventually } from "../support/evaluatorProcess.ts";
 
-let db: TestDatabase;
+// The store never touches Valkey, and the database is the test's own: tenants "a" and "b" are fine.
+const db = useEvaluatorFixture("store");
 
 beforeEach(async () => {
-  db = await createTestDatabase("store");
-  await migrateUp({ db: db.pool });
   await db.pool.query("INSERT INTO tenants (id, shard_set, shard_index) VALUES ('a', 's', 0), ('b', 's', 0)");
-});
-
-afterEach(async () => {
-  await db.drop();
 });
 
 /** The store on a connection that records how many device rows each read sent back. */
@@ -347,13 +341,15 @@ async function ingestXidOf(value: number): Promise<bigint> {
 
 /** Waits until the backend `pid` waits for a lock (its statement is blocked). */
 async function waitUntilLockWait(pid: number): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    const { rows } = await db.pool.query<{ waiting: boolean }>(
-      "SELECT wait_event_type = 'Lock' AS waiting FROM pg_stat_activity WHERE pid = $1",
-      [pid],
-    );
-    if (rows[0]?.waiting) return;
-    if (attempt >= 200) throw new Error(`backend ${pid} never waited for a lock`);
-    await sleep(25);
-  }
+  await eventually(
+    async () =>
+      (
+        await db.pool.query<{ waiting: boolean }>(
+          "SELECT wait_event_type = 'Lock' AS waiting FROM pg_stat_activity WHERE pid = $1",
+          [pid],
+        )
+      ).rows[0]?.waiting,
+    10_000,
+    `backend ${pid} waiting for a lock`,
+  );
 }

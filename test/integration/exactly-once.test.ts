@@ -12,8 +12,8 @@
 import fc from "fast-check";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeAnomalyStats } from "../../evaluator/src/state/codec.ts";
 import { tenantStateField, tenantStateKey } from "../../evaluator/src/state/keys.ts";
+import { decodeAnomalyStats } from "../../evaluator/src/state/valueEncoding.ts";
 import { migrateUp } from "../../operator/src/migrate/runMigrations.ts";
 import { type AlertRow, checkHistory, formatViolations } from "../support/history.ts";
 import { type InterleavingOptions, runSchedule, type Step } from "../support/interleavings.ts";

@@ -14,14 +14,14 @@ import { parseRule } from "../../evaluator/src/rules/parseRule.ts";
 import { pairKey, planTenant, type TenantInput } from "../../evaluator/src/rules/planTenant.ts";
 import { groupReadings } from "../../evaluator/src/rules/readings.ts";
 import type { Reading, Rule } from "../../evaluator/src/rules/types.ts";
+import { anomalyReplayCount, readRebuiltState } from "../../evaluator/src/state/rebuild.ts";
 import {
   advanceTick,
   applyCommit,
   emptySnapshot,
-  encodeBuffer,
   type TenantSnapshot,
-} from "../../evaluator/src/state/codec.ts";
-import { anomalyReplayCount, readRebuiltState } from "../../evaluator/src/state/rebuild.ts";
+} from "../../evaluator/src/state/tenantSnapshot.ts";
+import { encodeBuffer } from "../../evaluator/src/state/valueEncoding.ts";
 import { alertFingerprint, buildAlertWrites, NO_MAINTENANCE } from "../../evaluator/src/store/alertWrites.ts";
 import { createPgStore } from "../../evaluator/src/store/pgStore.ts";
 import { migrateUp } from "../../operator/src/migrate/runMigrations.ts";
@@ -266,7 +266,6 @@ describe("readRebuiltState", () => {
     const wallNow = now + 2000;
     const snapshot = await readRebuiltState(db.pool, plan, { seq: 5, judged, evalMs: at(-1) }, wallNow);
 
-    const key = pairKey;
     const buffer = [
       { ts: at(-7), value: 61 },
       { ts: at(-5), value: 40 },
@@ -287,26 +286,26 @@ describe("readRebuiltState", () => {
       at: at(-1),
       covered: new Set(plan.pairs.map((p) => p.key)),
       buffers: new Map([
-        [key("w", "d1"), { entries: buffer, stored: encodeBuffer(buffer) }],
-        [key("ri", "d1"), { entries: buffer, stored: encodeBuffer(buffer) }],
+        [pairKey("w", "d1"), { entries: buffer, stored: encodeBuffer(buffer) }],
+        [pairKey("ri", "d1"), { entries: buffer, stored: encodeBuffer(buffer) }],
       ]),
       alerts: new Map([
-        [key("w", "d1"), { active: true, since: at(-8), severity: "critical" as const }],
-        [key("an", "d2"), { active: true, since: now - 30_000, severity: "warning" as const }],
-        [key("ri", "d1"), { active: true, since: at(-4), severity: "warning" as const }],
+        [pairKey("w", "d1"), { active: true, since: at(-8), severity: "critical" as const }],
+        [pairKey("an", "d2"), { active: true, since: now - 30_000, severity: "warning" as const }],
+        [pairKey("ri", "d1"), { active: true, since: at(-4), severity: "warning" as const }],
       ]),
-      anomalies: new Map([[key("an", "d1"), stats]]),
+      anomalies: new Map([[pairKey("an", "d1"), stats]]),
       seen: new Map([
-        [key("ab", "d1"), String(at(-3))],
+        [pairKey("ab", "d1"), String(at(-3))],
         // Never reported: the latest of the first evaluation (T0 + 10 min), the device's and the
         // rule's creation.
-        [key("ab", "d2"), String(T0 + 20 * MIN)],
-        [key("ab2", "d1"), String(T0 + 10 * MIN)],
-        [key("ab2", "d2"), String(T0 + 20 * MIN)],
+        [pairKey("ab", "d2"), String(T0 + 20 * MIN)],
+        [pairKey("ab2", "d1"), String(T0 + 10 * MIN)],
+        [pairKey("ab2", "d2"), String(T0 + 20 * MIN)],
       ]),
       cooldownUntil: new Map([
-        [key("th", "d1"), at(5)],
-        [key("an", "d2"), now + 30_000],
+        [pairKey("th", "d1"), at(5)],
+        [pairKey("an", "d2"), now + 30_000],
       ]),
     };
     expect(snapshot).toEqual(expected);
@@ -315,8 +314,8 @@ describe("readRebuiltState", () => {
     // A judged snapshot before every reading with an ingest_xid: only the pre-fence rows count.
     const early = await readRebuiltState(db.pool, plan, { seq: 1, judged: "3:3:" }, wallNow);
     expect(early.buffers.size).toBe(0);
-    expect(early.seen.get(key("ab", "d1"))).toBe(String(at(-50)));
-    expect(early.anomalies.get(key("an", "d1"))).toEqual(learnSample(EMPTY_STATS, 18, at(-60), 2));
+    expect(early.seen.get(pairKey("ab", "d1"))).toBe(String(at(-50)));
+    expect(early.anomalies.get(pairKey("an", "d1"))).toEqual(learnSample(EMPTY_STATS, 18, at(-60), 2));
   });
 });
 

@@ -27,7 +27,14 @@ describe("PostgreSQL tenant assignments", () => {
   it("places every tenant on a first commit and bumps the epoch", async () => {
     await seedTenants(db.pool, SET, 2000);
     const a = createPgTenantAssignments(db.pool, SET);
-    expect(await a.read()).toEqual({ shardCount: null, epoch: 0, tenants: 2000 });
+    const { rows } = await db.pool.query<{ weight: number | null }>(
+      "SELECT weight FROM tenants WHERE shard_set = $1",
+      [SET],
+    );
+    // The planner counts every tenant as at least one unit of load; the snapshot's total agrees.
+    const totalLoad = rows.reduce((sum, r) => sum + Math.max(r.weight ?? 1, 1), 0);
+    expect(totalLoad).toBeGreaterThan(2000); // the seed's weights are heavy-tailed, not all 1
+    expect(await a.read()).toEqual({ shardCount: null, epoch: 0, tenants: 2000, totalLoad });
 
     const r = await a.commit(3);
     expect(r).toMatchObject({ shardCount: 3, epoch: 1, tenants: 2000, moved: 0, alreadyCommitted: false });

@@ -11,6 +11,7 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { baselineWindowStore } from "../../bench/baselineWindowStore.ts";
 import { evaluateTenant, type TenantEvaluation } from "../../evaluator/src/rules/evaluateTenant.ts";
 import {
   anomalyRule,
@@ -29,15 +30,6 @@ import {
 } from "../../evaluator/src/rules/planTenant.ts";
 import { groupReadings } from "../../evaluator/src/rules/readings.ts";
 import type { Reading, Rule } from "../../evaluator/src/rules/types.ts";
-import { baselineWindowStore } from "../../evaluator/src/state/baselineWindowStore.ts";
-import {
-  advanceTick,
-  applyCommit,
-  commitOps,
-  decodeAnomalyStats,
-  type TenantSnapshot,
-  type TickLease,
-} from "../../evaluator/src/state/codec.ts";
 import {
   cooldownKey,
   tenantStateField,
@@ -48,13 +40,21 @@ import {
 } from "../../evaluator/src/state/keys.ts";
 import { rebuildSnapshot } from "../../evaluator/src/state/rebuild.ts";
 import { STATE_RETENTION_MS } from "../../evaluator/src/state/retention.ts";
+import type { TickLease } from "../../evaluator/src/state/scriptProtocol.ts";
+import {
+  advanceTick,
+  applyCommit,
+  commitOps,
+  type TenantSnapshot,
+} from "../../evaluator/src/state/tenantSnapshot.ts";
 import {
   type FenceVersion,
   type StateDelta,
   type StoreResult,
   type TenantLoad,
   ValkeyState,
-} from "../../evaluator/src/state/scripts.ts";
+} from "../../evaluator/src/state/valkeyState.ts";
+import { decodeAnomalyStats } from "../../evaluator/src/state/valueEncoding.ts";
 import { type PrivateRedis, startPrivateRedis } from "../support/privateServices.ts";
 import { connectValkey, deleteTenantKeys, uniqueTenantId } from "../support/valkey.ts";
 

@@ -24,7 +24,7 @@ import { evaluateTenant } from "../../evaluator/src/rules/evaluateTenant.ts";
 import { pairKey, planTenant } from "../../evaluator/src/rules/planTenant.ts";
 import { groupReadings } from "../../evaluator/src/rules/readings.ts";
 import { type Reading, type Rule, SEVERITIES, type Severity } from "../../evaluator/src/rules/types.ts";
-import { advanceTick, applyCommit, emptySnapshot } from "../../evaluator/src/state/codec.ts";
+import { advanceTick, applyCommit, emptySnapshot } from "../../evaluator/src/state/tenantSnapshot.ts";
 import { buildAlertWrites } from "../../evaluator/src/store/alertWrites.ts";
 import type { EvaluationRecord } from "../../evaluator/src/tick/evaluationRecord.ts";
 

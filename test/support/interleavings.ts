@@ -19,14 +19,15 @@ import pino from "pino";
 import { Registry } from "prom-client";
 import { createEvaluatorMetrics } from "../../evaluator/src/metrics.ts";
 import { readRebuiltState } from "../../evaluator/src/state/rebuild.ts";
-import { ValkeyState } from "../../evaluator/src/state/scripts.ts";
+import { ValkeyState } from "../../evaluator/src/state/valkeyState.ts";
 import { createPgStore, type EvaluatorStore } from "../../evaluator/src/store/pgStore.ts";
 import { CircuitBreaker } from "../../evaluator/src/tick/circuitBreaker.ts";
 import { ManualClock } from "../../evaluator/src/tick/clock.ts";
-import { isPostgresOutage, isValkeyOutage } from "../../evaluator/src/tick/outages.ts";
-import { shardOffsetMs, slotOf } from "../../evaluator/src/tick/schedule.ts";
+import { isValkeyOutage } from "../../evaluator/src/tick/outages.ts";
+import { shardOffsetMs, slotOf } from "../../evaluator/src/tick/slotSchedule.ts";
 import type { StateGateway } from "../../evaluator/src/tick/tenantPipeline.ts";
 import { TickRunner } from "../../evaluator/src/tick/tickRunner.ts";
+import { isPostgresOutage } from "../../runtime/postgresOutage.ts";
 import {
   type AlertRow,
   type ExpectedReading,

@@ -1,6 +1,7 @@
 import { Command, Option } from "commander";
 import type { DestinationStream } from "pino";
 import { Registry } from "prom-client";
+import { systemClock } from "../../../runtime/clock.ts";
 import {
   compileEvaluatorConfig,
   type EvaluatorConfig,
@@ -9,7 +10,6 @@ import {
 } from "../config/evaluatorConfig.ts";
 import { type EvaluatorClients, runEvaluator } from "../lifecycle/runEvaluator.ts";
 import { createLogger, type Logger } from "../log.ts";
-import { systemClock } from "../tick/clock.ts";
 
 /** What the CLI needs from its surroundings (no process globals inside). */
 export interface ProgramDeps {

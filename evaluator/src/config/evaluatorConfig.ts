@@ -239,13 +239,6 @@ export function compileEvaluatorConfig(raw: RawEvaluatorOptions): EvaluatorConfi
   });
 }
 
-/** Raw options from the environment alone (the CLI layers flags on top). */
-export function rawOptionsFromEnv(env: Readonly<Record<string, string | undefined>>): RawEvaluatorOptions {
-  const out: Record<string, string | undefined> = {};
-  for (const [key, s] of Object.entries(SETTINGS)) out[key] = env[s.env];
-  return out as RawEvaluatorOptions;
-}
-
 /** A connection string with its password replaced, for logs. */
 export function redactUrl(raw: string): string {
   try {

@@ -1,4 +1,4 @@
-import type { Clock } from "../tick/clock.ts";
+import type { Clock } from "../../../runtime/clock.ts";
 
 /** Options of {@link createReadiness}. */
 export interface ReadinessOptions {

@@ -3,20 +3,22 @@ import { hostname } from "node:os";
 import type { Redis } from "ioredis";
 import type pg from "pg";
 import { collectDefaultMetrics, type Registry } from "prom-client";
+import type { Clock } from "../../../runtime/clock.ts";
+import { errorMessage } from "../../../runtime/errors.ts";
+import { startHttpServer } from "../../../runtime/httpServer.ts";
+import { isPostgresOutage } from "../../../runtime/postgresOutage.ts";
 import { type EvaluatorConfig, redactUrl } from "../config/evaluatorConfig.ts";
-import { startHttpServer } from "../httpServer.ts";
 import type { Logger } from "../log.ts";
 import { createEvaluatorMetrics } from "../metrics.ts";
 import { readRebuiltState } from "../state/rebuild.ts";
-import { ValkeyState } from "../state/scripts.ts";
+import { ValkeyState } from "../state/valkeyState.ts";
 import { createPgStore } from "../store/pgStore.ts";
 import { CircuitBreaker } from "../tick/circuitBreaker.ts";
-import type { Clock } from "../tick/clock.ts";
 import { IngestListener } from "../tick/ingestListener.ts";
-import { isPostgresOutage, isValkeyOutage } from "../tick/outages.ts";
-import { shardOffsetMs } from "../tick/schedule.ts";
-import { TickScheduler } from "../tick/scheduler.ts";
-import { errorMessage, TickRunner } from "../tick/tickRunner.ts";
+import { isValkeyOutage } from "../tick/outages.ts";
+import { shardOffsetMs } from "../tick/slotSchedule.ts";
+import { TickRunner } from "../tick/tickRunner.ts";
+import { TickScheduler } from "../tick/tickScheduler.ts";
 import { createLiveness, createReadiness } from "./probes.ts";
 import { Releasers } from "./releasers.ts";
 
@@ -132,11 +134,14 @@ export async function runEvaluator(config: EvaluatorConfig, deps: RunEvaluatorDe
       cacheMs: 2000,
       draining: () => draining,
     });
-    const http = await startHttpServer(config.metricsHost, config.metricsPort, {
-      registry,
-      healthy: liveness.healthy,
-      ready,
-    });
+    const http = await startHttpServer(
+      { host: config.metricsHost, port: config.metricsPort },
+      {
+        registry,
+        healthy: liveness.healthy,
+        ready,
+      },
+    );
     releasers.push("http server", () => http.close());
     log.info({ host: config.metricsHost, port: http.port }, "metrics_listening");
     deps.onListening?.(http.port);

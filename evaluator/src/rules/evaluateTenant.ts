@@ -7,7 +7,7 @@
  *    needs.
  * 2. The state the tenant's last committed evaluation left: the evaluator's kept copy (no call),
  *    `ValkeyState.loadTenantState` (one `tenant_read`), or a rebuild from PostgreSQL.
- * 3. `advanceTick` (state/codec.ts, pure) appends this tick's readings to the window buffers, trims
+ * 3. `advanceTick` (state/tenantSnapshot.ts, pure) appends this tick's readings to the window buffers, trims
  *    them and advances last-seen times.
  * 4. `evaluateTenant({ ...input, state })` (this module, pure) → conditions, alert actions and the
  *    few state updates the tick produced.

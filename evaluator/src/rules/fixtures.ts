@@ -27,7 +27,7 @@ export function ruleRow(overrides: Record<string, unknown> = {}): Record<string,
 }
 
 /** Parses a row that must be valid (for tests of the other rule modules). */
-export function mustParse(overrides: Record<string, unknown> = {}): Rule {
+function mustParse(overrides: Record<string, unknown> = {}): Rule {
   const result = parseRule(ruleRow(overrides));
   if (!result.ok) throw new Error(`test rule is invalid: ${result.reason}`);
   return result.rule;

@@ -19,9 +19,9 @@ export type ParseRuleResult =
   | { readonly ok: false; readonly id: string | null; readonly reason: string };
 
 /** Longest accepted window (31 days): buffers live 2× the window, so this bounds their lifetime. */
-export const MAX_WINDOW_SECONDS = 31 * 24 * 3600;
+const MAX_WINDOW_SECONDS = 31 * 24 * 3600;
 /** Largest accepted window buffer (`params.maxReadings`, `params.lastN`, rising `min_count` + 1). */
-export const MAX_BUFFER_READINGS = 100_000;
+const MAX_BUFFER_READINGS = 100_000;
 /** Default memory bound of a window buffer (`params.maxReadings`). */
 export const DEFAULT_MAX_READINGS = 1000;
 

@@ -2,32 +2,34 @@
  * THE module that builds Valkey keys. Every key carries the tenant id inside a hash tag
  * (`{tenant}`), so all keys of one tenant live in one Valkey Cluster slot and one script call may
  * touch them all. Never configure an ioredis `keyPrefix`: the scripts receive keys exactly as built
- * here.
+ * here. Ids are escaped by {@link keyPart}; how each value is stored is `valueEncoding.ts`.
  *
- * | key                          | holds                                                    |
- * |------------------------------|----------------------------------------------------------|
- * | `wbuf:{tenant}:rule:device`     | window buffer, string `ts:value,ts:value,…` oldest first |
- * | `cooldown:{tenant}:rule:device` | present while a new `fire` is held back (PX)            |
- * | `tstate:{tenant}`               | hash of the tenant's small per-pair states (below)      |
- * | `tick:{tenant}:slot`            | tick lease: token of the evaluator that owns the slot   |
- * | `wbufjson:{tenant}:rule:device` | benchmark baseline only (JSON string buffer)            |
+ * | key                             | holds                                                          |
+ * |---------------------------------|----------------------------------------------------------------|
+ * | `wbuf:{tenant}:rule:device`     | window buffer, string `ts:value,+d:value,…` oldest first (PX)  |
+ * | `cooldown:{tenant}:rule:device` | `"1"` while a new `fire` is held back (PX); the end is `cd`'s  |
+ * | `tstate:{tenant}`               | hash of the tenant's small per-pair states (below)             |
+ * | `tick:{tenant}:slot`            | tick lease: token of the evaluator that owns the slot          |
+ * | `wbufjson:{tenant}:rule:device` | benchmark baseline only (`bench/baselineWindowStore.ts`, JSON) |
  *
- * The fields of `tstate:{tenant}` are `keyPart(rule):keyPart(device):kind`:
+ * The fields of `tstate:{tenant}` are `keyPart(rule):keyPart(device):kind` ({@link pairField}):
  *
  * | kind   | holds                                                                      |
  * |--------|----------------------------------------------------------------------------|
- * | `cond` | alert lifecycle state while firing (JSON)                                  |
+ * | `cond` | alert lifecycle state while firing (JSON `{"since","severity"}`)           |
  * | `anom` | rolling anomaly statistics (`n,mean,variance,lastTs`)                      |
- * | `seen` | newest reading timestamp, ms (absent pattern)                              |
+ * | `seen` | newest reading timestamp, ms, else the tick that first saw the pair (absent) |
  * | `cd`   | when the pair's cooldown ends (tick clock, ms); a `cooldown:` key beside it |
  *
- * and one more field, `seq`: the version (`"<seq>:<tick ms>"`) of the committed evaluation whose
- * state the hash holds (see `tenant_write.lua`). The hash has one TTL, refreshed by every write
- * (Valkey 7 has no per-field TTL).
+ * and one more field, {@link STATE_VERSION_FIELD} (`seq`): the version (`"<seq>:<tick ms>"`) of the
+ * committed evaluation whose state the hash holds (see `tenant_write.lua`). The hash has one TTL,
+ * which every write raises to the plan's state retention (`tenantStatePx`) and never shortens
+ * (Valkey 7 has no per-field TTL). A field of an earlier release ({@link RETIRED_STATE_FIELDS}) is read and skipped.
  *
- * `tenant_read.lua` and `tenant_write.lua` build the keys and fields themselves, as `kind:` + the
- * hash tag of their one declared key + `:keyPart(rule):keyPart(device)`, and
- * `tstate:` + that hash tag. Change the format here and there together.
+ * `tenant_read.lua` and `tenant_write.lua` are sent one key of the tenant and build the others
+ * themselves: `tstate:` + its hash tag, `wbuf:`/`cooldown:` + the tag + `:` + a {@link pairPart}
+ * sent in ARGV, and the `cd` field as that pair part + `:cd`. `keys.test.ts` parses the scripts and
+ * checks that every key and field they build is the one built here.
  */
 
 /**
@@ -42,8 +44,32 @@ export function keyPart(id: string): string {
 
 const NEEDS_ESCAPE = /[%:{}]/;
 
-function pairKey(kind: string, tenantId: string, ruleId: string, deviceId: string): string {
-  return `${kind}:{${keyPart(tenantId)}}:${keyPart(ruleId)}:${keyPart(deviceId)}`;
+/** The first component of every key: what the key holds (see the table above). */
+export const KEY_KINDS = {
+  windowBuffer: "wbuf",
+  cooldown: "cooldown",
+  tenantState: "tstate",
+  tickLease: "tick",
+  baselineWindow: "wbufjson",
+} as const;
+
+/** The field of {@link tenantStateKey} holding the version of the state the hash holds. */
+export const STATE_VERSION_FIELD = "seq";
+
+/** Fields an earlier release kept in {@link tenantStateKey}; read and skipped. */
+export const RETIRED_STATE_FIELDS: readonly string[] = ["gen"];
+
+/**
+ * `keyPart(rule):keyPart(device)`: how a (rule, device) pair is named inside the tenant's keys and
+ * fields, and in the scripts' requests.
+ */
+export function pairPart(ruleId: string, deviceId: string): string {
+  return `${keyPart(ruleId)}:${keyPart(deviceId)}`;
+}
+
+/** A key of one (rule, device) pair: `kind:{tenant}:rule:device`. */
+function pairScopedKey(kind: string, tenantId: string, ruleId: string, deviceId: string): string {
+  return `${kind}:${tenantTag(tenantId)}:${pairPart(ruleId, deviceId)}`;
 }
 
 /** The hash tag of a tenant, as it appears in all its keys. */
@@ -53,30 +79,38 @@ export function tenantTag(tenantId: string): string {
 
 /** Window buffer of a (rule, device). */
 export function windowBufferKey(tenantId: string, ruleId: string, deviceId: string): string {
-  return pairKey("wbuf", tenantId, ruleId, deviceId);
+  return pairScopedKey(KEY_KINDS.windowBuffer, tenantId, ruleId, deviceId);
 }
 
 /** Cooldown of a (rule, device). */
 export function cooldownKey(tenantId: string, ruleId: string, deviceId: string): string {
-  return pairKey("cooldown", tenantId, ruleId, deviceId);
+  return pairScopedKey(KEY_KINDS.cooldown, tenantId, ruleId, deviceId);
 }
 
-/** The hash holding a tenant's lifecycle states, anomaly statistics, last-seen times and cooldown index. */
+/** The hash holding a tenant's lifecycle states, anomaly statistics, last-seen times and cooldown ends. */
 export function tenantStateKey(tenantId: string): string {
-  return `tstate:${tenantTag(tenantId)}`;
+  return `${KEY_KINDS.tenantState}:${tenantTag(tenantId)}`;
 }
+
+/** The kinds of per-pair state kept as fields of {@link tenantStateKey} (see the table above). */
+export const TENANT_STATE_KINDS = ["cond", "anom", "seen", "cd"] as const;
 
 /** A kind of per-pair state kept as a field of {@link tenantStateKey}. */
-export type TenantStateKind = "cond" | "anom" | "seen" | "cd";
+export type TenantStateKind = (typeof TENANT_STATE_KINDS)[number];
+
+/** The field of a pair's state of one kind in {@link tenantStateKey}, from its {@link pairPart}. */
+export function pairField(pairPart: string, kind: TenantStateKind): string {
+  return `${pairPart}:${kind}`;
+}
 
 /** The field of a (rule, device)'s state of one kind in {@link tenantStateKey}. */
 export function tenantStateField(ruleId: string, deviceId: string, kind: TenantStateKind): string {
-  return `${keyPart(ruleId)}:${keyPart(deviceId)}:${kind}`;
+  return pairField(pairPart(ruleId, deviceId), kind);
 }
 
-/** JSON window buffer of the benchmark baseline (`baselineWindowStore`), apart from the real ones. */
+/** JSON window buffer of the benchmark baseline (`bench/baselineWindowStore.ts`), beside the real one. */
 export function baselineWindowKey(tenantId: string, ruleId: string, deviceId: string): string {
-  return pairKey("wbufjson", tenantId, ruleId, deviceId);
+  return pairScopedKey(KEY_KINDS.baselineWindow, tenantId, ruleId, deviceId);
 }
 
 /**
@@ -86,7 +120,7 @@ export function baselineWindowKey(tenantId: string, ruleId: string, deviceId: st
 export function tickLeaseKey(tenantId: string, slot: number): string {
   if (!Number.isSafeInteger(slot) || slot < 0)
     throw new RangeError(`tick slot must be a non-negative integer: ${slot}`);
-  return `tick:${tenantTag(tenantId)}:${slot}`;
+  return `${KEY_KINDS.tickLease}:${tenantTag(tenantId)}:${slot}`;
 }
 
 /** A `SCAN MATCH` pattern for every key of a tenant (glob characters in the id escaped). */

@@ -6,7 +6,6 @@ import { planTenant, type TenantPlan } from "../rules/planTenant.ts";
 import { groupReadings } from "../rules/readings.ts";
 import type { Reading, Rule } from "../rules/types.ts";
 import type { Queryable } from "../store/pgStore.ts";
-import { advanceTick, emptySnapshot, encodeBuffer } from "./codec.ts";
 import {
   anomalyReplayCount,
   buildRebuildStatement,
@@ -15,6 +14,8 @@ import {
   readRebuiltState,
   rebuildSnapshot,
 } from "./rebuild.ts";
+import { advanceTick, emptySnapshot } from "./tenantSnapshot.ts";
+import { encodeBuffer } from "./valueEncoding.ts";
 
 const MIN = 60_000;
 const fence = { seq: 7, judged: "1234:1234:" };

@@ -34,7 +34,8 @@ import { type AnomalyStats, EMPTY_STATS, learnSample } from "../rules/anomaly.ts
 import type { PairPlan, TenantPlan } from "../rules/planTenant.ts";
 import { type AnomalyParams, SEVERITIES, type Severity, type WindowEntry } from "../rules/types.ts";
 import type { Queryable, Statement } from "../store/pgStore.ts";
-import { emptySnapshot, encodeBuffer, type TenantSnapshot } from "./codec.ts";
+import { emptySnapshot, type TenantSnapshot } from "./tenantSnapshot.ts";
+import { encodeBuffer } from "./valueEncoding.ts";
 
 /** The fence the rebuilt state belongs to (a `tenant_fences` row). */
 export interface RebuildFence {

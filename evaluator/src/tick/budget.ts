@@ -1,4 +1,4 @@
-import type { Clock } from "./clock.ts";
+import type { Clock } from "../../../runtime/clock.ts";
 
 /** Raised when a tenant's evaluation exceeds its wall-clock budget. */
 export class BudgetExceededError extends Error {

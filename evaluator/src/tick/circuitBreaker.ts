@@ -1,4 +1,4 @@
-import type { Clock } from "./clock.ts";
+import type { Clock } from "../../../runtime/clock.ts";
 
 /** closed: calls pass; open: calls fail fast; half-open: one trial call decides. */
 export type BreakerState = "closed" | "open" | "half-open";

@@ -1,20 +1,9 @@
 /**
- * Time as a dependency (kubebuilder's injected `Clock`): the scheduler, budgets and tick
- * timestamps read time only through this, so tests drive them with {@link ManualClock}.
+ * The evaluator's timer helpers over the shared {@link Clock} (runtime/clock.ts, where the system
+ * clock lives too): the scheduler, budgets and tick timestamps read time only through a Clock, so
+ * tests drive them with {@link ManualClock}.
  */
-export interface Clock {
-  /** Epoch milliseconds. */
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-/** The real clock. */
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
-};
+import type { Clock } from "../../../runtime/clock.ts";
 
 /**
  * Resolves after `ms` on `clock`, or rejects with the signal's reason as soon as `signal` aborts.

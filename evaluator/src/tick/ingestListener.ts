@@ -1,9 +1,9 @@
 import type pg from "pg";
+import type { Clock } from "../../../runtime/clock.ts";
 import type { Logger } from "../log.ts";
-import type { Clock } from "./clock.ts";
 
 /** The ingest side runs `NOTIFY telemetry_ingest` after each flush (the channel name is the contract). */
-export const INGEST_CHANNEL = "telemetry_ingest";
+const INGEST_CHANNEL = "telemetry_ingest";
 
 /** Options of {@link IngestListener}. */
 export interface IngestListenerOptions {

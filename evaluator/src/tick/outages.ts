@@ -1,24 +1,11 @@
 /**
  * Which errors mean "the dependency is unavailable" (they feed the circuit breakers and the
- * fail-open paths) rather than "this request was bad".
+ * fail-open paths) rather than "this request was bad". PostgreSQL's classifier is shared with the
+ * operator: `isPostgresOutage` in runtime/postgresOutage.ts.
  */
 
 function isProgrammingError(err: unknown): boolean {
   return err instanceof TypeError || err instanceof RangeError || err instanceof SyntaxError;
-}
-
-/**
- * PostgreSQL outage: no server answer at all (connection refused/reset, timeouts — errors without a
- * SQLSTATE), or a SQLSTATE of class 08 (connection exception), 53 (insufficient resources) or 57P
- * (server shutting down / starting up). A constraint violation or a syntax error is not an outage.
- */
-export function isPostgresOutage(err: unknown): boolean {
-  if (isProgrammingError(err)) return false;
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) {
-    return code.startsWith("08") || code.startsWith("53") || code.startsWith("57P");
-  }
-  return true;
 }
 
 /**

@@ -3,14 +3,15 @@
  * PostgreSQL and Valkey (the real services are exercised by test/integration/evaluator-*.test.ts).
  */
 import { describe, expect, it } from "vitest";
+import { isPostgresOutage } from "../../../runtime/postgresOutage.ts";
 import { ruleRow, T0 } from "../rules/fixtures.ts";
-import { emptySnapshot } from "../state/codec.ts";
+import { emptySnapshot } from "../state/tenantSnapshot.ts";
 import { type AlertWrites, NO_MAINTENANCE } from "../store/alertWrites.ts";
 import type { EvaluationCommit, EvaluatorStore, TenantData } from "../store/pgStore.ts";
 import { CircuitBreaker } from "./circuitBreaker.ts";
 import { ManualClock } from "./clock.ts";
 import type { EvaluationRecord } from "./evaluationRecord.ts";
-import { DependencyUnavailableError, isPostgresOutage, isValkeyOutage } from "./outages.ts";
+import { DependencyUnavailableError, isValkeyOutage } from "./outages.ts";
 import { leaseTtlMs, type PipelineContext, runTenantPipeline, type StateGateway } from "./tenantPipeline.ts";
 
 const windowRow = ruleRow({

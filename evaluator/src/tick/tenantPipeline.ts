@@ -1,3 +1,5 @@
+import type { Clock } from "../../../runtime/clock.ts";
+import { isPostgresOutage } from "../../../runtime/postgresOutage.ts";
 import type { TestFaults } from "../config/evaluatorConfig.ts";
 import { evaluateTenant, type PairFailure, type TenantEvaluation } from "../rules/evaluateTenant.ts";
 import { parseRule } from "../rules/parseRule.ts";
@@ -10,7 +12,8 @@ import {
 } from "../rules/planTenant.ts";
 import { groupReadings } from "../rules/readings.ts";
 import type { Reading, Rule } from "../rules/types.ts";
-import { advanceTick, applyCommit, commitOps, type TenantSnapshot, type TickLease } from "../state/codec.ts";
+import type { TickLease } from "../state/scriptProtocol.ts";
+import { advanceTick, applyCommit, commitOps, type TenantSnapshot } from "../state/tenantSnapshot.ts";
 import type {
   FenceVersion,
   LeaseOption,
@@ -18,14 +21,14 @@ import type {
   StateDelta,
   StoreResult,
   TenantLoad,
-} from "../state/scripts.ts";
+} from "../state/valkeyState.ts";
 import { type AlertWrites, buildAlertWrites } from "../store/alertWrites.ts";
 import type { EvaluatorStore, MemberTenant, TenantData, TenantFence, WriteResult } from "../store/pgStore.ts";
 import { BudgetExceededError } from "./budget.ts";
 import { type CircuitBreaker, CircuitOpenError } from "./circuitBreaker.ts";
-import { type Clock, sleep } from "./clock.ts";
+import { sleep } from "./clock.ts";
 import type { EvaluationRecord, StateSource } from "./evaluationRecord.ts";
-import { DependencyUnavailableError, isPostgresOutage } from "./outages.ts";
+import { DependencyUnavailableError } from "./outages.ts";
 
 /** The slice of `ValkeyState` a tick uses (so tests can wrap or replace it). */
 export interface StateGateway {

@@ -1,14 +1,15 @@
+import type { Clock } from "../../../runtime/clock.ts";
+import { errorMessage } from "../../../runtime/errors.ts";
+import { isPostgresOutage } from "../../../runtime/postgresOutage.ts";
 import type { TestFaults } from "../config/evaluatorConfig.ts";
 import type { Logger } from "../log.ts";
 import type { EvaluatorMetrics, FailureReason } from "../metrics.ts";
 import type { EvaluatorStore, MemberTenant, ShardSetInfo, TenantData } from "../store/pgStore.ts";
 import { BudgetExceededError, withBudget } from "./budget.ts";
 import { type CircuitBreaker, CircuitOpenError } from "./circuitBreaker.ts";
-import type { Clock } from "./clock.ts";
 import { forEachConcurrently } from "./concurrency.ts";
 import type { EvaluationRecord } from "./evaluationRecord.ts";
-import { DependencyUnavailableError, isPostgresOutage } from "./outages.ts";
-import type { TickRequest } from "./scheduler.ts";
+import { DependencyUnavailableError } from "./outages.ts";
 import {
   type PipelineContext,
   type QuarantinedRule,
@@ -17,6 +18,8 @@ import {
   type StateRebuilder,
   type TenantOutcome,
 } from "./tenantPipeline.ts";
+import { TickBacklog } from "./tickBacklog.ts";
+import type { TickRequest } from "./tickScheduler.ts";
 
 /** Settings a tick needs (a slice of `EvaluatorConfig`). */
 export interface TickSettings {
@@ -67,10 +70,18 @@ export interface TickSummary {
   readonly stale: number;
   /** Owned tenants evaluated while Valkey was unavailable (state rebuilt from PostgreSQL). */
   readonly degraded: number;
+  /**
+   * Due evaluations not done within the interval (late, over budget, skipped while still running,
+   * never started): `evaluator_queue_depth_held` (see {@link TickBacklog}).
+   */
+  readonly backlog: number;
   readonly durationMs: number;
 }
 
 type TickCounts = { -readonly [K in keyof Omit<TickSummary, "slot" | "ok" | "durationMs">]: number };
+
+/** How one due tenant evaluation ended: a result (evaluated, stale, lease conflict), or why not. */
+type TenantEnd = "done" | FailureReason;
 
 const QUARANTINE_LOG_MEMORY = 10_000;
 
@@ -159,7 +170,9 @@ export class TickRunner {
       conflicts: 0,
       stale: 0,
       degraded: 0,
+      backlog: 0,
     };
+    const backlog = new TickBacklog(tick.now, settings.intervalMs);
     let ok = true;
     log.info(
       { slot: tick.slot, trigger: tick.trigger, tickTs: new Date(tick.now).toISOString() },
@@ -176,7 +189,8 @@ export class TickRunner {
       const due = members;
       counts.tenants = due.length;
       metrics.queueDepth.set(due.length);
-      await this.#evaluateBatches(due, tick, counts, stop);
+      backlog.due(due.length);
+      await this.#evaluateBatches(due, tick, counts, backlog, stop);
     } catch (err) {
       ok = false;
       log.error({ slot: tick.slot, reason: this.#pgReason(err), err: errorMessage(err) }, "tick_failed");
@@ -187,6 +201,11 @@ export class TickRunner {
       // One line per tick, not one per tenant: during a Valkey outage every owned tenant degrades.
       log.warn({ slot: tick.slot, tenants: counts.degraded }, "tick_degraded");
     }
+    // Set once the tick has completed and held until the next one does, so that a scrape at any
+    // moment sees the last tick's backlog (the instantaneous queue depth is 0 between ticks). A tick
+    // that failed before reading its membership knew nothing due: 0, as outages never count.
+    counts.backlog = backlog.value;
+    metrics.queueDepthHeld.set(counts.backlog);
     const durationMs = clock.now() - started;
     metrics.tickDuration.observe(durationMs / 1000);
     metrics.ticks.inc({ trigger: tick.trigger, result: ok ? "ok" : "failed" });
@@ -204,6 +223,7 @@ export class TickRunner {
         conflicts: counts.conflicts,
         stale: counts.stale,
         degraded: counts.degraded,
+        backlog: counts.backlog,
         durationMs,
       },
       "tick_done",
@@ -249,6 +269,7 @@ export class TickRunner {
     due: readonly MemberTenant[],
     tick: TickRequest,
     counts: TickCounts,
+    backlog: TickBacklog,
     stop: AbortSignal | undefined,
   ): Promise<void> {
     const size = this.#d.batchSize ?? 250;
@@ -279,7 +300,7 @@ export class TickRunner {
           { slot: tick.slot, tenants: batch.length, reason, err: errorMessage(err) },
           "batch_failed",
         );
-        for (const m of batch) this.#failed(m.id, tick, reason, err, counts, false);
+        for (const m of batch) backlog.failed(this.#failed(m.id, tick, reason, err, counts, false));
         this.#d.metrics.queueDepth.dec(batch.length);
         next = batches[b + 1] ? load(batches[b + 1]!) : null;
         continue;
@@ -290,7 +311,9 @@ export class TickRunner {
         this.#d.settings.concurrency,
         async (member) => {
           try {
-            await this.#evaluateIsolated(member, data.get(member.id)!, tick, counts);
+            const end = await this.#evaluateIsolated(member, data.get(member.id)!, tick, counts);
+            if (end === "done") backlog.done(this.#d.clock.now());
+            else backlog.failed(end);
           } finally {
             this.#d.metrics.queueDepth.dec();
           }
@@ -305,12 +328,11 @@ export class TickRunner {
     data: TenantData,
     tick: TickRequest,
     counts: TickCounts,
-  ): Promise<void> {
+  ): Promise<TenantEnd> {
     const { clock, log, metrics, settings } = this.#d;
     const tenant = member.id;
     if (this.#inFlight.has(tenant)) {
-      this.#failed(tenant, tick, "still_running", undefined, counts);
-      return;
+      return this.#failed(tenant, tick, "still_running", undefined, counts);
     }
     const readings = data.readings();
     const { result, settled } = withBudget(clock, settings.tenantBudgetMs, (signal) =>
@@ -326,30 +348,27 @@ export class TickRunner {
     } catch (err) {
       if (err instanceof BudgetExceededError) {
         log.warn({ tenant, slot: tick.slot, budgetMs: err.budgetMs }, "tenant_over_budget");
-        this.#failed(tenant, tick, "over_budget", err, counts, false);
-      } else {
-        const reason =
-          err instanceof DependencyUnavailableError && err.dependency === "postgres"
-            ? "postgres_unavailable"
-            : "error";
-        this.#failed(tenant, tick, reason, err, counts);
+        return this.#failed(tenant, tick, "over_budget", err, counts, false);
       }
-      return;
+      const reason =
+        err instanceof DependencyUnavailableError && err.dependency === "postgres"
+          ? "postgres_unavailable"
+          : "error";
+      return this.#failed(tenant, tick, reason, err, counts);
     }
     switch (outcome.kind) {
       case "conflict":
         counts.conflicts++;
         metrics.leaseConflicts.inc();
         log.debug({ tenant, slot: tick.slot, holder: outcome.holder }, "tick_lease_conflict");
-        return;
+        return "done"; // the lease holder does the slot
       case "stale":
         counts.stale++;
         metrics.staleEvaluations.inc();
         log.info({ tenant, slot: tick.slot, seq: outcome.loadedSeq }, "evaluation_stale");
-        return;
+        return "done"; // a newer evaluation already committed
       case "skipped":
-        this.#failed(tenant, tick, "valkey_unavailable", outcome.err, counts);
-        return;
+        return this.#failed(tenant, tick, "valkey_unavailable", outcome.err, counts);
       case "evaluated": {
         const w = outcome.writes;
         counts.evaluated++;
@@ -391,7 +410,7 @@ export class TickRunner {
           },
           "tenant_evaluated",
         );
-        return;
+        return "done";
       }
     }
   }
@@ -403,7 +422,7 @@ export class TickRunner {
     err: unknown,
     counts: { failed: number },
     logIt = true,
-  ): void {
+  ): FailureReason {
     counts.failed++;
     this.#d.metrics.tenantFailures.inc({ reason });
     if (logIt) {
@@ -412,6 +431,7 @@ export class TickRunner {
         "tenant_failed",
       );
     }
+    return reason;
   }
 
   /** Reason of a failed PostgreSQL read (membership, shard set, batch). */
@@ -428,10 +448,4 @@ export class TickRunner {
     this.#quarantineLogged.add(key);
     this.#d.log.warn({ tenant, rule: rule.ruleId, reason: rule.reason }, "rule_quarantined");
   }
-}
-
-/** A short message for logs (never a whole error object with a connection string in it). */
-export function errorMessage(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  return String(err);
 }

@@ -30,8 +30,24 @@ export interface ScalingBehavior {
   periodSeconds?: number;
 }
 
+/** Credentials for a secured Prometheus, from one Secret in the set's namespace (every key optional). */
+export interface PrometheusAuth {
+  /** Name of the Secret. */
+  name: string;
+  /** Key holding a bearer token (sent as `Authorization: Bearer`). */
+  bearerTokenKey?: string;
+  /** Keys holding a basic-auth user name and password. */
+  usernameKey?: string;
+  passwordKey?: string;
+  /** Key holding a PEM CA bundle that signs Prometheus's https certificate. */
+  caKey?: string;
+}
+
 export interface PrometheusSource {
   url: string;
+  /** Per-query timeout. */
+  timeoutSeconds?: number;
+  authSecretRef?: PrometheusAuth;
   /** PromQL; `{{namespace}}` and `{{name}}` are substituted. Result: total queued tenant evaluations. */
   queueDepthQuery?: string;
   /** PromQL; `{{namespace}}` and `{{name}}` are substituted. Result: p95 tick duration in seconds. */
@@ -45,7 +61,11 @@ export interface AutoscalingSpec {
   targets?: {
     queueDepthPerShard?: number;
     tickLatencySeconds?: number;
+    /** Tenant load (devices × rules) one shard carries at target: a floor sized before metrics exist. */
+    loadPerShard?: number;
   };
+  /** No reshard starts sooner than this after the previous one finished. */
+  minReshardIntervalSeconds?: number;
   tolerance?: number;
   scaleUp?: ScalingBehavior;
   scaleDown?: ScalingBehavior;
@@ -123,6 +143,17 @@ export interface LastReshard {
   finishedAt: string;
 }
 
+export interface AutoscalerStatus {
+  /** The last decision, with the numbers that drove it. */
+  reason?: string;
+  /** What held the decision back from the recommendation (AtMaximum, Stabilizing, Hysteresis…). */
+  limits?: string[];
+  /** Recommendations within the longest stabilization window, oldest first. */
+  recommendations?: { at: string; shards: number }[];
+  /** Count changes within the longest scaling period, oldest first. */
+  changes?: { at: string; from: number; to: number }[];
+}
+
 export interface EvaluatorShardSetStatus {
   observedGeneration?: number;
   shards?: number;
@@ -140,6 +171,8 @@ export interface EvaluatorShardSetStatus {
     tickLatencyP95Seconds?: number;
     readAt?: string;
   };
+  /** The autoscaler's last decision and what it remembers between reconciles (its windows). */
+  autoscaler?: AutoscalerStatus;
   conditions?: Condition[];
 }
 
@@ -173,11 +206,12 @@ export const DEFAULTS = {
   minShards: 1,
   maxShards: 16,
   tolerance: 0.1,
-  queueDepthPerShard: 100,
+  queueDepthPerShard: 10,
   tickLatencySeconds: 30,
-  queueDepthQuery: 'sum(evaluator_queue_depth{namespace="{{namespace}}",shardset="{{name}}"})',
+  queueDepthQuery:
+    'max by (shard) (max_over_time(evaluator_queue_depth_held{namespace="{{namespace}}",shardset="{{name}}"}[2m]))',
   tickLatencyQuery:
-    'histogram_quantile(0.95, sum by (le) (rate(evaluator_tick_duration_seconds_bucket{namespace="{{namespace}}",shardset="{{name}}"}[5m])))',
+    'histogram_quantile(0.95, sum by (shard, le) (rate(evaluator_tick_duration_seconds_bucket{namespace="{{namespace}}",shardset="{{name}}"}[5m])))',
 } as const;
 
 /** Labels on every object the operator creates for a shard set. */

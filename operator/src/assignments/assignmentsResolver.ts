@@ -1,7 +1,8 @@
 import pg from "pg";
+import { isPostgresOutage } from "../../../runtime/postgresOutage.ts";
 import { DatabaseUnavailableError } from "../api/errors.ts";
 import { DEFAULTS, type EvaluatorShardSet } from "../api/types.ts";
-import type { KubeWriter } from "../kube/kubeWriter.ts";
+import type { SecretReader } from "../kube/secretReader.ts";
 import type { Logger } from "../log.ts";
 import { createPgTenantAssignments } from "./pgTenantAssignments.ts";
 import type { TenantAssignments } from "./tenantAssignments.ts";
@@ -11,7 +12,7 @@ import type { TenantAssignments } from "./tenantAssignments.ts";
  * small pool per connection string (sets often share one database). Errors reaching the Secret or
  * the database surface as DatabaseUnavailableError: the reconcile reports Degraded and retries.
  */
-export function createAssignmentsResolver(deps: { kube: KubeWriter; log: Logger }) {
+export function createAssignmentsResolver(deps: { kube: SecretReader; log: Logger }) {
   const pools = new Map<string, pg.Pool>();
 
   function poolFor(url: string): pg.Pool {
@@ -47,7 +48,7 @@ export function createAssignmentsResolver(deps: { kube: KubeWriter; log: Logger 
           try {
             return await fn(...a);
           } catch (err) {
-            throw isConnectionError(err)
+            throw isPostgresOutage(err)
               ? new DatabaseUnavailableError(`database unreachable: ${(err as Error).message}`)
               : err;
           }
@@ -59,16 +60,4 @@ export function createAssignmentsResolver(deps: { kube: KubeWriter; log: Logger 
       pools.clear();
     },
   };
-}
-
-/** Connection-level failures (refused, reset, timeout, server shutting down), as opposed to SQL errors. */
-function isConnectionError(err: unknown): boolean {
-  const e = err as { code?: string; message?: string };
-  if (
-    typeof e?.code === "string" &&
-    /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EPIPE|57P0[1-3]|08\d{3})$/.test(e.code)
-  ) {
-    return true;
-  }
-  return /timeout|terminat|Connection/i.test(e?.message ?? "");
 }

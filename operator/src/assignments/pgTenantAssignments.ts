@@ -75,6 +75,7 @@ export function createPgTenantAssignments(pool: pg.Pool, shardSet: string): Tena
         shard_count: number | null;
         epoch: string | null;
         tenants: number;
+        total_load: number;
       }>(sql("read_shard_set"), [shardSet]);
       const row = rows[0];
       const count = row?.shard_count ?? null;
@@ -82,6 +83,7 @@ export function createPgTenantAssignments(pool: pg.Pool, shardSet: string): Tena
         shardCount: count === 0 ? null : count,
         epoch: Number(row?.epoch ?? 0),
         tenants: row?.tenants ?? 0,
+        totalLoad: row?.total_load ?? 0,
       };
     },
 

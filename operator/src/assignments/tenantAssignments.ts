@@ -7,6 +7,8 @@ export interface AssignmentSnapshot {
   readonly shardCount: number | null;
   readonly epoch: number;
   readonly tenants: number;
+  /** Sum of the tenants' load (devices × rules, at least one unit each): the autoscaler's load floor. */
+  readonly totalLoad: number;
 }
 
 export interface CommitResult {
@@ -31,6 +33,3 @@ export interface TenantAssignments {
   /** Places tenants without a shard (created since the last reshard) on the least-loaded shards. */
   assignNew(): Promise<number>;
 }
-
-/** Opens the TenantAssignments of one shard set (reads its database Secret; cached by the caller). */
-export type AssignmentsFactory = (namespace: string, name: string, databaseUrl: string) => TenantAssignments;

@@ -51,6 +51,7 @@ export function createProgram(deps: ProgramDeps): Command {
     .option("--no-assignments", "manage Deployments only, never the tenant assignments in PostgreSQL")
     .option("--scale-up-timeout <d>", "Degraded after new shards stay unavailable this long", "5m")
     .option("--drain-slack <d>", "extra time removed shards keep running after one tick interval", "5s")
+    .option("--autoscale-interval <d>", "how often an autoscaled set reads its metrics and decides", "15s")
     .action(async (opts: Record<string, unknown>) => {
       const raw: RawOperatorOptions = {
         kubeconfig: opts["kubeconfig"] as string | undefined,
@@ -69,6 +70,7 @@ export function createProgram(deps: ProgramDeps): Command {
         assignments: opts["assignments"] as boolean,
         scaleUpTimeout: opts["scaleUpTimeout"] as string,
         drainSlack: opts["drainSlack"] as string,
+        autoscaleInterval: opts["autoscaleInterval"] as string,
       };
       const config = compileOperatorConfig(raw, deps.env);
       await runOperator(config, {

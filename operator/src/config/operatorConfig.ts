@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import { type ListenAddress, parseAddress } from "../controller/httpServer.ts";
+import { type ListenAddress, parseAddress } from "../../../runtime/httpServer.ts";
 
 /** Raw settings as commander hands them over (flags win over env, env over defaults). */
 export interface RawOperatorOptions {
@@ -20,6 +20,8 @@ export interface RawOperatorOptions {
   assignments: boolean;
   scaleUpTimeout: string;
   drainSlack: string;
+  /** How often an autoscaled set reads its metrics (default 15s, as the HPA's sync period). */
+  autoscaleInterval?: string;
 }
 
 /** The compiled, validated, read-only configuration the rest of the operator sees. */
@@ -45,6 +47,7 @@ export interface OperatorConfig {
   readonly assignments: boolean;
   readonly scaleUpTimeoutMs: number;
   readonly drainSlackMs: number;
+  readonly autoscaleIntervalMs: number;
 }
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"];
@@ -104,5 +107,6 @@ export function compileOperatorConfig(
     assignments: raw.assignments,
     scaleUpTimeoutMs: parseDuration(raw.scaleUpTimeout, "--scale-up-timeout"),
     drainSlackMs: parseDuration(raw.drainSlack, "--drain-slack"),
+    autoscaleIntervalMs: parseDuration(raw.autoscaleInterval ?? "15s", "--autoscale-interval"),
   };
 }

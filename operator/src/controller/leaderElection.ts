@@ -1,4 +1,5 @@
 import type * as k8s from "@kubernetes/client-node";
+import { statusCode } from "../../../runtime/errors.ts";
 import type { Logger } from "../log.ts";
 
 export interface LeaderElectionOptions {
@@ -22,11 +23,6 @@ export interface LeaderElectionOptions {
  */
 export function microTime(ms: number): string {
   return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
-}
-
-function statusCode(err: unknown): number | undefined {
-  const e = err as { code?: number; statusCode?: number };
-  return e?.code ?? e?.statusCode;
 }
 
 /**

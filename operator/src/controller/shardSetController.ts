@@ -1,9 +1,9 @@
 import * as k8s from "@kubernetes/client-node";
+import { type ResilientInformer, startInformer } from "../../../runtime/informer.ts";
 import { type EvaluatorShardSet, GROUP, LABELS, MANAGED_BY, PLURAL, VERSION } from "../api/types.ts";
 import type { Logger } from "../log.ts";
 import type { OperatorMetrics } from "../metrics.ts";
 import { type ReconcileDeps, reconcileShardSet } from "../reconcile/reconcileShardSet.ts";
-import { type ResilientInformer, startInformer } from "./informer.ts";
 import { WorkQueue } from "./workQueue.ts";
 
 export interface ShardSetControllerOptions {

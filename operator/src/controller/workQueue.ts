@@ -8,21 +8,10 @@
  * - timed requeues (`addAfter`) for waits that are not failures.
  */
 
+import { type Clock, systemClock } from "../../../runtime/clock.ts";
 import type { HandlerResult, KeyHandler } from "../api/reconcileResult.ts";
 
 export type { HandlerResult, KeyHandler };
-
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): { unref?(): unknown } | unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-};
 
 export interface QueueMetrics {
   depth(n: number): void;

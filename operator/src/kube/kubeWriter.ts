@@ -1,4 +1,5 @@
 import * as k8s from "@kubernetes/client-node";
+import { statusCode } from "../../../runtime/errors.ts";
 import {
   API_VERSION,
   type EvaluatorShardSet,
@@ -18,13 +19,6 @@ export interface KubeWriter {
   /** Replaces `.status` through the status subresource (a merge patch; absent fields are sent as null). */
   patchStatus(set: EvaluatorShardSet, status: EvaluatorShardSetStatus): Promise<EvaluatorShardSet>;
   event(set: EvaluatorShardSet, type: "Normal" | "Warning", reason: string, message: string): Promise<void>;
-  /** Reads one key of a Secret in the set's namespace. */
-  readSecretKey(namespace: string, name: string, key: string): Promise<string>;
-}
-
-export function statusCode(err: unknown): number | undefined {
-  const e = err as { code?: number; statusCode?: number };
-  return e?.code ?? e?.statusCode;
 }
 
 /** Status fields the operator owns; those not set are written as null so a merge patch removes them. */
@@ -44,6 +38,7 @@ const STATUS_FIELDS: (keyof EvaluatorShardSetStatus)[] = [
   "conditions",
 ];
 
+/** The reconcile's {@link KubeWriter}: every write it makes to Kubernetes. */
 export function createKubeWriter(kc: k8s.KubeConfig, component = "evaluator-operator"): KubeWriter {
   const objects = k8s.KubernetesObjectApi.makeApiClient(kc);
   const apps = kc.makeApiClient(k8s.AppsV1Api);
@@ -101,12 +96,6 @@ export function createKubeWriter(kc: k8s.KubeConfig, component = "evaluator-oper
           count: 1,
         },
       });
-    },
-    async readSecretKey(namespace, name, key) {
-      const secret = await core.readNamespacedSecret({ name, namespace });
-      const value = secret.data?.[key];
-      if (value === undefined) throw new Error(`Secret ${namespace}/${name} has no key "${key}"`);
-      return Buffer.from(value, "base64").toString("utf8");
     },
   };
 }

@@ -1,4 +1,5 @@
 import pg from "pg";
+import { errorMessage } from "../../../runtime/errors.ts";
 import { MIGRATION_LOCK_KEY } from "./advisoryLockKey.ts";
 import { MigrationError } from "./MigrationError.ts";
 import { type AppliedMigration, type MigrationStatusRow, planMigrations } from "./planMigrations.ts";
@@ -231,8 +232,4 @@ function statementFailure(file: MigrationFile, error: unknown): MigrationError {
   return new MigrationError(`Migration ${file.name} failed${where}: ${errorMessage(error)}`, [file.name], {
     cause: error,
   });
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

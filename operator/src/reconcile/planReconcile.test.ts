@@ -26,6 +26,7 @@ const CONFIG: ReconcileConfig = {
   scaleUpTimeoutMs: 300_000,
   drainSlackMs: 5_000,
   resyncMs: 30_000,
+  autoscaleIntervalMs: 15_000,
 };
 /** Tick interval 60 s + drain slack 5 s: removed shards run this long after the commit. */
 const DRAIN_MS = 65_000;
@@ -105,6 +106,7 @@ const db = (shardCount: number | null, tenants = 10, epoch = 1): AssignmentSnaps
   shardCount,
   epoch,
   tenants,
+  totalLoad: tenants,
 });
 const commit = (over: Partial<CommitResult> = {}): TenantStepOutcome => ({
   kind: "committed",
@@ -547,5 +549,53 @@ describe("planFailure", () => {
     );
     expect(again.status).toBeUndefined();
     expect(again.event.reason).toBe("ApplyFailed");
+  });
+});
+
+describe("planReconcile: the autoscaler's part", () => {
+  const readings = {
+    status: {
+      recommendedShards: 4,
+      metrics: { queueDepth: 12, tickLatencyP95Seconds: 41, readAt: at(0) },
+      autoscaler: { reason: "tick p95 41s > target 30s", limits: [], recommendations: [], changes: [] },
+    },
+    conditions: [
+      { type: "MetricsAvailable", status: "True" as const, reason: "MetricsOk", message: "ok" },
+      { type: "ScalingLimited", status: "False" as const, reason: "WithinBounds", message: "" },
+    ],
+    reason: "tick p95 41s > target 30s (×1.37): 3 → 4 shards",
+  };
+
+  it("reports the readings and conditions, tells the reason in the start Event, and decides again every interval", () => {
+    const set = shardSet({ shards: 3 }, { shards: 3 });
+    const plan = planReconcile({ ...input(set, { shards: [0, 1, 2], target: 4 }), autoscale: readings });
+    expect(plan.step).toBe("awaitShards");
+    expect(plan.status).toMatchObject(readings.status);
+    expect(condition(plan, "MetricsAvailable")).toMatchObject({ status: "True", reason: "MetricsOk" });
+    expect(plan.events[0]?.message).toBe(
+      "Resharding from 3 to 4 shards: tick p95 41s > target 30s (×1.37): 3 → 4 shards",
+    );
+    const settled = planReconcile({ ...input(set, { shards: [0, 1, 2], target: 3 }), autoscale: readings });
+    expect(settled.next).toEqual({ requeueAfterMs: CONFIG.autoscaleIntervalMs });
+  });
+
+  it("in mode Off removes the autoscaler's fields and conditions instead of leaving them stale", () => {
+    const stale = planReconcile({
+      ...input(shardSet({ shards: 3 }, { shards: 3 }), { shards: [0, 1, 2] }),
+      autoscale: readings,
+    });
+    const set = shardSet({ shards: 3 }, stale.status);
+    const off = planReconcile({
+      ...input(set, { shards: [0, 1, 2] }),
+      autoscale: {
+        status: { recommendedShards: undefined, metrics: undefined, autoscaler: undefined },
+        conditions: [],
+      },
+    });
+    expect(off.status?.recommendedShards).toBeUndefined();
+    expect(off.status?.metrics).toBeUndefined();
+    expect(off.status?.autoscaler).toBeUndefined();
+    expect(off.status?.conditions?.map((c) => c.type).sort()).toEqual(["Degraded", "Progressing", "Ready"]);
+    expect(off.next).toBe("done");
   });
 });

@@ -29,10 +29,11 @@ import {
   type ReshardProgress,
 } from "../api/types.ts";
 import type { AssignmentSnapshot, CommitResult } from "../assignments/tenantAssignments.ts";
+import type { AutoscalePlan } from "../autoscale/planAutoscale.ts";
 import { buildShardDeployment, type ShardDeploymentConfig } from "../desired/buildShardDeployment.ts";
 import { stableStringify } from "../desired/hash.ts";
 import { shardIndexOf, shardSetSelector } from "../desired/names.ts";
-import { EVENT_REASON, REASON } from "../status/conditions.ts";
+import { CONDITION, EVENT_REASON, REASON, setCondition } from "../status/conditions.ts";
 import { type ConditionNote, deriveShardConditions, isAvailable } from "../status/shardConditions.ts";
 
 export interface ReconcileConfig {
@@ -43,6 +44,8 @@ export interface ReconcileConfig {
   readonly drainSlackMs: number;
   /** How often a settled set is reconciled again (assigns tenants created since the last reshard). */
   readonly resyncMs: number;
+  /** How often a set in autoscaling mode Recommend or Auto reads its metrics and decides again. */
+  readonly autoscaleIntervalMs: number;
 }
 
 /** How often a reshard waiting for its new shards looks again. */
@@ -70,8 +73,15 @@ export interface ReconcileInput {
   readonly database?: AssignmentSnapshot | undefined;
   /** The tenant step this reconcile already ran, if any. */
   readonly tenantStepDone?: TenantStepOutcome | undefined;
-  /** The shard count the set should run (planShardCount, later the autoscaler). */
+  /** The shard count the set should run (planAutoscale: spec.shards, or the autoscaler's decision in Auto). */
   readonly target: number;
+  /**
+   * The autoscaler's status fields and conditions for this reconcile (planAutoscale), merged into
+   * every status this plan writes, and why it chose `target` (told in the reshard's start Event).
+   */
+  readonly autoscale?: Pick<AutoscalePlan, "status" | "conditions"> & {
+    readonly reason?: string | undefined;
+  };
   readonly now: number;
   readonly config: ReconcileConfig;
 }
@@ -120,9 +130,18 @@ export interface ReconcilePlan {
  * after every `next: "replan"`, so each plan covers exactly one durable step.
  */
 export function planReconcile(input: ReconcileInput): ReconcilePlan {
+  const plan = planStep(input);
+  // An autoscaled set decides again every interval, whatever the step waits for otherwise.
+  if (!input.autoscale?.conditions.length || plan.next === "replan") return plan;
+  const every = input.config.autoscaleIntervalMs;
+  const next = plan.next === "done" ? every : Math.min(plan.next.requeueAfterMs, every);
+  return { ...plan, next: { requeueAfterMs: next } };
+}
+
+function planStep(input: ReconcileInput): ReconcilePlan {
   const { set, now, target, config } = input;
   const nowIso = new Date(now).toISOString();
-  const status = baseStatus(set, target);
+  const status = baseStatus(set, target, input.autoscale, nowIso);
   const snapshot = input.database;
   if (snapshot) {
     status.epoch = snapshot.epoch;
@@ -157,7 +176,7 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
     events.push({
       type: "Normal",
       reason: committed < target ? EVENT_REASON.scalingUp : EVENT_REASON.scalingDown,
-      message: `Resharding from ${committed} to ${target} shards`,
+      message: `Resharding from ${committed} to ${target} shards${input.autoscale?.reason ? `: ${input.autoscale.reason}` : ""}`,
     });
   } else if (reshard?.phase === "ScalingUp" && reshard.to !== target) {
     // Nothing is committed yet: aim the reshard at the new target instead.
@@ -312,7 +331,7 @@ export function planFailure(
   input: Pick<ReconcileInput, "set" | "deployments" | "target" | "now">,
   failure: ConditionNote,
 ): { status?: EvaluatorShardSetStatus; event: PlannedEvent } {
-  const status = baseStatus(input.set, input.target);
+  const status = baseStatus(input.set, input.target, undefined, "");
   const ctx: Ctx = { input, status, nowIso: new Date(input.now).toISOString() };
   return {
     ...settle(ctx, status.shards ?? 0, { degraded: failure }),
@@ -327,12 +346,31 @@ interface Ctx {
   readonly nowIso: string;
 }
 
-/** The set's status with the fields every reconcile refreshes. */
-function baseStatus(set: EvaluatorShardSet, target: number): EvaluatorShardSetStatus {
+/** The set's status with the fields every reconcile refreshes, the autoscaler's among them. */
+function baseStatus(
+  set: EvaluatorShardSet,
+  target: number,
+  autoscale: ReconcileInput["autoscale"],
+  nowIso: string,
+): EvaluatorShardSetStatus {
   const status: EvaluatorShardSetStatus = structuredClone(set.status ?? {});
   status.selector = shardSetSelector(set.metadata.name);
   status.desiredShards = target;
   if (set.metadata.generation !== undefined) status.observedGeneration = set.metadata.generation;
+  if (!autoscale) return status;
+  for (const [key, value] of Object.entries(autoscale.status) as [keyof typeof autoscale.status, unknown][]) {
+    if (value === undefined) delete status[key];
+    else (status as Record<string, unknown>)[key] = structuredClone(value);
+  }
+  // Mode Off: the autoscaler's conditions go (it is not running), rather than linger as stale.
+  if (autoscale.conditions.length === 0) {
+    status.conditions = status.conditions?.filter(
+      (c) => c.type !== CONDITION.metricsAvailable && c.type !== CONDITION.scalingLimited,
+    );
+  }
+  for (const c of autoscale.conditions) {
+    status.conditions = setCondition(status.conditions, c, nowIso, set.metadata.generation);
+  }
   return status;
 }
 

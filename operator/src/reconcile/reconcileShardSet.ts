@@ -4,10 +4,13 @@
  * says `replan`. Every decision is in planReconcile.ts; this file only reads and writes.
  */
 import type * as k8s from "@kubernetes/client-node";
+import { errorMessage, statusCode } from "../../../runtime/errors.ts";
 import { DatabaseUnavailableError } from "../api/errors.ts";
 import type { HandlerResult } from "../api/reconcileResult.ts";
-import { ANNOTATIONS, type EvaluatorShardSet } from "../api/types.ts";
+import { ANNOTATIONS, DEFAULTS, type EvaluatorShardSet } from "../api/types.ts";
 import type { CommitResult, TenantAssignments } from "../assignments/tenantAssignments.ts";
+import { planAutoscale, readsMetrics } from "../autoscale/planAutoscale.ts";
+import type { AutoscaleDecision, SignalReadings } from "../autoscale/types.ts";
 import { shardIndexOf } from "../desired/names.ts";
 import type { KubeWriter } from "../kube/kubeWriter.ts";
 import type { Logger } from "../log.ts";
@@ -21,7 +24,6 @@ import {
   type ReconcilePlan,
   type TenantStepOutcome,
 } from "./planReconcile.ts";
-import { planShardCount } from "./planShardCount.ts";
 
 export type { ReconcileConfig } from "./planReconcile.ts";
 
@@ -56,6 +58,17 @@ export interface ReconcileDeps {
   /** Crash hooks for tests, injected by a test entry point (never set in production). */
   readonly faults?: (point: FaultPoint) => void;
   readonly onTenantsMoved?: (set: EvaluatorShardSet, moved: number) => void;
+  /**
+   * Reads the set's autoscaling signals from Prometheus (mode Recommend and Auto). Never throws:
+   * a failure is a missing reading. `runningShards` is the committed count (staleness check).
+   */
+  readonly signals?: (set: EvaluatorShardSet, runningShards: number) => Promise<SignalReadings>;
+  /** Reports each autoscaling decision (the operator's metrics). */
+  readonly onAutoscale?: (
+    set: EvaluatorShardSet,
+    decision: AutoscaleDecision,
+    readings: SignalReadings,
+  ) => void;
 }
 
 /**
@@ -76,7 +89,8 @@ export async function reconcileShardSet(
   if (set === cached) deps.written.delete(key);
   const log = deps.log.child({ shardset: key });
   const now = deps.clock.now();
-  const target = planShardCount(set);
+  // Until the autoscaler has spoken in this reconcile, the count last reported stands.
+  let target = set.status?.desiredShards ?? set.spec.shards ?? DEFAULTS.shards;
   // The owned Deployments as this reconcile leaves them: the cache, overlaid with our own writes.
   let deployments = deps.deployments
     .list(namespace)
@@ -85,6 +99,15 @@ export async function reconcileShardSet(
   try {
     const assignments = deps.assignments ? await deps.assignments(set) : undefined;
     let database = assignments ? await assignments.read() : undefined;
+    const committed = database ? (database.shardCount ?? 0) : (set.status?.shards ?? 0);
+    const readings = readsMetrics(set) && deps.signals ? await deps.signals(set, committed) : undefined;
+    const autoscale = planAutoscale({ set, readings, committed, totalLoad: database?.totalLoad, now });
+    target = autoscale.target;
+    if (autoscale.decision) {
+      log.debug({ decision: autoscale.decision, readings }, "Autoscaler decided");
+      deps.onAutoscale?.(set, autoscale.decision, readings!);
+    }
+    let autoscaleEvents = autoscale.events;
     let tenantStepDone: TenantStepOutcome | undefined;
     for (;;) {
       const plan = planReconcile({
@@ -94,6 +117,7 @@ export async function reconcileShardSet(
         database,
         tenantStepDone,
         target,
+        autoscale: { ...autoscale, reason: autoscale.decision?.reason },
         now,
         config: deps.config,
       });
@@ -119,7 +143,11 @@ export async function reconcileShardSet(
       }
       if (plan.step === "startMoving") deps.faults?.("after-scale-up");
       if (plan.status) await writeStatus(plan.status);
-      for (const e of plan.events) await recordEvent(e);
+      const last = plan.next !== "replan" && !plan.tenantStep;
+      // The autoscaler's Events once per reconcile, after the status that explains them.
+      const events = plan.status || last ? [...autoscaleEvents, ...plan.events] : plan.events;
+      if (plan.status || last) autoscaleEvents = [];
+      for (const e of events) await recordEvent(e);
       if (plan.tenantsMoved !== undefined) deps.onTenantsMoved?.(set, plan.tenantsMoved);
       if (plan.next === "replan" || plan.tenantStep) continue;
       return plan.next === "done" ? undefined : { requeueAfterMs: plan.next.requeueAfterMs };
@@ -200,23 +228,6 @@ function noDatabaseCommit(set: EvaluatorShardSet, shardCount: number): CommitRes
 /** The condition and Event reason of a failed reconcile. */
 function failureReason(err: unknown): string {
   if (err instanceof DatabaseUnavailableError) return EVENT_REASON.databaseUnavailable;
-  // Kubernetes API errors carry the HTTP status as a numeric `code`.
-  if (typeof (err as { code?: unknown })?.code === "number") return EVENT_REASON.applyFailed;
+  if (statusCode(err) !== undefined) return EVENT_REASON.applyFailed;
   return EVENT_REASON.reconcileError;
-}
-
-/** A short, single-line message for status and Events (API errors carry their Status body). */
-export function errorMessage(err: unknown): string {
-  const e = err as { body?: unknown; message?: string };
-  if (typeof e?.body === "string") {
-    try {
-      const parsed = JSON.parse(e.body) as { message?: string };
-      if (parsed.message) return parsed.message.slice(0, 512);
-    } catch {
-      // not JSON: fall through to the message
-    }
-  }
-  return String(e?.message ?? err)
-    .split("\n")[0]!
-    .slice(0, 512);
 }

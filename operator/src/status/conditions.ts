@@ -47,6 +47,9 @@ export const EVENT_REASON = {
   databaseUnavailable: REASON.databaseUnavailable,
   applyFailed: REASON.applyFailed,
   reconcileError: REASON.reconcileError,
+  metricsUnavailable: REASON.metricsUnavailable,
+  metricsAvailable: "MetricsAvailable",
+  recommendedShards: "RecommendedShards",
 } as const;
 
 export type ConditionInput = Omit<Condition, "lastTransitionTime" | "observedGeneration">;

@@ -1,5 +1,6 @@
 import type * as k8s from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
+import type { Condition } from "../api/types.ts";
 import { deriveShardConditions, isAvailable, isRollingOut } from "./shardConditions.ts";
 
 const NOW = "2026-01-01T00:00:00.000Z";
@@ -24,7 +25,7 @@ function shard(
   };
 }
 const ok = (i: number) => shard(i, {});
-const type = (cs: { type: string }[], t: string) => cs.find((c) => c.type === t);
+const type = (cs: Condition[], t: string) => cs.find((c) => c.type === t);
 
 describe("isAvailable / isRollingOut", () => {
   it.each([

@@ -8,8 +8,9 @@
   KEYS[1]: one key of the tenant: the tick lease `tick:{tenant}:slot` when "lease" is given, else
            the tenant's state hash `tstate:{tenant}`. Its hash tag `{tenant}` is the only tag the
            script uses: every other key is built here (`tstate:{tenant}`, and
-           `<kind>:{tenant}:<rule>:<device>` for wbuf: and cooldown:, the format of keys.ts), so
-           the call touches only keys in the tenant's hash slot (one Cluster slot).
+           `<kind>:{tenant}:<rule>:<device>` for wbuf: and cooldown:, the format of keys.ts, which
+           keys.test.ts checks against this file), so the call touches only keys in the tenant's
+           hash slot (one Cluster slot).
   ARGV[1]: JSON request:
     {
       "lease": ["<token>", "<px>"],        -- optional: take KEYS[1] first (SET NX PX)
@@ -28,7 +29,7 @@
       seq        the hash's "seq" (the fence seq of the evaluation that wrote it), or false
       fields     name, value, ...          every cond, anom and seen field of the hash
       cooldowns  "<rule>:<device>", ms left, cd field value, ...  pairs whose cooldown key lives
-      buffers    one per requested buffer, in order: "ts:value,ts:value,..." or false (none)
+      buffers    one per requested buffer, in order: "ts:value,+d:value,..." or false (none)
 ]]
 
 local tag = string.match(KEYS[1], '{[^}]*}')

@@ -21,9 +21,10 @@
 
   KEYS[1]: the tenant's state hash `tstate:{tenant}`. Its hash tag `{tenant}` is the only tag the
            script uses: every key written is built here (`tstate:{tenant}`, and
-           `<kind>:{tenant}:<rule>:<device>` for wbuf: and cooldown:, the format of keys.ts).
+           `<kind>:{tenant}:<rule>:<device>` for wbuf: and cooldown:, the format of keys.ts, which
+           keys.test.ts checks against this file).
   ARGV[1]: JSON request, every number passed as a string; ARGV[2..]: the values written (window
-           buffers "ts:value,ts:value,..." oldest first, hash field values), so the JSON decoder
+           buffers "ts:value,+d:value,..." oldest first, hash field values), so the JSON decoder
            never sees them:
     {
       "mode": "delta" | "full",

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { flushPromises, ManualClock } from "./clock.ts";
-import type { ScheduleConfig } from "./schedule.ts";
-import { type TickRequest, TickScheduler } from "./scheduler.ts";
+import type { ScheduleConfig } from "./slotSchedule.ts";
+import { type TickRequest, TickScheduler } from "./tickScheduler.ts";
 
 const I = 10_000;
 

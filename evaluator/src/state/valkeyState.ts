@@ -1,24 +1,21 @@
 import { readFileSync } from "node:fs";
 import type { Redis } from "ioredis";
 import type { TenantPlan } from "../rules/planTenant.ts";
+import { tickLeaseKey } from "./keys.ts";
+import { tenantStatePx } from "./retention.ts";
 import {
   buildReadCall,
   buildWriteCall,
-  covers,
-  fullStateWrites,
   parseReadReply,
   parseWriteReply,
   type ScriptCall,
-  stateVersion,
-  type TenantSnapshot,
   type TickLease,
-  tenantStatePx,
   ValkeyStateProtocolError,
   type WriteRequest,
   type WriteResult,
-  type Writes,
-} from "./codec.ts";
-import { tickLeaseKey } from "./keys.ts";
+} from "./scriptProtocol.ts";
+import { covers, fullStateWrites, type TenantSnapshot, type Writes } from "./tenantSnapshot.ts";
+import { stateVersion } from "./valueEncoding.ts";
 
 /**
  * Script name → command name. The version suffix is bumped whenever a script's KEYS/ARGV/reply

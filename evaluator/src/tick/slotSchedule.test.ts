@@ -11,7 +11,7 @@ import {
   shardOffsetMs,
   slotOf,
   tickStarted,
-} from "./schedule.ts";
+} from "./slotSchedule.ts";
 
 const I = 60_000;
 const cfg: ScheduleConfig = { intervalMs: I, offsetMs: 5000, minIntervalMs: 15_000 };

@@ -1,6 +1,7 @@
 /**
  * The pure half of the tick scheduler (Prometheus `rules/group.go`): slot arithmetic and the
- * decision "which tick runs next, and when". No clock, no timers: table-tested at fixed times.
+ * decision "which tick runs next, and when". No clock, no timers (those are `tickScheduler.ts`):
+ * table-tested at fixed times.
  *
  * Slots: slot `s` covers `[s·I, (s+1)·I)` (I = tick interval). Regular ticks: EVERY slot `s` has
  * one, at `s·I + offset`, where the per-shard offset spreads the shards of a set over the first

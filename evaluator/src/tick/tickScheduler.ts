@@ -1,4 +1,4 @@
-import type { Clock } from "./clock.ts";
+import type { Clock } from "../../../runtime/clock.ts";
 import {
   initialScheduleState,
   type PlannedTick,
@@ -6,7 +6,7 @@ import {
   type ScheduleConfig,
   type ScheduleState,
   tickStarted,
-} from "./schedule.ts";
+} from "./slotSchedule.ts";
 
 /** One tick to run: its slot, its timestamp (passed to the rules) and what started it. */
 export interface TickRequest {

@@ -1,10 +1,10 @@
 import type { Redis } from "ioredis";
-import { INACTIVE } from "../rules/lifecycle.ts";
-import type { PairState, TenantPlan, TenantState } from "../rules/planTenant.ts";
-import type { WindowEntry } from "../rules/types.ts";
-import { appendToWindow } from "../rules/window.ts";
-import { baselineWindowKey } from "./keys.ts";
-import { windowBufferTtlMs } from "./retention.ts";
+import { INACTIVE } from "../evaluator/src/rules/lifecycle.ts";
+import type { PairState, TenantPlan, TenantState } from "../evaluator/src/rules/planTenant.ts";
+import type { WindowEntry } from "../evaluator/src/rules/types.ts";
+import { appendToWindow } from "../evaluator/src/rules/window.ts";
+import { baselineWindowKey } from "../evaluator/src/state/keys.ts";
+import { windowBufferTtlMs } from "../evaluator/src/state/retention.ts";
 
 /** The window-buffer half of a tenant load, done the original way. */
 export interface BaselineWindowStore {

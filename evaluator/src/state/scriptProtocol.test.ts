@@ -1,0 +1,113 @@
+import { describe, expect, it } from "vitest";
+import { patternRule, T0, thresholdRule, windowRule } from "../rules/fixtures.ts";
+import { planTenant } from "../rules/planTenant.ts";
+import { groupReadings } from "../rules/readings.ts";
+import type { Reading } from "../rules/types.ts";
+import {
+  buildReadCall,
+  buildWriteCall,
+  parseReadReply,
+  parseWriteReply,
+  ValkeyStateProtocolError,
+} from "./scriptProtocol.ts";
+import { stateVersion } from "./valueEncoding.ts";
+
+const lease = { tenantId: "t1", slot: 7, token: "tok", ttlMs: 120_000 };
+const reading = (ts: number, value: number): Reading => ({ deviceId: "d1", metric: "temp", ts, value });
+const plan = planTenant({
+  tenantId: "t1",
+  rules: [
+    thresholdRule({ id: "t" }),
+    windowRule({ id: "w", window_seconds: 300, params: { maxReadings: 3 } }),
+    patternRule({ id: "a", params: { kind: "absent" } }),
+  ],
+  deviceIds: ["d1"],
+  readingsByDeviceMetric: groupReadings([reading(T0 - 1000, 0.1), reading(T0, -2.5e-7)]),
+  now: T0,
+});
+/** Pair keys of the plan's window and absent pairs (the snapshot is keyed by them). */
+const [, W, A] = plan.pairs.map((p) => p.key) as [string, string, string];
+
+describe("script protocol", () => {
+  it("reads: one key in the tenant's hash slot, the lease, and the window pairs' buffers only", () => {
+    const call = buildReadCall(plan, lease);
+    expect(call.keys).toEqual(["tick:{t1}:7"]);
+    expect(JSON.parse(call.args[0]!)).toEqual({ lease: ["tok", "120000"], buffers: ["w:d1"] });
+    // Without a lease, the tenant's state hash routes the call.
+    expect(buildReadCall(plan).keys).toEqual(["tstate:{t1}"]);
+    expect(() => buildReadCall(plan, { ...lease, tenantId: "t2" })).toThrow(RangeError);
+  });
+
+  it("parses a read into a snapshot, and a lease conflict", () => {
+    const reply = [
+      1,
+      `5:${T0}`,
+      [
+        "w:d1:cond",
+        JSON.stringify({ since: T0, severity: "info" }),
+        "w:d1:anom",
+        "{",
+        "a:d1:seen",
+        String(T0 - 5000),
+        "x:y:future",
+        "?",
+      ],
+      ["w:d1", 4500, "1"],
+      [`${T0 - 1000}:0.1`],
+    ];
+    const read = parseReadReply(plan, reply, 1_000);
+    expect(read.acquired).toBe(true);
+    if (!read.acquired) return;
+    const s = read.snapshot;
+    expect([s.seq, s.at]).toEqual([5, T0]);
+    // Fields are named by the scripts' pair parts; the snapshot is keyed by the plan's pair keys,
+    // and a field of a pair outside the plan ("x:y") is not kept.
+    expect([...s.alerts]).toEqual([[W, { active: true, since: T0, severity: "info" }]]);
+    expect(s.anomalies.size).toBe(0); // unreadable: learning starts over
+    expect([...s.seen]).toEqual([[A, String(T0 - 5000)]]);
+    expect([...s.cooldownUntil]).toEqual([[W, 5_500]]);
+    expect(s.buffers.get(W)?.entries).toEqual([{ ts: T0 - 1000, value: 0.1 }]);
+    expect(parseReadReply(plan, [1, null, [], [], [null]], 0)).toMatchObject({
+      acquired: true,
+      snapshot: { seq: 0, at: null },
+    });
+    expect(parseReadReply(plan, [0, "other"], 0)).toEqual({ acquired: false, holder: "other" });
+  });
+
+  it("rejects a read reply that does not match the plan", () => {
+    expect(() => parseReadReply(plan, [1], 0)).toThrow(ValkeyStateProtocolError);
+    expect(() => parseReadReply(plan, "OK", 0)).toThrow(ValkeyStateProtocolError);
+    expect(() => parseReadReply(plan, [1, null, [3], [], [null]], 0)).toThrow(ValkeyStateProtocolError);
+    expect(() => parseReadReply(plan, [1, null, [], ["w:d1", "x"], [null]], 0)).toThrow(
+      ValkeyStateProtocolError,
+    );
+    expect(() => parseReadReply(plan, [1, null, [], [], [null, null]], 0)).toThrow(ValkeyStateProtocolError);
+  });
+
+  it("writes: the state hash is the key, buffer values travel as ARGV, the version names the evaluation", () => {
+    const call = buildWriteCall("t1", {
+      mode: "delta",
+      expect: stateVersion(4, T0 - 60_000),
+      seq: 5,
+      version: stateVersion(5, T0),
+      statePx: 5,
+      ops: ["b", "w:d1", 2, "9"],
+      values: ["1:2"],
+    });
+    expect(call.keys).toEqual(["tstate:{t1}"]);
+    expect(call.args.slice(1)).toEqual(["1:2"]);
+    expect(JSON.parse(call.args[0]!)).toEqual({
+      mode: "delta",
+      expect: `4:${T0 - 60_000}`,
+      seq: "5",
+      version: `5:${T0}`,
+      statePx: "5",
+      ops: ["b", "w:d1", 2, "9"],
+    });
+
+    expect(parseWriteReply([1])).toEqual({ kind: "applied" });
+    expect(parseWriteReply([2, `7:${T0}`])).toEqual({ kind: "stale", stored: 7 });
+    expect(parseWriteReply([2, null])).toEqual({ kind: "stale", stored: null });
+    expect(() => parseWriteReply("OK")).toThrow(ValkeyStateProtocolError);
+  });
+});

@@ -1,0 +1,79 @@
+import { Counter, Registry } from "prom-client";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseAddress, type RunningServer, startHttpServer } from "./httpServer.ts";
+
+describe("parseAddress", () => {
+  it.each([
+    ["127.0.0.1:8080", { host: "127.0.0.1", port: 8080 }],
+    [":8081", { host: "0.0.0.0", port: 8081 }],
+    ["9464", { host: "0.0.0.0", port: 9464 }],
+    [" :0 ", { host: "0.0.0.0", port: 0 }],
+  ])("%s", (raw, expected) => {
+    expect(parseAddress(raw, "--x")).toEqual(expected);
+  });
+
+  it.each(["", "host:", "host:port", ":70000"])("rejects %j naming the setting", (raw) => {
+    expect(() => parseAddress(raw, "--metrics-bind-address")).toThrow(/^--metrics-bind-address: /);
+  });
+});
+
+describe("startHttpServer", () => {
+  let server: RunningServer | undefined;
+  afterEach(async () => {
+    await server?.close();
+    server = undefined;
+  });
+  const get = async (path: string, method = "GET") => {
+    const res = await fetch(`http://127.0.0.1:${server!.port}${path}`, { method });
+    return { status: res.status, body: await res.text(), type: res.headers.get("content-type") };
+  };
+
+  it("serves the given registry at /metrics and the probes", async () => {
+    const registry = new Registry();
+    new Counter({ name: "runtime_test_total", help: "A counter.", registers: [registry] }).inc(3);
+    server = await startHttpServer({ host: "127.0.0.1", port: 0 }, { registry });
+    expect(server.port).toBeGreaterThan(0);
+    const metrics = await get("/metrics?x=1");
+    expect(metrics.status).toBe(200);
+    expect(metrics.type).toBe(registry.contentType);
+    expect(metrics.body).toContain("runtime_test_total 3");
+    for (const path of ["/healthz", "/livez", "/readyz"]) expect((await get(path)).status).toBe(200);
+    expect((await get("/nope")).status).toBe(404);
+    expect((await get("/healthz", "POST")).status).toBe(405);
+  });
+
+  it("answers 503 while unhealthy or not ready, and when the readiness check fails", async () => {
+    let healthy = false;
+    let ready: () => boolean | Promise<boolean> = () => false;
+    server = await startHttpServer(
+      { host: "127.0.0.1", port: 0 },
+      { healthy: () => healthy, ready: () => ready() },
+    );
+    expect((await get("/metrics")).status).toBe(404); // no registry given
+    expect(await get("/healthz")).toMatchObject({ status: 503, body: "unhealthy\n" });
+    expect(await get("/readyz")).toMatchObject({ status: 503, body: "not ready\n" });
+    healthy = true;
+    ready = async () => true;
+    expect(await get("/healthz")).toMatchObject({ status: 200, body: "ok\n" });
+    expect(await get("/readyz")).toMatchObject({ status: 200, body: "ok\n" });
+    ready = async () => {
+      throw new Error("database down");
+    };
+    expect((await get("/readyz")).status).toBe(503);
+    ready = () => {
+      throw new Error("thrown synchronously");
+    };
+    expect((await get("/readyz")).status).toBe(503);
+  });
+
+  it("rejects when the port is taken, and close() frees it", async () => {
+    server = await startHttpServer({ host: "127.0.0.1", port: 0 }, {});
+    const port = server.port;
+    await expect(startHttpServer({ host: "127.0.0.1", port }, {})).rejects.toMatchObject({
+      code: "EADDRINUSE",
+    });
+    await server.close();
+    server = await startHttpServer({ host: "127.0.0.1", port }, {});
+    expect(server.port).toBe(port);
+  });
+});

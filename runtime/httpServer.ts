@@ -1,0 +1,95 @@
+import { createServer, type Server } from "node:http";
+import type { Registry } from "prom-client";
+
+/** Where a server listens. */
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** Parses `host:port`, `:port` or `port` (host 0.0.0.0 when omitted); port 0 picks a free one. */
+export function parseAddress(raw: string, setting: string): ListenAddress {
+  const m = /^(?:(.*):)?(\d+)$/.exec(raw.trim());
+  if (!m) throw new Error(`${setting}: expected host:port or :port, got "${raw}"`);
+  const port = Number(m[2]);
+  if (port > 65535) throw new Error(`${setting}: port ${port} is out of range`);
+  return { host: m[1] || "0.0.0.0", port };
+}
+
+/** What the endpoints of one server answer; a route left out is not served (metrics) or always ok (probes). */
+export interface ProbeRoutes {
+  /** Served at `/metrics`: the component's own registry, never prom-client's default one. */
+  readonly registry?: Registry;
+  /** Liveness at `/healthz` and `/livez`: the process runs and its event loop turns. */
+  readonly healthy?: () => boolean;
+  /** Readiness at `/readyz`; may take a moment (expected to be cached and bounded by its caller). */
+  readonly ready?: () => boolean | Promise<boolean>;
+}
+
+/** A listening server and the port it got (useful with port 0). */
+export interface RunningServer {
+  readonly server: Server;
+  readonly port: number;
+  /** Stops listening and closes open connections (keep-alive ones too); resolves once closed. */
+  close(): Promise<void>;
+}
+
+/**
+ * Serves `/metrics`, `/healthz` (`/livez`) and `/readyz` on one address. The evaluator serves all
+ * three on its `metrics` port; the operator runs two servers, one for metrics and one for probes,
+ * as controller-runtime does. A readiness check that throws or rejects answers 503.
+ */
+export function startHttpServer(address: ListenAddress, routes: ProbeRoutes): Promise<RunningServer> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    const text = (status: number, body: string) => {
+      res.writeHead(status, { "content-type": "text/plain; charset=utf-8" });
+      res.end(body);
+    };
+    if (req.method !== "GET" && req.method !== "HEAD") return text(405, "method not allowed\n");
+    const registry = routes.registry;
+    if (path === "/metrics" && registry) {
+      registry.metrics().then(
+        (body) => {
+          res.writeHead(200, { "content-type": registry.contentType });
+          res.end(body);
+        },
+        (err: unknown) => text(500, `${String(err)}\n`),
+      );
+      return;
+    }
+    if (path === "/healthz" || path === "/livez") {
+      const ok = routes.healthy?.() ?? true;
+      return text(ok ? 200 : 503, ok ? "ok\n" : "unhealthy\n");
+    }
+    if (path === "/readyz") {
+      const ready = routes.ready ?? (() => true);
+      Promise.resolve()
+        .then(ready)
+        .then(
+          (ok) => text(ok ? 200 : 503, ok ? "ok\n" : "not ready\n"),
+          () => text(503, "not ready\n"),
+        );
+      return;
+    }
+    text(404, "not found\n");
+  });
+  // Probes must not hold the process open on shutdown.
+  server.keepAliveTimeout = 1000;
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(address.port, address.host, () => {
+      server.off("error", reject);
+      const a = server.address();
+      resolve({
+        server,
+        port: typeof a === "object" && a ? a.port : address.port,
+        close: () =>
+          new Promise<void>((r) => {
+            server.close(() => r());
+            server.closeAllConnections();
+          }),
+      });
+    });
+  });
+}
