@@ -103,7 +103,7 @@ sed -e 's/^  shards: .*/  shards: 3/' -e 's/^  evaluator:$/  evaluator:\n    tic
 step "The operator (leader-elected, watching $NS)"
 background operator "${OPERATOR[@]}" run --kubeconfig "$KUBECONFIG" --namespaces "$NS" \
   --leader-election-namespace "$NS" --metrics-bind-address 127.0.0.1:18080 --health-probe-bind-address 127.0.0.1:18081 \
-  --resync-period 10s --drain-slack 1s
+  --resync-period 10s --drain-slack 1s --autoscale-interval 5s
 wait_ready 3
 kubectl get ess -n "$NS" >&2
 kubectl get deployments,pods -n "$NS" -o wide >&2
@@ -137,6 +137,34 @@ curl -fsS "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode \
       console.error("Tenant evaluations per shard (Prometheus):");
       for (const x of r.sort((a, b) => a.metric.shard - b.metric.shard)) console.error(`  shard ${x.metric.shard}: ${x.value[1]}`);
     });' || say "Prometheus has no evaluator samples yet"
+
+step "The autoscaler: mode Auto, from Prometheus's readings and the tenant load; then a tenant surge"
+# loadPerShard = the load now ÷ 3.5: today's tenants need 4 shards (the count that runs), and the
+# surge below needs more. The queue-depth and tick-latency signals come from Prometheus.
+LOAD=$(node -e '
+  const pg = require("pg"); const c = new pg.Client(process.argv[1]);
+  c.connect().then(() => c.query("SELECT sum(greatest(weight, 1))::float8 AS l FROM tenants WHERE shard_set = $1", [process.argv[2]]))
+   .then((r) => { console.log(Math.round(r.rows[0].l / 3.5)); return c.end(); });' "$DB_URL" "$NS/$SET")
+kubectl patch "ess/$SET" -n "$NS" --type=merge -p "{\"spec\":{\"autoscaling\":{\"mode\":\"Auto\",\"minShards\":2,\"maxShards\":8,
+  \"minReshardIntervalSeconds\":0,\"targets\":{\"loadPerShard\":$LOAD},
+  \"prometheus\":{\"url\":\"http://127.0.0.1:$PROM_PORT\"}}}}" >&2
+deadline=$((SECONDS + 120))
+until [[ $(kubectl get ess "$SET" -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="MetricsAvailable")].status}') == True ]]; do
+  (( SECONDS < deadline )) || { say "the autoscaler has no metrics yet: $(kubectl get ess "$SET" -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="MetricsAvailable")].message}')"; break; }
+  sleep 2
+done
+kubectl get ess -n "$NS" >&2
+say "a tenant surge: 300 more tenants"
+node "$HACK_DIR/demo/seed.ts" "$DB_URL" "$NS/$SET" 300 10 --add >&2
+deadline=$((SECONDS + 180))
+until got=$(kubectl get ess "$SET" -n "$NS" -o jsonpath='{.status.shards}/{.status.readyShards}/{.status.reshard.phase}') \
+    && [[ ${got%%/*} -gt 4 && $got =~ ^([0-9]+)/\1/$ ]]; do
+  (( SECONDS < deadline )) || die "the set did not grow (status: $got); see $DEMO_DIR/operator.log"
+  sleep 2
+done
+kubectl get ess -n "$NS" >&2
+kubectl get events -n "$NS" --field-selector involvedObject.kind=EvaluatorShardSet,reason=ScalingUp \
+  -o custom-columns=REASON:.reason,MESSAGE:.message >&2
 
 cat >&2 <<MSG
 

@@ -2,7 +2,7 @@ import { CommanderError } from "commander";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { handleShutdownSignals } from "../../runtime/signals.ts";
-import { createProgram } from "./cli/program.ts";
+import { createProgram, type ProgramDeps } from "./cli/program.ts";
 import { ConfigError, type EvaluatorConfig } from "./config/evaluatorConfig.ts";
 import type { EvaluatorClients } from "./lifecycle/runEvaluator.ts";
 import type { Logger } from "./log.ts";
@@ -67,9 +67,15 @@ export function connectClients(config: EvaluatorConfig, log: Logger): EvaluatorC
  * SIGTERM/SIGINT drains (no new tick, running tenants finish, leases of unevaluated tenants are
  * released, clients closed) and exits 0; a second one forces the exit.
  *
+ * `extra.faults` are test-only hooks, given by a test entry point (test/support/evaluatorWithFaults.ts);
+ * the product's entry point (evaluator/bin/evaluator.ts) passes none.
+ *
  * @returns the process exit code (2 for an invalid configuration or usage)
  */
-export async function main(argv: readonly string[]): Promise<number> {
+export async function main(
+  argv: readonly string[],
+  extra: Pick<ProgramDeps, "faults"> = {},
+): Promise<number> {
   const shutdown = handleShutdownSignals({
     onForce: (sig) => {
       process.stderr.write(`evaluator: second ${sig}, exiting now\n`);
@@ -80,6 +86,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     env: process.env,
     shutdownSignal: shutdown.signal,
     connect: connectClients,
+    ...extra,
   });
   try {
     await program.parseAsync(argv as string[], { from: "node" });

@@ -33,7 +33,6 @@ function runner(valkey: Redis = fx.valkey(), token = "test-evaluator"): TickRunn
       intervalMs: I,
       tenantBudgetMs: 10_000,
       concurrency: 4,
-      testFaults: { delayTenant: null, poisonRuleId: null },
     },
     store: createPgStore(fx.pool),
     state: new ValkeyState(valkey),

@@ -162,4 +162,37 @@ describe("evaluator_queue_depth_held", () => {
     expect(later.held).toBe(0);
     expect(await p.stop("SIGTERM")).toEqual({ code: 0, signal: null });
   });
+
+  it("counts a tenant in hand-off on its new owner only, not on the shard it left", async () => {
+    // Both tenants are slow (cut at their budget every tick). `mine` is shard 0's; `leaving` was
+    // moved to shard 1, and shard 0 still evaluates it while the hand-off lasts (moved_at is set
+    // ahead, so the hand-off outlasts the test).
+    const [mine] = await fx.tenants(1, { rules: [HOT] });
+    const [leaving] = await fx.tenants(1, {
+      rules: [HOT],
+      shardIndex: 1,
+      prevShardIndex: 0,
+      movedAtMs: Date.now() + 600_000,
+    });
+    await fx.reading([mine!, leaving!], 42);
+    const p = fx.start({
+      TICK_INTERVAL_SECONDS: "1.5",
+      TENANT_BUDGET_MS: "200",
+      EVALUATOR_TEST_DELAY_TENANT: `${mine}:60000,${leaving}:60000`,
+      LOG_LEVEL: "info",
+    });
+    const s = await eventually(
+      async () => {
+        const got = await scrape(p);
+        return got.ticks >= 2 ? got : undefined;
+      },
+      30_000,
+      "two ticks",
+    );
+    const done = await nthTickDone(p, s.ticks);
+    // Both were due on shard 0 and neither finished; only its own counts as its backlog.
+    expect(done).toMatchObject({ tenants: 2, evaluated: 0, backlog: 1 });
+    expect(s.held).toBe(1);
+    expect(await p.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+  });
 });

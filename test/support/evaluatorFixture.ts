@@ -140,7 +140,8 @@ export interface EvaluatorFixture {
   reading(tenantIds: string | readonly string[], value: number, at?: ReadingAt): Promise<void>;
   /**
    * Starts an evaluator process of shard `shard` (default 0) with `extra` environment; it is killed
-   * (SIGKILL) after the test if still running.
+   * (SIGKILL) after the test if still running. An EVALUATOR_TEST_* variable in `extra` starts it
+   * through the test entry point that injects that fault (see `startEvaluator`).
    */
   start(extra?: Record<string, string>, options?: { shard?: number; args?: string[] }): EvaluatorProcess;
   /** A client on the shared Valkey, disconnected after the test. */

@@ -2,7 +2,9 @@
  * The real evaluator (`node evaluator/bin/evaluator.ts run`) as a child process, for tests that
  * restart it, run two of them, or check what the process prints and serves. Logs are parsed from
  * its stdout (pino JSON lines); the metrics port comes from its `metrics_listening` line
- * (METRICS_PORT=0 picks a free port).
+ * (METRICS_PORT=0 picks a free port). A test that sets a fault variable (EVALUATOR_TEST_*) gets the
+ * test entry point with fault hooks instead (test/support/evaluatorWithFaults.ts); every other test
+ * runs the product's entry point.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { homedir } from "node:os";
@@ -14,6 +16,15 @@ import { createTestDatabase, type TestDatabase } from "./postgres.ts";
 import { connectValkey, deleteTenantKeys, VALKEY_URL } from "./valkey.ts";
 
 export const EVALUATOR_BIN = fileURLToPath(new URL("../../evaluator/bin/evaluator.ts", import.meta.url));
+/** The test entry point that injects the EVALUATOR_TEST_* faults (see ./evaluatorFaults.ts). */
+export const EVALUATOR_WITH_FAULTS_BIN = fileURLToPath(new URL("./evaluatorWithFaults.ts", import.meta.url));
+
+/** The entry point for `env`: the one with fault hooks only when a fault variable is set. */
+export function evaluatorEntry(env: Record<string, string>): string {
+  return Object.keys(env).some((name) => name.startsWith("EVALUATOR_TEST_"))
+    ? EVALUATOR_WITH_FAULTS_BIN
+    : EVALUATOR_BIN;
+}
 
 /** One pino log line. */
 export interface LogLine {
@@ -49,9 +60,12 @@ function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   return { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? homedir(), ...env };
 }
 
-/** Starts the evaluator with `env` (and extra CLI `args`). Stop it with `stop()` in `afterEach`. */
+/**
+ * Starts the evaluator with `env` (and extra CLI `args`), through {@link evaluatorEntry}. Stop it
+ * with `stop()` in `afterEach`.
+ */
 export function startEvaluator(env: Record<string, string>, args: string[] = []): EvaluatorProcess {
-  const child = spawn(process.execPath, [EVALUATOR_BIN, "run", ...args], {
+  const child = spawn(process.execPath, [evaluatorEntry(env), "run", ...args], {
     env: childEnv(env),
     stdio: ["ignore", "pipe", "pipe"],
   });

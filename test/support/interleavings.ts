@@ -235,7 +235,6 @@ export async function runSchedule(
         intervalMs,
         tenantBudgetMs: opts.budgetMs,
         concurrency: 4,
-        testFaults: { delayTenant: null, poisonRuleId: null },
       },
       store,
       state: gateway,

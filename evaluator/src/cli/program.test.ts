@@ -8,7 +8,6 @@ const env = {
   DATABASE_URL: "postgres://db/iot",
   VALKEY_URL: "redis://valkey:6379",
   CONCURRENCY: "4",
-  EVALUATOR_TEST_POISON_RULE: "r9",
 };
 
 class Stop extends Error {}
@@ -35,8 +34,9 @@ describe("createProgram", () => {
     expect(c).toMatchObject({ concurrency: 16, shardIndex: 3, intervalMs: 30_000, minIntervalMs: 7500 });
   });
 
-  it("takes test-only settings from the environment only", async () => {
-    expect((await compiled([])).testFaults.poisonRuleId).toBe("r9");
+  it("reads no test fault from the environment (they come from the test entry point)", async () => {
+    const withFaultVars = { ...env, EVALUATOR_TEST_POISON_RULE: "r9", EVALUATOR_TEST_DELAY_TENANT: "t1:5" };
+    expect(await compiled([], withFaultVars)).toEqual(await compiled([]));
   });
 
   it("refuses an invalid configuration before building any client", async () => {

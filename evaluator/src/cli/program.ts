@@ -10,6 +10,7 @@ import {
 } from "../config/evaluatorConfig.ts";
 import { type EvaluatorClients, runEvaluator } from "../lifecycle/runEvaluator.ts";
 import { createLogger, type Logger } from "../log.ts";
+import type { EvaluatorFaults } from "../tick/evaluatorFaults.ts";
 
 /** What the CLI needs from its surroundings (no process globals inside). */
 export interface ProgramDeps {
@@ -21,6 +22,8 @@ export interface ProgramDeps {
   /** Where logs go (default: stdout). */
   readonly logDestination?: DestinationStream;
   readonly onListening?: (port: number) => void;
+  /** Test-only fault hooks, given by a test entry point only (test/support/evaluatorWithFaults.ts). */
+  readonly faults?: EvaluatorFaults;
 }
 
 const DESCRIPTIONS: Record<keyof RawEvaluatorOptions, string> = {
@@ -40,8 +43,6 @@ const DESCRIPTIONS: Record<keyof RawEvaluatorOptions, string> = {
   valkeyCommandTimeoutMs: "timeout of one Valkey command, ms (default 2000)",
   pgSynchronousCommit:
     "synchronous_commit of the alert writes: off | local | on | remote_write | remote_apply (default off)",
-  testDelayTenant: "",
-  testPoisonRule: "",
 };
 
 /**
@@ -60,7 +61,6 @@ export function createProgram(deps: ProgramDeps): Command {
     keyof RawEvaluatorOptions,
     (typeof SETTINGS)[keyof typeof SETTINGS],
   ][]) {
-    if (s.flag === null) continue; // test-only settings: environment only
     const name = s.flag.slice(2);
     // The environment is read from deps.env (not commander's .env(), which reads process.env).
     run.addOption(
@@ -73,8 +73,8 @@ export function createProgram(deps: ProgramDeps): Command {
   run.action(async (opts: Record<string, string | undefined>) => {
     const raw: Record<string, string | undefined> = {};
     for (const [key, s] of Object.entries(SETTINGS)) {
-      // A flag wins over its environment variable; test-only settings come from the environment only.
-      raw[key] = (s.flag === null ? undefined : opts[key]) ?? deps.env[s.env];
+      // A flag wins over its environment variable.
+      raw[key] = opts[key] ?? deps.env[s.env];
     }
     const config = compileEvaluatorConfig(raw as RawEvaluatorOptions);
     const bindings = { shardSet: config.shardSet, shard: config.shardIndex };
@@ -89,6 +89,7 @@ export function createProgram(deps: ProgramDeps): Command {
       clock: systemClock,
       shutdownSignal: deps.shutdownSignal,
       ...(deps.onListening ? { onListening: deps.onListening } : {}),
+      ...(deps.faults ? { faults: deps.faults } : {}),
     });
   });
   return program;

@@ -41,7 +41,6 @@ describe("compileEvaluatorConfig", () => {
       breaker: { failureThreshold: 3, cooldownMs: 5000 },
       valkeyCommandTimeoutMs: 2000,
       pgSynchronousCommit: "off",
-      testFaults: { delayTenant: null, poisonRuleId: null },
     });
     expect(Object.isFrozen(c)).toBe(true);
   });
@@ -80,7 +79,6 @@ describe("compileEvaluatorConfig", () => {
     [{ concurrency: "0" }, "CONCURRENCY", /integer/],
     [{ logLevel: "verbose" }, "LOG_LEVEL", /one of/],
     [{ metricsPort: "70000" }, "METRICS_PORT", /integer/],
-    [{ testDelayTenant: "t1" }, "EVALUATOR_TEST_DELAY_TENANT", /tenant id/],
     [{ pgSynchronousCommit: "maybe" }, "PG_SYNCHRONOUS_COMMIT", /one of off, local, on/],
   ] as const)("rejects %j naming %s", (overrides, setting, problem) => {
     const message = compileError(overrides);
@@ -90,18 +88,6 @@ describe("compileEvaluatorConfig", () => {
 
   it("never echoes a connection string in an error", () => {
     expect(compileError({ databaseUrl: "postgres://u:hunter2@db:bad-port/x" })).not.toContain("hunter2");
-  });
-
-  it("parses the test-only faults", () => {
-    const c = compileEvaluatorConfig({
-      ...valid,
-      testDelayTenant: "tenant:with:colons:250",
-      testPoisonRule: "r9",
-    });
-    expect(c.testFaults).toEqual({
-      delayTenant: { tenantId: "tenant:with:colons", ms: 250 },
-      poisonRuleId: "r9",
-    });
   });
 });
 

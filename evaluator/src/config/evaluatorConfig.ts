@@ -21,22 +21,6 @@ export interface RawEvaluatorOptions {
   readonly breakerCooldownSeconds?: string | undefined;
   readonly valkeyCommandTimeoutMs?: string | undefined;
   readonly pgSynchronousCommit?: string | undefined;
-  /** Test-only fault injection (environment only, see {@link TestFaults}). */
-  readonly testDelayTenant?: string | undefined;
-  readonly testPoisonRule?: string | undefined;
-}
-
-/**
- * TEST-ONLY fault injection, set through environment variables that production manifests never
- * carry. They let the integration tests prove tenant isolation with the real process:
- * - `EVALUATOR_TEST_DELAY_TENANT=<tenant id>:<ms>`: that tenant's evaluation sleeps `ms` first
- *   (a slow tenant, to exceed the per-tenant budget);
- * - `EVALUATOR_TEST_POISON_RULE=<rule id>`: evaluating a tenant that has this rule throws (a rule
- *   whose evaluation crashes).
- */
-export interface TestFaults {
-  readonly delayTenant: { readonly tenantId: string; readonly ms: number } | null;
-  readonly poisonRuleId: string | null;
 }
 
 /** The compiled, validated, read-only configuration. */
@@ -61,7 +45,6 @@ export interface EvaluatorConfig {
   readonly valkeyCommandTimeoutMs: number;
   /** `synchronous_commit` of the evaluator's PostgreSQL sessions (its only writes are alert writes). */
   readonly pgSynchronousCommit: PgSynchronousCommit;
-  readonly testFaults: TestFaults;
 }
 
 export const PG_SYNCHRONOUS_COMMIT = ["off", "local", "on", "remote_write", "remote_apply"] as const;
@@ -92,15 +75,13 @@ export const SETTINGS = {
   breakerCooldownSeconds: { flag: "--breaker-cooldown-seconds", env: "BREAKER_COOLDOWN_SECONDS" },
   valkeyCommandTimeoutMs: { flag: "--valkey-command-timeout-ms", env: "VALKEY_COMMAND_TIMEOUT_MS" },
   pgSynchronousCommit: { flag: "--pg-synchronous-commit", env: "PG_SYNCHRONOUS_COMMIT" },
-  testDelayTenant: { flag: null, env: "EVALUATOR_TEST_DELAY_TENANT" },
-  testPoisonRule: { flag: null, env: "EVALUATOR_TEST_POISON_RULE" },
-} as const satisfies Record<keyof RawEvaluatorOptions, { flag: string | null; env: string }>;
+} as const satisfies Record<keyof RawEvaluatorOptions, { flag: string; env: string }>;
 
 type Setting = keyof typeof SETTINGS;
 
 function label(setting: Setting): string {
   const s = SETTINGS[setting];
-  return s.flag ? `${s.env} (${s.flag})` : s.env;
+  return `${s.env} (${s.flag})`;
 }
 
 function fail(setting: Setting, problem: string): never {
@@ -153,19 +134,6 @@ function url(raw: RawEvaluatorOptions, setting: Setting, protocols: readonly str
 
 // Same rule as the shard_sets.name CHECK constraint, so a typo fails here and not as "no tenants".
 const SHARD_SET_FORMAT = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
-
-function testFaults(raw: RawEvaluatorOptions): TestFaults {
-  let delayTenant: TestFaults["delayTenant"] = null;
-  const delay = present(raw, "testDelayTenant");
-  if (delay !== undefined) {
-    const i = delay.lastIndexOf(":");
-    const ms = i > 0 ? Number(delay.slice(i + 1)) : Number.NaN;
-    if (!Number.isSafeInteger(ms) || ms < 0)
-      fail("testDelayTenant", `expected <tenant id>:<ms>, got "${delay}"`);
-    delayTenant = { tenantId: delay.slice(0, i), ms };
-  }
-  return { delayTenant, poisonRuleId: present(raw, "testPoisonRule") ?? null };
-}
 
 /**
  * Validates raw options into the readonly {@link EvaluatorConfig}.
@@ -235,7 +203,6 @@ export function compileEvaluatorConfig(raw: RawEvaluatorOptions): EvaluatorConfi
     breaker: Object.freeze({ failureThreshold, cooldownMs }),
     valkeyCommandTimeoutMs,
     pgSynchronousCommit: pgSynchronousCommit as PgSynchronousCommit,
-    testFaults: Object.freeze(testFaults(raw)),
   });
 }
 

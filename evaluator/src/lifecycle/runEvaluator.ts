@@ -14,6 +14,7 @@ import { readRebuiltState } from "../state/rebuild.ts";
 import { ValkeyState } from "../state/valkeyState.ts";
 import { createPgStore } from "../store/pgStore.ts";
 import { CircuitBreaker } from "../tick/circuitBreaker.ts";
+import type { EvaluatorFaults } from "../tick/evaluatorFaults.ts";
 import { IngestListener } from "../tick/ingestListener.ts";
 import { isValkeyOutage } from "../tick/outages.ts";
 import { shardOffsetMs } from "../tick/slotSchedule.ts";
@@ -42,6 +43,8 @@ export interface RunEvaluatorDeps {
   readonly shutdownSignal: AbortSignal;
   /** Called once the HTTP server listens (tests read the port from it, or from the log). */
   readonly onListening?: (port: number) => void;
+  /** Test-only fault hooks, from a test entry point (absent in production). */
+  readonly faults?: EvaluatorFaults;
 }
 
 /** Longest wait for Valkey at start-up before the first tick runs anyway (fail-open). */
@@ -158,6 +161,7 @@ export async function runEvaluator(config: EvaluatorConfig, deps: RunEvaluatorDe
       metrics,
       breakers,
       token,
+      ...(deps.faults ? { faults: deps.faults } : {}),
     });
     const stop = new AbortController();
     const scheduler = new TickScheduler({

@@ -11,6 +11,7 @@ import type { EvaluationCommit, EvaluatorStore, TenantData } from "../store/pgSt
 import { CircuitBreaker } from "./circuitBreaker.ts";
 import { ManualClock } from "./clock.ts";
 import type { EvaluationRecord } from "./evaluationRecord.ts";
+import type { EvaluatorFaults } from "./evaluatorFaults.ts";
 import { DependencyUnavailableError, isValkeyOutage } from "./outages.ts";
 import { leaseTtlMs, type PipelineContext, runTenantPipeline, type StateGateway } from "./tenantPipeline.ts";
 
@@ -94,7 +95,6 @@ function harness(opts: { load?: LoadMode; write?: "ok" | "outage" | "defect" | "
     breakers: { postgres: breaker(isPostgresOutage), valkey: breaker(isValkeyOutage) },
     token: "me",
     intervalMs: 60_000,
-    testFaults: { delayTenant: null, poisonRuleId: null },
     onQuarantined: () => {},
     onValkeyFallback: () => {},
     onCommitProblem: () => {},
@@ -209,6 +209,30 @@ describe("runTenantPipeline", () => {
     await expect(
       runTenantPipeline(h.ctx, ownedInHandoff, data(), readings, tick, budget.signal),
     ).rejects.toThrow("over budget");
+    expect(h.calls.released).toBe(1);
+    expect(h.calls.commits).toEqual([]);
+  });
+
+  it("a fault hook strikes after the state load and the lease; its throw gives the lease back", async () => {
+    const h = harness();
+    const seen: { tenantId: string; rules: string[]; released: number }[] = [];
+    const faults: EvaluatorFaults = {
+      async beforeEvaluate({ tenantId, rules }) {
+        seen.push({ tenantId, rules: rules.map((r) => r.id), released: h.calls.released });
+        throw new Error("test fault");
+      },
+    };
+    await expect(
+      runTenantPipeline(
+        { ...h.ctx, faults },
+        ownedInHandoff,
+        data(),
+        readings,
+        tick,
+        new AbortController().signal,
+      ),
+    ).rejects.toThrow("test fault");
+    expect(seen).toEqual([{ tenantId: "t1", rules: ["r1", "w1"], released: 0 }]);
     expect(h.calls.released).toBe(1);
     expect(h.calls.commits).toEqual([]);
   });

@@ -1,6 +1,5 @@
 import type { Clock } from "../../../runtime/clock.ts";
 import { isPostgresOutage } from "../../../runtime/postgresOutage.ts";
-import type { TestFaults } from "../config/evaluatorConfig.ts";
 import { evaluateTenant, type PairFailure, type TenantEvaluation } from "../rules/evaluateTenant.ts";
 import { parseRule } from "../rules/parseRule.ts";
 import {
@@ -26,8 +25,8 @@ import { type AlertWrites, buildAlertWrites } from "../store/alertWrites.ts";
 import type { EvaluatorStore, MemberTenant, TenantData, TenantFence, WriteResult } from "../store/pgStore.ts";
 import { BudgetExceededError } from "./budget.ts";
 import { type CircuitBreaker, CircuitOpenError } from "./circuitBreaker.ts";
-import { sleep } from "./clock.ts";
 import type { EvaluationRecord, StateSource } from "./evaluationRecord.ts";
+import type { EvaluatorFaults } from "./evaluatorFaults.ts";
 import { DependencyUnavailableError } from "./outages.ts";
 
 /** The slice of `ValkeyState` a tick uses (so tests can wrap or replace it). */
@@ -70,7 +69,8 @@ export interface PipelineContext {
   readonly intervalMs: number;
   /** The per-tenant budget, also checked against the clock between steps (none when absent). */
   readonly tenantBudgetMs?: number;
-  readonly testFaults: TestFaults;
+  /** Test-only fault hooks (see {@link EvaluatorFaults}); absent in production. */
+  readonly faults?: EvaluatorFaults;
   readonly onQuarantined: (tenantId: string, rule: QuarantinedRule) => void;
   /** Valkey failed for an owned tenant, which is then evaluated with its state rebuilt from PostgreSQL. */
   readonly onValkeyFallback: (tenantId: string, err: unknown) => void;
@@ -218,7 +218,8 @@ export async function runTenantPipeline(
   const degraded = load === null;
   let committed = false;
   try {
-    await injectFaults(ctx, tenantId, rules, signal);
+    // Test-only: strikes after the state load and the lease, like a real slow or crashing evaluation.
+    if (ctx.faults) await ctx.faults.beforeEvaluate({ tenantId, rules }, signal);
     checkBudget(ctx, signal, deadline);
     // Cooldowns run on the tick clock (the rules' `now`), so every evaluator, a replay and a
     // rebuild from PostgreSQL agree on when one ends.
@@ -333,24 +334,5 @@ async function releaseQuietly(ctx: PipelineContext, lease: TickLease): Promise<v
   } catch {
     // Best effort: an unreleased lease expires on its own; the slot is then simply not evaluated
     // by anyone else, which the next slot makes up for.
-  }
-}
-
-/**
- * TEST-ONLY faults (see `TestFaults`); a no-op unless the test environment variables are set. They
- * strike after the tick lease was taken, like a real slow or crashing evaluation would.
- */
-async function injectFaults(
-  ctx: PipelineContext,
-  tenantId: string,
-  rules: readonly Rule[],
-  signal: AbortSignal,
-): Promise<void> {
-  const { delayTenant, poisonRuleId } = ctx.testFaults;
-  if (delayTenant !== null && delayTenant.tenantId === tenantId) {
-    await sleep(ctx.clock, delayTenant.ms, signal);
-  }
-  if (poisonRuleId !== null && rules.some((r) => r.id === poisonRuleId)) {
-    throw new Error(`test fault: rule ${poisonRuleId} is poisoned`);
   }
 }

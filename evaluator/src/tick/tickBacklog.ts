@@ -9,7 +9,9 @@ const CAPACITY_REASONS: ReadonlySet<FailureReason> = new Set<FailureReason>(["ov
 
 /**
  * The backlog of one tick, which `evaluator_queue_depth_held` reports once the tick completes:
- * the tenant evaluations due in the tick that did not reach a result by the tick's deadline
+ * the evaluations of the tenants the shard owns (a tenant handed off to another shard counts on
+ * its new owner only; the tick runner passes owned tenants alone) due in the tick that did not
+ * reach a result by the tick's deadline
  * (tick start + interval, when the next slot's work is due). That is every due evaluation except
  *  - those that reached a result (evaluated, refused as stale, or left to the evaluator holding
  *    the tenant's lease) at or before the deadline, and

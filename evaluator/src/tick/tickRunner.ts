@@ -1,7 +1,6 @@
 import type { Clock } from "../../../runtime/clock.ts";
 import { errorMessage } from "../../../runtime/errors.ts";
 import { isPostgresOutage } from "../../../runtime/postgresOutage.ts";
-import type { TestFaults } from "../config/evaluatorConfig.ts";
 import type { Logger } from "../log.ts";
 import type { EvaluatorMetrics, FailureReason } from "../metrics.ts";
 import type { EvaluatorStore, MemberTenant, ShardSetInfo, TenantData } from "../store/pgStore.ts";
@@ -9,6 +8,7 @@ import { BudgetExceededError, withBudget } from "./budget.ts";
 import { type CircuitBreaker, CircuitOpenError } from "./circuitBreaker.ts";
 import { forEachConcurrently } from "./concurrency.ts";
 import type { EvaluationRecord } from "./evaluationRecord.ts";
+import type { EvaluatorFaults } from "./evaluatorFaults.ts";
 import { DependencyUnavailableError } from "./outages.ts";
 import {
   type PipelineContext,
@@ -28,7 +28,6 @@ export interface TickSettings {
   readonly intervalMs: number;
   readonly tenantBudgetMs: number;
   readonly concurrency: number;
-  readonly testFaults: TestFaults;
 }
 
 /** Dependencies of the tick runner (parameters, never globals). */
@@ -48,6 +47,8 @@ export interface TickRunnerDeps {
   readonly batchSize?: number;
   /** Every evaluation that judged, committed or not (history checker, debugging). */
   readonly onEvaluation?: (record: EvaluationRecord) => void;
+  /** Test-only fault hooks, from a test entry point (absent in production). */
+  readonly faults?: EvaluatorFaults;
 }
 
 /** Figures of one tick (also logged as `tick_done`). */
@@ -122,7 +123,6 @@ export class TickRunner {
       token: deps.token,
       intervalMs: s.intervalMs,
       tenantBudgetMs: s.tenantBudgetMs,
-      testFaults: s.testFaults,
       onQuarantined: (tenant, rule) => this.#quarantined(tenant, rule),
       onValkeyFallback: (tenant, err) => {
         deps.metrics.degraded.inc();
@@ -144,6 +144,7 @@ export class TickRunner {
         );
       },
       ...(deps.onEvaluation ? { onEvaluation: deps.onEvaluation } : {}),
+      ...(deps.faults ? { faults: deps.faults } : {}),
     };
   }
 
@@ -189,7 +190,10 @@ export class TickRunner {
       const due = members;
       counts.tenants = due.length;
       metrics.queueDepth.set(due.length);
-      backlog.due(due.length);
+      // The backlog is the owner's: a tenant handed off to another shard, which this one may still
+      // evaluate during the hand-off, counts on its new owner only (else one slow tenant would read
+      // as two during every reshard, and the autoscaler would see load that is not there).
+      backlog.due(due.filter((m) => m.owned).length);
       await this.#evaluateBatches(due, tick, counts, backlog, stop);
     } catch (err) {
       ok = false;
@@ -300,7 +304,10 @@ export class TickRunner {
           { slot: tick.slot, tenants: batch.length, reason, err: errorMessage(err) },
           "batch_failed",
         );
-        for (const m of batch) backlog.failed(this.#failed(m.id, tick, reason, err, counts, false));
+        for (const m of batch) {
+          const failure = this.#failed(m.id, tick, reason, err, counts, false);
+          if (m.owned) backlog.failed(failure);
+        }
         this.#d.metrics.queueDepth.dec(batch.length);
         next = batches[b + 1] ? load(batches[b + 1]!) : null;
         continue;
@@ -312,6 +319,7 @@ export class TickRunner {
         async (member) => {
           try {
             const end = await this.#evaluateIsolated(member, data.get(member.id)!, tick, counts);
+            if (!member.owned) return;
             if (end === "done") backlog.done(this.#d.clock.now());
             else backlog.failed(end);
           } finally {

@@ -182,6 +182,8 @@ export interface ObjectMeta {
   uid: string;
   generation?: number;
   resourceVersion?: string;
+  /** Typed as client-node types it; custom objects carry the raw RFC 3339 string (read with `new Date(…)`). */
+  creationTimestamp?: Date;
   /** Set once deletion started (custom objects carry the raw RFC 3339 string; only presence matters). */
   deletionTimestamp?: Date;
   labels?: Record<string, string>;

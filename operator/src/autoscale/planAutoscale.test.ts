@@ -166,6 +166,32 @@ describe("planAutoscale", () => {
     expect(back.target).toBe(3); // a low reading right after an outage does not drop shards (the window restarted)
   });
 
+  it("new shards not reporting yet hold the count without an outage warning; an old one missing warns", () => {
+    const warming: SignalReading = {
+      missing: "WarmingUp",
+      detail: "no series yet for new shards 3, 4 (5 running)",
+    };
+    const plan = planAutoscale({
+      set: set("Auto"),
+      readings: readings(warming, value(5)),
+      committed: 5,
+      totalLoad: 1,
+      now: T0,
+    });
+    expect(plan.target).toBe(5);
+    expect(cond(plan, "MetricsAvailable")).toMatchObject({ status: "True", reason: "WarmingUp" });
+    expect(plan.events).toEqual([]);
+    const mixed = planAutoscale({
+      set: set("Auto"),
+      readings: readings(warming, gone),
+      committed: 5,
+      totalLoad: 1,
+      now: T0,
+    });
+    expect(cond(mixed, "MetricsAvailable")).toMatchObject({ status: "False", reason: "MetricsUnavailable" });
+    expect(mixed.events.map((e) => e.reason)).toEqual(["MetricsUnavailable"]);
+  });
+
   it("keeps its memory in status across reconciles (ISO timestamps ↔ ms)", () => {
     const first = planAutoscale({
       set: set("Auto"),

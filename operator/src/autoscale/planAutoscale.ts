@@ -77,20 +77,31 @@ export function planAutoscale(input: AutoscaleInput): AutoscalePlan {
   const target = spec.mode === "Auto" ? (inFlight ? inFlight.to : decision.desired) : fixed;
 
   const missing = missingSignals(readings);
+  const warmingUp = [readings.queueDepth, readings.tickLatencyP95Seconds].every(
+    (r) => !("missing" in r) || r.missing === "WarmingUp",
+  );
   const metricsCondition: ConditionInput =
-    missing.length === 0
+    missing.length > 0 && warmingUp
       ? {
+          // New shards not scraped yet: Prometheus works, nothing to warn about; the count holds.
           type: CONDITION.metricsAvailable,
           status: "True",
-          reason: REASON.metricsOk,
-          message: `queue depth ${fmt(readings.queueDepth)}, tick p95 ${fmt(readings.tickLatencyP95Seconds)}s`,
+          reason: REASON.metricsWarmingUp,
+          message: `${missing.join("; ")}: holding the shard count until they report`,
         }
-      : {
-          type: CONDITION.metricsAvailable,
-          status: "False",
-          reason: REASON.metricsUnavailable,
-          message: `${missing.join("; ")}: holding the shard count (never scaling down on missing data)`,
-        };
+      : missing.length === 0
+        ? {
+            type: CONDITION.metricsAvailable,
+            status: "True",
+            reason: REASON.metricsOk,
+            message: `queue depth ${fmt(readings.queueDepth)}, tick p95 ${fmt(readings.tickLatencyP95Seconds)}s`,
+          }
+        : {
+            type: CONDITION.metricsAvailable,
+            status: "False",
+            reason: REASON.metricsUnavailable,
+            message: `${missing.join("; ")}: holding the shard count (never scaling down on missing data)`,
+          };
   const bound = decision.limits.find((l) => l === "AtMaximum" || l === "AtMinimum" || l === "RateLimited");
   const limitedCondition: ConditionInput = bound
     ? {

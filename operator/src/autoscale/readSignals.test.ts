@@ -7,6 +7,7 @@ import {
   readSignals,
   renderQuery,
   type ShardAggregation,
+  warmingFrom,
 } from "./readSignals.ts";
 import type { SignalReading } from "./types.ts";
 
@@ -245,5 +246,81 @@ describe("readSignals", () => {
         { promql: 'latency{set="rules"}', time: T, timeoutMs: 500 },
       ]),
     );
+  });
+});
+
+describe("warm-up after a scale-up", () => {
+  const opts = { runningShards: 3, aggregate: "sum" as const };
+  it("only new shards without a series: WarmingUp, not Stale", () => {
+    expect(interpretResult(shards({ 0: 4 }), { ...opts, warmingFrom: 1 })).toEqual({
+      missing: "WarmingUp",
+      detail: "no series yet for new shards 1, 2 (3 running)",
+    });
+  });
+  it("an old shard without a series is Stale, whatever the new ones do", () => {
+    expect(interpretResult(shards({ 1: 4, 2: 1 }), { ...opts, warmingFrom: 1 })).toMatchObject({
+      missing: "Stale",
+    });
+  });
+  it("a new shard's NaN (rate over too few samples) is WarmingUp; an old shard's is NotANumber", () => {
+    expect(interpretResult(shards({ 0: 4, 1: 1, 2: Number.NaN }), { ...opts, warmingFrom: 1 })).toMatchObject(
+      {
+        missing: "WarmingUp",
+      },
+    );
+    expect(interpretResult(shards({ 0: Number.NaN, 1: 1, 2: 2 }), { ...opts, warmingFrom: 1 })).toMatchObject(
+      {
+        missing: "NotANumber",
+      },
+    );
+  });
+  it("every shard new (the first placement): no series is WarmingUp, not Empty", () => {
+    expect(interpretResult(shards({}), { ...opts, warmingFrom: 0 })).toMatchObject({ missing: "WarmingUp" });
+    expect(interpretResult(shards({}), opts)).toMatchObject({ missing: "Empty" });
+  });
+  it("once every shard reports, the warm-up changes nothing", () => {
+    expect(interpretResult(shards({ 0: 4, 1: 1, 2: 2 }), { ...opts, warmingFrom: 1 })).toEqual({ value: 7 });
+  });
+});
+
+describe("warmingFrom", () => {
+  const finishedAt = "2026-01-01T00:00:00.000Z";
+  const at = (s: number) => Date.parse(finishedAt) + s * 1000;
+  const set = (from: number, to: number, tickIntervalSeconds = 60) =>
+    ({
+      metadata: { name: "alerts", namespace: "iot" },
+      spec: {
+        evaluator: {
+          image: "e",
+          tickIntervalSeconds,
+          databaseSecretRef: { name: "d" },
+          valkeySecretRef: { name: "v" },
+        },
+        database: { secretRef: { name: "o" } },
+      },
+      status: { lastReshard: { from, to, finishedAt, moved: 0 } },
+    }) as unknown as Parameters<typeof warmingFrom>[0];
+  it("excuses the shards a scale-up added for two ticks and a minute after it finished", () => {
+    expect(warmingFrom(set(2, 4), at(10))).toBe(2);
+    expect(warmingFrom(set(2, 4), at(180))).toBe(2); // 2 × 60 s + 60 s
+    expect(warmingFrom(set(2, 4), at(181))).toBeUndefined();
+    expect(warmingFrom(set(2, 4, 5), at(71))).toBeUndefined(); // 2 × 5 s + 60 s
+  });
+  it("a scale-down adds no shard to excuse", () => {
+    expect(warmingFrom(set(4, 2), at(10))).toBeUndefined();
+  });
+  it("every shard of a set created within the warm-up is new", () => {
+    const created = {
+      ...set(4, 2),
+      // The raw string, as a custom object carries it.
+      metadata: {
+        name: "alerts",
+        namespace: "iot",
+        uid: "u",
+        creationTimestamp: finishedAt as unknown as Date,
+      },
+    };
+    expect(warmingFrom(created, at(30))).toBe(0);
+    expect(warmingFrom(created, at(181))).toBeUndefined();
   });
 });

@@ -3,7 +3,7 @@
  * {@link SignalReading}: a number, or missing with a reason. Never throws — a signal that cannot be
  * read is reported, never read as zero. {@link interpretResult} is the pure part.
  */
-import { DEFAULTS } from "../api/types.ts";
+import { DEFAULTS, type EvaluatorShardSet } from "../api/types.ts";
 import {
   type InstantQueryResult,
   type PrometheusClient,
@@ -40,6 +40,8 @@ export interface ReadSignalsOptions {
   readonly name: string;
   /** Shards running now: indexes [0, runningShards) must report, higher ones are gone. */
   readonly runningShards: number;
+  /** Shards at or above this index were added by a scale-up that just finished (see {@link warmingFrom}). */
+  readonly warmingFrom?: number | undefined;
   /** Evaluation time of both queries and `readAt`, ms since the epoch. */
   readonly now: number;
   /** Per query; both run at once, so this bounds the whole read. */
@@ -57,7 +59,11 @@ export async function readSignals(
         time: opts.now,
         timeoutMs: opts.timeoutMs,
       });
-      return interpretResult(result, { runningShards: opts.runningShards, aggregate });
+      return interpretResult(result, {
+        runningShards: opts.runningShards,
+        warmingFrom: opts.warmingFrom,
+        aggregate,
+      });
     } catch (err) {
       return readingFromError(err);
     }
@@ -67,6 +73,24 @@ export async function readSignals(
     read(opts.tickLatencyQuery, "max"),
   ]);
   return { queueDepth, tickLatencyP95Seconds, readAt: opts.now };
+}
+
+/**
+ * Warm-up after a scale-up: a new shard's series appear only once its process has started, been
+ * discovered and scraped, and (for a rate) ticked twice. For two tick intervals plus a minute after
+ * a scale-up N → N′ finished, shards N..N′−1 not reporting yet make a reading `WarmingUp` rather than
+ * `Stale`: still missing (the count holds), but not an outage to warn about. The same holds for
+ * every shard of a set created that recently (0). Undefined when neither is that recent.
+ */
+export function warmingFrom(set: EvaluatorShardSet, now: number): number | undefined {
+  const tickMs = (set.spec.evaluator.tickIntervalSeconds ?? DEFAULTS.tickIntervalSeconds) * 1000;
+  const recent = (at: string | Date | undefined) =>
+    at !== undefined && now - new Date(at).getTime() <= 2 * tickMs + 60_000;
+  // A set just created: every shard is new.
+  if (recent(set.metadata.creationTimestamp)) return 0;
+  const last = set.status?.lastReshard;
+  if (!last?.finishedAt || last.to <= last.from) return undefined;
+  return recent(last.finishedAt) ? last.from : undefined;
 }
 
 /**
@@ -83,17 +107,19 @@ export function renderQuery(template: string, set: { namespace: string; name: st
  * One answer → one reading:
  *  - a scalar, or a single series without a `shard` label: the value as is;
  *  - series labelled `shard`: every running shard (index < runningShards) must have exactly one,
- *    else Stale; series of gone shards are ignored; the rest aggregate (`sum` or `max`);
+ *    else Stale (WarmingUp when only shards at or above `warmingFrom` lack one, or read NaN);
+ *    series of gone shards are ignored; the rest aggregate (`sum` or `max`);
  *  - several series without `shard` (or a mix, or a shard label that is not an index): Ambiguous;
  *  - no series: Empty; NaN or ±Inf in a value used: NotANumber.
  */
-export function interpretResult(
-  result: InstantQueryResult,
-  opts: { readonly runningShards: number; readonly aggregate: ShardAggregation },
-): SignalReading {
+export function interpretResult(result: InstantQueryResult, opts: ShardOptions): SignalReading {
   if (result.resultType === "scalar") return finite(result.value, "the scalar");
   const { series } = result;
-  if (series.length === 0) return { missing: "Empty", detail: "the query returned no series" };
+  if (series.length === 0) {
+    return opts.warmingFrom === 0
+      ? { missing: "WarmingUp", detail: "no series yet: every shard has just started" }
+      : { missing: "Empty", detail: "the query returned no series" };
+  }
 
   const unlabelled = series.filter((s) => s.labels[SHARD_LABEL] === undefined);
   if (unlabelled.length === series.length) {
@@ -112,10 +138,13 @@ export function interpretResult(
   return interpretPerShard(series, opts);
 }
 
-function interpretPerShard(
-  series: readonly PrometheusSeries[],
-  opts: { readonly runningShards: number; readonly aggregate: ShardAggregation },
-): SignalReading {
+interface ShardOptions {
+  readonly runningShards: number;
+  readonly warmingFrom?: number | undefined;
+  readonly aggregate: ShardAggregation;
+}
+
+function interpretPerShard(series: readonly PrometheusSeries[], opts: ShardOptions): SignalReading {
   // Shards at or above runningShards are gone (a scale-down): their series linger until they go stale.
   const running = new Map<number, number>();
   for (const s of series) {
@@ -140,6 +169,13 @@ function interpretPerShard(
 
   const missing: number[] = [];
   for (let shard = 0; shard < opts.runningShards; shard++) if (!running.has(shard)) missing.push(shard);
+  const warming = (shard: number) => opts.warmingFrom !== undefined && shard >= opts.warmingFrom;
+  if (missing.length > 0 && missing.every(warming)) {
+    return {
+      missing: "WarmingUp",
+      detail: `no series yet for new ${missing.length === 1 ? "shard" : "shards"} ${listShards(missing)} (${opts.runningShards} running)`,
+    };
+  }
   if (missing.length > 0) {
     return {
       missing: "Stale",
@@ -152,8 +188,10 @@ function interpretPerShard(
   }
   const used = [...running].sort(([a], [b]) => a - b);
   for (const [shard, value] of used) {
-    if (!Number.isFinite(value))
-      return { missing: "NotANumber", detail: `shard ${shard}: ${formatValue(value)}` };
+    if (Number.isFinite(value)) continue;
+    // A new shard's first rate() over too few samples reads NaN.
+    if (warming(shard)) return { missing: "WarmingUp", detail: `new shard ${shard}: ${formatValue(value)}` };
+    return { missing: "NotANumber", detail: `shard ${shard}: ${formatValue(value)}` };
   }
   const values = used.map(([, value]) => value);
   return { value: opts.aggregate === "sum" ? values.reduce((a, b) => a + b, 0) : Math.max(...values) };

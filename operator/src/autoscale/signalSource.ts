@@ -6,7 +6,7 @@
 import type { EvaluatorShardSet } from "../api/types.ts";
 import type { SecretReader } from "../kube/secretReader.ts";
 import { createPrometheusClient, type PrometheusAuth } from "./prometheusClient.ts";
-import { DEFAULT_SIGNAL_QUERIES, readSignals } from "./readSignals.ts";
+import { DEFAULT_SIGNAL_QUERIES, readSignals, warmingFrom } from "./readSignals.ts";
 import type { SignalReadings } from "./types.ts";
 
 /** Per-query timeout when the spec does not give one (the CRD's default). */
@@ -49,6 +49,7 @@ export function createSignalSource(
       namespace: set.metadata.namespace,
       name: set.metadata.name,
       runningShards,
+      warmingFrom: warmingFrom(set, now),
       now,
       timeoutMs,
     });

@@ -43,6 +43,7 @@ export type MissingReason =
   | "Empty" // no series
   | "NotANumber" // NaN or ±Inf
   | "Stale" // fewer shards reporting than are running, or only shards that are gone
+  | "WarmingUp" // only shards that the last scale-up added are not reporting yet (see readSignals)
   | "Ambiguous"; // several series without a shard label: the query does not say which to use
 
 /** One signal as read: a number, or missing with a reason and a detail for status/Events. */

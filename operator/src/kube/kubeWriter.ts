@@ -16,27 +16,15 @@ export interface KubeWriter {
   /** Server-side apply under the operator's one field manager; returns the object as stored. */
   applyDeployment(d: k8s.V1Deployment): Promise<k8s.V1Deployment>;
   deleteDeployment(namespace: string, name: string): Promise<void>;
-  /** Replaces `.status` through the status subresource (a merge patch; absent fields are sent as null). */
+  /**
+   * Replaces `.status` through the status subresource, whole: a JSON Patch `add /status`. A merge
+   * patch would merge nested objects, so a reading that went missing would linger in
+   * `status.metrics` and a finished reshard's fields in the next one's; every field of the status is
+   * the operator's.
+   */
   patchStatus(set: EvaluatorShardSet, status: EvaluatorShardSetStatus): Promise<EvaluatorShardSet>;
   event(set: EvaluatorShardSet, type: "Normal" | "Warning", reason: string, message: string): Promise<void>;
 }
-
-/** Status fields the operator owns; those not set are written as null so a merge patch removes them. */
-const STATUS_FIELDS: (keyof EvaluatorShardSetStatus)[] = [
-  "observedGeneration",
-  "shards",
-  "desiredShards",
-  "recommendedShards",
-  "readyShards",
-  "tenants",
-  "epoch",
-  "selector",
-  "lastScaleTime",
-  "reshard",
-  "lastReshard",
-  "metrics",
-  "conditions",
-];
 
 /** The reconcile's {@link KubeWriter}: every write it makes to Kubernetes. */
 export function createKubeWriter(kc: k8s.KubeConfig, component = "evaluator-operator"): KubeWriter {
@@ -44,7 +32,7 @@ export function createKubeWriter(kc: k8s.KubeConfig, component = "evaluator-oper
   const apps = kc.makeApiClient(k8s.AppsV1Api);
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const custom = kc.makeApiClient(k8s.CustomObjectsApi);
-  const mergePatch = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch);
+  const jsonPatch = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.JsonPatch);
 
   return {
     async applyDeployment(d) {
@@ -58,8 +46,6 @@ export function createKubeWriter(kc: k8s.KubeConfig, component = "evaluator-oper
       }
     },
     async patchStatus(set, status) {
-      const body: Record<string, unknown> = {};
-      for (const f of STATUS_FIELDS) body[f] = status[f] ?? null;
       return (await custom.patchNamespacedCustomObjectStatus(
         {
           group: GROUP,
@@ -67,9 +53,9 @@ export function createKubeWriter(kc: k8s.KubeConfig, component = "evaluator-oper
           plural: PLURAL,
           namespace: set.metadata.namespace,
           name: set.metadata.name,
-          body: { status: body },
+          body: [{ op: "add", path: "/status", value: status }],
         },
-        mergePatch,
+        jsonPatch,
       )) as EvaluatorShardSet;
     },
     async event(set, type, reason, message) {

@@ -27,6 +27,7 @@ export const REASON = {
   reconcileError: "ReconcileError",
   metricsOk: "MetricsOk",
   metricsUnavailable: "MetricsUnavailable",
+  metricsWarmingUp: "WarmingUp",
   autoscalingOff: "AutoscalingOff",
   withinBounds: "WithinBounds",
   atMinimum: "AtMinimum",
