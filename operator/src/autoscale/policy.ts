@@ -343,7 +343,7 @@ export function decideShards(input: AutoscaleInput): AutoscaleDecision {
                 .join(", ")})`
             : ""
         }`
-      : (top?.text ?? `${current} shards`);
+      : (top?.text ?? (current === 0 ? "no shard running yet" : `${current} shards`));
     reason = `${driver}: ${current} → ${desired} shards`;
   } else {
     reason = `holding ${current} shards: ${[...signals.map((s) => s.text), ...(floorText ? [floorText] : [])].join(", ")}`;
