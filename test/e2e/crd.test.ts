@@ -12,6 +12,8 @@ import {
   PLURAL,
   VERSION,
 } from "../../operator/src/api/types.ts";
+import { AUTOSCALING_DEFAULTS } from "../../operator/src/autoscale/policy.ts";
+import { DEFAULT_QUERY_TIMEOUT_MS } from "../../operator/src/autoscale/signalSource.ts";
 import { createTestNamespace, eventually, kubectl, loadKubeConfig } from "../support/cluster.ts";
 
 /**
@@ -239,8 +241,10 @@ describe("EvaluatorShardSet CRD: samples and defaults", () => {
           queueDepthPerShard: DEFAULTS.queueDepthPerShard,
           tickLatencySeconds: DEFAULTS.tickLatencySeconds,
         },
-        scaleUp: { stabilizationWindowSeconds: 0, maxShardsChange: 4, periodSeconds: 60 },
-        scaleDown: { stabilizationWindowSeconds: 300, maxShardsChange: 1, periodSeconds: 300 },
+        // The apiserver's defaults are the policy's (autoscale/policy.ts).
+        minReshardIntervalSeconds: AUTOSCALING_DEFAULTS.minReshardIntervalSeconds,
+        scaleUp: AUTOSCALING_DEFAULTS.scaleUp,
+        scaleDown: AUTOSCALING_DEFAULTS.scaleDown,
       });
       expect(fixed.evaluator).toMatchObject({
         tickIntervalSeconds: DEFAULTS.tickIntervalSeconds,
@@ -261,6 +265,7 @@ describe("EvaluatorShardSet CRD: samples and defaults", () => {
         url: "http://prometheus-operated.monitoring.svc:9090",
         queueDepthQuery: DEFAULTS.queueDepthQuery,
         tickLatencyQuery: DEFAULTS.tickLatencyQuery,
+        timeoutSeconds: DEFAULT_QUERY_TIMEOUT_MS / 1000,
       });
 
       // Re-applying the samples is a no-op: server defaults never look like drift.
