@@ -1,6 +1,6 @@
 import { Counter, Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
-import { parseAddress, type RunningServer, startHttpServer } from "./httpServer.ts";
+import { ListenError, listenHost, parseAddress, type RunningServer, startHttpServer } from "./httpServer.ts";
 
 describe("parseAddress", () => {
   it.each([
@@ -8,12 +8,33 @@ describe("parseAddress", () => {
     [":8081", { host: "0.0.0.0", port: 8081 }],
     ["9464", { host: "0.0.0.0", port: 9464 }],
     [" :0 ", { host: "0.0.0.0", port: 0 }],
+    ["localhost:8080", { host: "localhost", port: 8080 }],
+    ["[::1]:8080", { host: "::1", port: 8080 }],
+    ["operator.ops.svc:9000", { host: "operator.ops.svc", port: 9000 }],
   ])("%s", (raw, expected) => {
     expect(parseAddress(raw, "--x")).toEqual(expected);
   });
 
-  it.each(["", "host:", "host:port", ":70000"])("rejects %j naming the setting", (raw) => {
-    expect(() => parseAddress(raw, "--metrics-bind-address")).toThrow(/^--metrics-bind-address: /);
+  it.each(["", "host:", "host:port", ":70000", "bad host:8080", "-x:8080", "a..b:8080"])(
+    "rejects %j naming the setting",
+    (raw) => {
+      expect(() => parseAddress(raw, "--metrics-bind-address")).toThrow(/^--metrics-bind-address: /);
+    },
+  );
+});
+
+describe("listenHost", () => {
+  it.each([
+    ["0.0.0.0", "0.0.0.0"],
+    ["::", "::"],
+    ["[::]", "::"],
+    ["my-host.example", "my-host.example"],
+    ["bad host", undefined],
+    ["[my-host]", undefined],
+    ["host_name", undefined],
+    ["", undefined],
+  ])("%j → %j", (raw, expected) => {
+    expect(listenHost(raw)).toBe(expected);
   });
 });
 
@@ -69,8 +90,11 @@ describe("startHttpServer", () => {
   it("rejects when the port is taken, and close() frees it", async () => {
     server = await startHttpServer({ host: "127.0.0.1", port: 0 }, {});
     const port = server.port;
-    await expect(startHttpServer({ host: "127.0.0.1", port }, {})).rejects.toMatchObject({
+    const taken = startHttpServer({ host: "127.0.0.1", port }, {});
+    await expect(taken).rejects.toBeInstanceOf(ListenError);
+    await expect(taken).rejects.toMatchObject({
       code: "EADDRINUSE",
+      message: expect.stringContaining(`cannot listen on 127.0.0.1:${port}: `),
     });
     await server.close();
     server = await startHttpServer({ host: "127.0.0.1", port }, {});

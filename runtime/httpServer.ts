@@ -1,4 +1,5 @@
 import { createServer, type Server } from "node:http";
+import { isIP } from "node:net";
 import type { Registry } from "prom-client";
 
 /** Where a server listens. */
@@ -7,13 +8,47 @@ export interface ListenAddress {
   port: number;
 }
 
+// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/i;
+
+/**
+ * The host to listen on as Node wants it (an IPv6 address without brackets), or undefined when
+ * `raw` is neither an IP address nor a host name; checked at start, so that a typo fails naming
+ * its setting instead of as a resolver error with a stack trace.
+ */
+export function listenHost(raw: string): string | undefined {
+  const host = /^\[(.*)\]$/.exec(raw)?.[1] ?? raw;
+  if (isIP(host) !== 0) return host;
+  return host === raw && HOST_NAME.test(host) ? host : undefined;
+}
+
 /** Parses `host:port`, `:port` or `port` (host 0.0.0.0 when omitted); port 0 picks a free one. */
 export function parseAddress(raw: string, setting: string): ListenAddress {
   const m = /^(?:(.*):)?(\d+)$/.exec(raw.trim());
   if (!m) throw new Error(`${setting}: expected host:port or :port, got "${raw}"`);
   const port = Number(m[2]);
   if (port > 65535) throw new Error(`${setting}: port ${port} is out of range`);
-  return { host: m[1] || "0.0.0.0", port };
+  if (!m[1]) return { host: "0.0.0.0", port };
+  const host = listenHost(m[1]);
+  if (host === undefined) {
+    throw new Error(`${setting}: expected an IP address or a host name before ":${port}", got "${m[1]}"`);
+  }
+  return { host, port };
+}
+
+/**
+ * The server could not listen (address in use, a host name that does not resolve, no permission):
+ * the message names the address; the entry points print it without a stack trace.
+ */
+export class ListenError extends Error {
+  override readonly name = "ListenError";
+  /** The system error's code (`EADDRINUSE`, `ENOTFOUND`, …). */
+  readonly code: string | undefined;
+
+  constructor(address: ListenAddress, cause: NodeJS.ErrnoException) {
+    super(`cannot listen on ${address.host}:${address.port}: ${cause.message}`, { cause });
+    this.code = cause.code;
+  }
 }
 
 /** What the endpoints of one server answer; a route left out is not served (metrics) or always ok (probes). */
@@ -77,9 +112,10 @@ export function startHttpServer(address: ListenAddress, routes: ProbeRoutes): Pr
   // Probes must not hold the process open on shutdown.
   server.keepAliveTimeout = 1000;
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
+    const failed = (err: NodeJS.ErrnoException) => reject(new ListenError(address, err));
+    server.once("error", failed);
     server.listen(address.port, address.host, () => {
-      server.off("error", reject);
+      server.off("error", failed);
       const a = server.address();
       resolve({
         server,

@@ -1,6 +1,7 @@
 import { CommanderError } from "commander";
 import { Redis } from "ioredis";
 import pg from "pg";
+import { ListenError } from "../../runtime/httpServer.ts";
 import { handleShutdownSignals } from "../../runtime/signals.ts";
 import { createProgram, type ProgramDeps } from "./cli/program.ts";
 import { ConfigError, type EvaluatorConfig } from "./config/evaluatorConfig.ts";
@@ -96,6 +97,11 @@ export async function main(
     if (err instanceof ConfigError) {
       process.stderr.write(`evaluator: invalid configuration: ${err.message}\n`);
       return 2;
+    }
+    // The metrics server could not listen: the address says it all, a stack trace would not help.
+    if (err instanceof ListenError) {
+      process.stderr.write(`evaluator: ${err.message} (METRICS_HOST, METRICS_PORT)\n`);
+      return 1;
     }
     process.stderr.write(`evaluator: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     return 1;

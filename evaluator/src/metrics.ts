@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { TENANT_LIMIT_NAMES } from "./tick/tenantLimits.ts";
 
 /** Why a tenant evaluation did not complete (a bounded label set, never the tenant id). */
 const FAILURE_REASONS = [
@@ -133,6 +134,12 @@ export function createEvaluatorMetrics(registry: Registry) {
     labelNames: ["reason"] as const,
     registers,
   });
+  const tenantsOverLimit = new Counter({
+    name: "evaluator_tenants_over_limit_total",
+    help: "Tenant evaluations held back because the tenant was over a limit (pairs: TENANT_MAX_PAIRS; readings: TENANT_MAX_READINGS): not evaluated, fence unmoved, its readings judged once it is under the limit.",
+    labelNames: ["limit"] as const,
+    registers,
+  });
   const tenants = new Gauge({
     name: "evaluator_tenants",
     help: "Tenants in this shard's membership at the last tick (owned plus handed-off ones).",
@@ -165,6 +172,7 @@ export function createEvaluatorMetrics(registry: Registry) {
     for (const result of ["ok", "failed"]) ticks.inc({ trigger, result }, 0);
   for (const dependency of ["postgres", "valkey"]) breakerOpen.set({ dependency }, 0);
   for (const reason of ["stale", "valkey_unavailable"]) stateRebuilds.inc({ reason }, 0);
+  for (const limit of TENANT_LIMIT_NAMES) tenantsOverLimit.inc({ limit }, 0);
 
   return {
     tickDuration,
@@ -184,6 +192,7 @@ export function createEvaluatorMetrics(registry: Registry) {
     stateCommitFailures,
     staleEvaluations,
     stateRebuilds,
+    tenantsOverLimit,
     tenants,
     shardCount,
     epoch,

@@ -1,5 +1,6 @@
 import * as k8s from "@kubernetes/client-node";
-import { collectDefaultMetrics, Registry } from "prom-client";
+import { Registry } from "prom-client";
+import { collectProcessMetrics } from "../../runtime/defaultMetrics.ts";
 import { startHttpServer } from "../../runtime/httpServer.ts";
 import { createAssignmentsResolver } from "./assignments/assignmentsResolver.ts";
 import { createSignalSource } from "./autoscale/signalSource.ts";
@@ -8,6 +9,7 @@ import { LeaderElector } from "./controller/leaderElection.ts";
 import { type RunningController, startShardSetController } from "./controller/shardSetController.ts";
 import { DEFAULT_SHARD_DEPLOYMENT_CONFIG } from "./desired/buildShardDeployment.ts";
 import { createKubeWriter } from "./kube/kubeWriter.ts";
+import { loadKubeConfig } from "./kube/loadKubeConfig.ts";
 import { createSecretReader } from "./kube/secretReader.ts";
 import { createLogger } from "./log.ts";
 import { createOperatorMetrics } from "./metrics.ts";
@@ -25,12 +27,10 @@ export interface RunDeps {
  */
 export async function runOperator(config: OperatorConfig, deps: RunDeps): Promise<void> {
   const log = createLogger(config.logLevel);
-  const kc = new k8s.KubeConfig();
-  if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
-  else kc.loadFromDefault();
+  const kc = loadKubeConfig(config.kubeconfig);
 
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  collectProcessMetrics(registry);
   const metrics = createOperatorMetrics(registry);
   const releasers: (() => Promise<void>)[] = [];
 
@@ -60,7 +60,7 @@ export async function runOperator(config: OperatorConfig, deps: RunDeps): Promis
       metrics,
       reconcile: {
         kube,
-        ...(assignments ? { assignments: assignments.forSet } : {}),
+        ...(assignments ? { assignments: assignments.forSet, releaseAssignments: assignments.release } : {}),
         clock: { now: () => Date.now() },
         log,
         config: {
@@ -94,6 +94,8 @@ export async function runOperator(config: OperatorConfig, deps: RunDeps): Promis
   let elector: LeaderElector | undefined;
   const le = config.leaderElection;
   if (le.enabled) {
+    // A standby exposes 0 from the start, not a metric without a sample.
+    metrics.setLeader(le.name, false);
     elector = new LeaderElector({
       coordination: kc.makeApiClient(k8s.CoordinationV1Api),
       namespace: le.namespace,

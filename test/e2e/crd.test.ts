@@ -2,6 +2,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as k8s from "@kubernetes/client-node";
 import { beforeAll, describe, expect, it } from "vitest";
+import { SETTINGS } from "../../evaluator/src/config/evaluatorConfig.ts";
 import {
   DEFAULTS,
   type EnvVar,
@@ -14,6 +15,7 @@ import {
 } from "../../operator/src/api/types.ts";
 import { AUTOSCALING_DEFAULTS } from "../../operator/src/autoscale/policy.ts";
 import { DEFAULT_QUERY_TIMEOUT_MS } from "../../operator/src/autoscale/signalSource.ts";
+import { RESERVED_ENV } from "../../operator/src/desired/buildShardDeployment.ts";
 import { createTestNamespace, eventually, kubectl, loadKubeConfig } from "../support/cluster.ts";
 
 /**
@@ -473,7 +475,28 @@ const invalid: [string, Json, string][] = [
   [
     "a Secret key with a slash",
     { spec: { evaluator: { valkeySecretRef: { name: "valkey", key: "creds/url" } } } },
-    "spec.evaluator.valkeySecretRef.key in body should match '^[-._a-zA-Z0-9]+$'",
+    'spec.evaluator.valkeySecretRef.key: Invalid value: "string": must be a key of the Secret',
+  ],
+  [
+    "a connection string as databaseSecretRef.key",
+    {
+      spec: {
+        evaluator: {
+          databaseSecretRef: { name: "db", key: "postgres://user:secret@db/app?password=secret" },
+        },
+      },
+    },
+    "spec.evaluator.databaseSecretRef.key: Invalid value: \"string\": must be a key of the Secret (letters, digits, '-', '_' and '.'), never the URL itself",
+  ],
+  [
+    "a connection string as database.secretRef.key",
+    { spec: { database: { secretRef: { name: "db", key: "postgres://user:secret@db/app" } } } },
+    'spec.database.secretRef.key: Invalid value: "string": must be a key of the Secret',
+  ],
+  [
+    "an extraEnv name with its value pasted in",
+    { spec: { evaluator: { extraEnv: [{ name: "PGPASSWORD=user:secret@db" }] } } },
+    'spec.evaluator.extraEnv[0].name: Invalid value: "string": must be an environment variable name',
   ],
   [
     "an unknown field spec.evaluator.databaseUrl",
@@ -608,6 +631,7 @@ describe("EvaluatorShardSet CRD: validation", () => {
       // An error message must never echo a credential someone pasted by mistake.
       expect(stderr).not.toContain("user:secret@");
       expect(stderr).not.toContain("admin:secret@");
+      expect(stderr).not.toContain("password=secret");
       expect(await kubectl(["get", "ess", "-n", ns, "-o", "name"])).toBe("");
     });
   });
@@ -616,6 +640,36 @@ describe("EvaluatorShardSet CRD: validation", () => {
     await inNamespace("crd-valid", async (ns) => {
       expect(await kubectl(["apply", "-n", ns, "-f", "-"], JSON.stringify(minimalShardSet("ok")))).toContain(
         "evaluatorshardset.evaluator.iot.dev/ok created",
+      );
+    });
+  });
+
+  it("refuses in extraEnv exactly the names the operator sets (server-side dry run)", async () => {
+    await inNamespace("crd-reserved-env", async (ns) => {
+      const withEnv = (extraEnv: { name: string; value: string }[]) =>
+        JSON.stringify(mergePatch(minimalShardSet("env"), { spec: { evaluator: { extraEnv } } }));
+      const dryRun = ["apply", "--dry-run=server", "-n", ns, "-f", "-"];
+      const refusal = async (extraEnv: { name: string; value: string }[]) =>
+        (await kubectlFailure(dryRun, withEnv(extraEnv))).replace(/\s+/g, " ");
+      for (const name of RESERVED_ENV) {
+        const tz = { name: "TZ", value: "UTC" };
+        expect(await refusal([tz, { name, value: "1" }]), name).toContain(
+          `spec.evaluator.extraEnv[1].name: Forbidden: extraEnv may not set ${name}: it is reserved, set by the operator`,
+        );
+      }
+      expect(await refusal([{ name: "METRICS_PORT", value: "8080" }])).toContain(
+        "extraEnv may not set METRICS_PORT: it is reserved, set by the operator on every shard",
+      );
+      expect(await refusal([{ name: "TICK_INTERVAL_SECONDS", value: "5" }])).toContain(
+        "extraEnv may not set TICK_INTERVAL_SECONDS: it is reserved, set by the operator from evaluator.tickIntervalSeconds (set that field instead)",
+      );
+      // Every other setting of the evaluator, and SHARD_COUNT (which nothing sets), is allowed.
+      const reserved = new Set<string>(RESERVED_ENV);
+      const allowed = [...Object.values(SETTINGS).map((s) => s.env), "SHARD_COUNT"].filter(
+        (n) => !reserved.has(n),
+      );
+      expect(await kubectl(dryRun, withEnv(allowed.map((name) => ({ name, value: "1" }))))).toContain(
+        "(server dry run)",
       );
     });
   });

@@ -327,6 +327,29 @@ describe("the chart, rendered", () => {
   });
 
   it.each([
+    { field: "name", enabled: "false", value: "postgres://app:hunter2@db:5432/app" },
+    { field: "name", enabled: "true", value: "host=db user=app password=hunter2" },
+    { field: "key", enabled: "true", value: "postgres://app@db/app?password=hunter2" },
+  ])("refuses a connection string as migrations.databaseSecretRef.$field without echoing it", async (c) => {
+    // A template check, not a schema pattern (whose error would echo the value). helm lint logs a
+    // template's fail without failing, so the render is what refuses it.
+    const err = await helmFailure([
+      "template",
+      "rel",
+      chart,
+      "--set",
+      `migrations.enabled=${c.enabled}`,
+      "--set",
+      "migrations.databaseSecretRef.name=evaluator-database",
+      "--set-string",
+      `migrations.databaseSecretRef.${c.field}=${c.value}`,
+    ]);
+    expect(err).toContain(`migrations.databaseSecretRef.${c.field} must be`);
+    expect(err).toContain("never the URL itself");
+    expect(err).not.toContain("hunter2");
+  });
+
+  it.each([
     { set: ["--set", "replicaCount=-1"], says: ["/replicaCount", "minimum"] },
     { set: ["--set", "image.tag=5"], says: ["/image/tag", "want string"] },
     { set: ["--set", "logLevel=verbose"], says: ["/logLevel", "must be one of"] },
@@ -341,6 +364,79 @@ describe("the chart, rendered", () => {
   it("refuses several replicas without leader election, saying why", async () => {
     const err = await helmFailure(["template", "rel", chart, "--set", "leaderElection.enabled=false"]);
     expect(err).toContain("replicaCount is 2 but leaderElection.enabled is false");
+  });
+
+  it.each([
+    {
+      release: "rel",
+      set: ["leaderElection.leaseDuration=10s"],
+      says: "leaderElection.leaseDuration must be greater than leaderElection.renewDeadline",
+    },
+    {
+      release: "rel",
+      set: ["leaderElection.leaseDuration=30s", "leaderElection.renewDeadline=1m"],
+      says: "leaderElection.leaseDuration must be greater than leaderElection.renewDeadline",
+    },
+    {
+      release: "rel",
+      set: ["leaderElection.retryPeriod=8500ms"],
+      says: "leaderElection.renewDeadline must be greater than 1.2 × leaderElection.retryPeriod",
+    },
+    {
+      release: "rel",
+      set: ["leaderElection.retryPeriod=0s"],
+      says: "leaderElection.retryPeriod must be at least 100ms",
+    },
+    {
+      release: "rel",
+      set: ["fullnameOverride=1bad.name"],
+      says: "fullnameOverride must be a DNS-1035 label",
+    },
+    { release: "rel", set: ["fullnameOverride=bad.name"], says: "fullnameOverride must be a DNS-1035 label" },
+    { release: "1rel", set: [], says: "the release name (with nameOverride) must make a DNS-1035 label" },
+  ])("refuses $set in release $release with a fixed message", async ({ release, set, says }) => {
+    const err = await helmFailure(["template", release, chart, ...set.flatMap((v) => ["--set", v])]);
+    expect(err).toContain(says);
+  });
+
+  it("accepts leader-election timings in client-go's order, short ones too", async () => {
+    const objects = await render([
+      "--set",
+      "leaderElection.leaseDuration=4s",
+      "--set",
+      "leaderElection.renewDeadline=3s",
+      "--set",
+      "leaderElection.retryPeriod=500ms",
+    ]);
+    expect(only(objects, "Deployment")["spec"].template.spec.containers[0].args).toContain(
+      "--leader-election-retry-period=500ms",
+    );
+  });
+
+  it("keeps a 48-character release's names within their limits, the suffixes whole", async () => {
+    const release = "r".repeat(48);
+    const out = await helm([
+      "template",
+      release,
+      chart,
+      "--namespace",
+      "evaluator-system",
+      "--set",
+      "migrations.enabled=true",
+      "--set",
+      "migrations.databaseSecretRef.name=db",
+    ]);
+    const objects = k8s.loadAllYaml(out).filter(Boolean) as Manifest[];
+    const fullname = `${release}-evaluator-oper`; // "<release>-evaluator-operator" cut to 63
+    expect(only(objects, "Deployment").metadata.name).toBe(fullname);
+    expect(only(objects, "Service").metadata.name).toBe(`${release}-evalua-metrics`);
+    expect(only(objects, "Job").metadata.name).toBe(`${release}-evalua-migrate`);
+    for (const o of objects) {
+      // DNS-1035/1123 labels (Service, a Job's job-name label, Deployment) or subdomains (the rest).
+      const limit = ["Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"].includes(o.kind) ? 253 : 63;
+      expect(o.metadata.name.length, `${o.kind} ${o.metadata.name}`).toBeLessThanOrEqual(limit);
+      expect(o.metadata.name).toMatch(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
+    }
   });
 });
 
@@ -443,6 +539,29 @@ describe("the chart, installed on the local apiserver", () => {
     ]);
     expect(err).toContain("at '/replicaCount'");
     expect(await helmFailure(["status", release, "--namespace", ns])).toContain("not found");
+  });
+
+  it("renders, for a 48-character release name, objects the apiserver accepts (server-side dry run)", async () => {
+    const ns = await createTestNamespace(kc, "helm-long");
+    cleanups.push(() => ns.remove());
+    const out = await helm([
+      "template",
+      "r".repeat(48),
+      chart,
+      "--namespace",
+      ns.name,
+      "--set",
+      "migrations.enabled=true",
+      "--set",
+      "migrations.databaseSecretRef.name=db",
+    ]);
+    // Nothing is created: the apiserver validates every object (names, labels) and discards it.
+    const applied = await kubectl(["apply", "--dry-run=server", "-n", ns.name, "-f", "-"], out);
+    for (const kind of ["service", "job.batch", "deployment.apps", "role.rbac.authorization.k8s.io"]) {
+      expect(applied).toMatch(
+        new RegExp(`^${kind.replace(/\./g, "\\.")}/\\S+ created \\(server dry run\\)$`, "m"),
+      );
+    }
   });
 
   it("installs cluster-wide: the operator runs, its ServiceAccount can do exactly its job, uninstall removes it", async () => {

@@ -3,6 +3,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { EvaluatorShardSet } from "../../operator/src/api/types.ts";
 import { createTestNamespace, eventually, installCrd, kubectl, loadKubeConfig } from "../support/cluster.ts";
 import { msg, type OperatorProcess, startOperator } from "../support/operator.ts";
+import { promtoolCheck } from "../support/promtool.ts";
 import { getShardSet, shardSetManifest } from "../support/shardSets.ts";
 
 /**
@@ -123,7 +124,10 @@ describe("EvaluatorShardSet reconcile", () => {
     );
     expect(metrics).toContain("controller_runtime_reconcile_time_seconds_bucket");
     expect(metrics).toContain('workqueue_depth{name="evaluatorshardset"}');
-    expect(metrics).toContain("leader_election_master_status");
+    expect(metrics).toMatch(/^leader_election_master_status\{name="none"\} 1$/m);
+    const lint = await promtoolCheck(metrics);
+    expect(lint.output).toBe("");
+    expect(lint.code).toBe(0);
     for (const probe of ["healthz", "readyz"]) {
       expect((await fetch(`http://127.0.0.1:${ports["healthPort"]}/${probe}`)).status).toBe(200);
     }
@@ -309,6 +313,13 @@ describe("leader election", () => {
     const b = startOperator(args);
     cleanups.push(() => b.kill("SIGKILL"));
     await b.waitForLog(msg("Campaigning for leadership"));
+    // The standby reads 0 (not a metric without a sample) and its exposition is lint-clean.
+    const bPorts = b.logs.find((l) => l["msg"] === "Serving metrics and probes")!;
+    const standbyMetrics = await (await fetch(`http://127.0.0.1:${bPorts["metricsPort"]}/metrics`)).text();
+    expect(standbyMetrics).toMatch(/^leader_election_master_status\{name="evaluator-operator-leader"\} 0$/m);
+    const standbyLint = await promtoolCheck(standbyMetrics);
+    expect(standbyLint.output).toBe("");
+    expect(standbyLint.code).toBe(0);
 
     await kubectl(["apply", "-n", ns.name, "-f", "-"], shardSetManifest("alerts", 2));
     await settled(ns.name, "alerts", 2);

@@ -25,13 +25,15 @@ describe("evaluator configuration", () => {
     ["LOG_LEVEL", { LOG_LEVEL: "loud" }],
     ["METRICS_PORT", { METRICS_PORT: "99999" }],
     ["MIN_INTERVAL_SECONDS", { TICK_INTERVAL_SECONDS: "10", MIN_INTERVAL_SECONDS: "11" }],
+    ["METRICS_HOST", { METRICS_HOST: "bad host" }],
   ] as const)("fails fast naming %s (%j)", async (setting, overrides) => {
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries({ ...valid, ...overrides })) if (v !== undefined) env[k] = v;
     const result = await runEvaluatorToExit(env);
-    expect(result.code).not.toBe(0);
-    expect(result.code).not.toBeNull();
+    expect(result.code).toBe(2);
     expect(result.stderr).toContain(setting);
+    // One line naming the setting, no stack trace.
+    expect(result.stderr).not.toMatch(/^\s+at /m);
     // It failed before starting anything.
     expect(result.stdout).not.toContain("evaluator_starting");
   });
@@ -42,9 +44,20 @@ describe("evaluator configuration", () => {
     expect(result.stderr).toContain("--concurrency");
   });
 
-  it("an unknown flag is a usage error", async () => {
+  it("an unknown flag is a usage error (exit code 2, as the operator's)", async () => {
     const result = await runEvaluatorToExit(valid, ["--shards", "3"]);
-    expect(result.code).not.toBe(0);
+    expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/unknown option/);
+  });
+
+  it("a metrics host that does not resolve fails naming the address, without a stack trace", async () => {
+    const result = await runEvaluatorToExit({
+      ...valid,
+      METRICS_HOST: "no-such-host.invalid",
+      METRICS_PORT: "0",
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("evaluator: cannot listen on no-such-host.invalid:0: ");
+    expect(result.stderr).not.toMatch(/^\s+at /m);
   });
 });

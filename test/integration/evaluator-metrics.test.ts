@@ -4,12 +4,12 @@
  * contract; a clean exit 0 on SIGTERM and a forced one on a second SIGTERM; and, with Valkey
  * unreachable, not ready while still alerting for its own tenants (fail-open).
  */
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { useEvaluatorFixture } from "../support/evaluatorFixture.ts";
 import { eventually, metricValue, promtoolPath } from "../support/evaluatorProcess.ts";
 import { freePort } from "../support/ports.ts";
+import { promtoolCheck } from "../support/promtool.ts";
 
 const fx = useEvaluatorFixture("metrics");
 
@@ -18,18 +18,6 @@ async function hotTenant(): Promise<string> {
   const t = await fx.tenant({ rules: [{ id: "hot", rule_type: "threshold", operator: ">", threshold: 30 }] });
   await fx.reading(t, 42);
   return t;
-}
-
-function promtoolCheck(text: string): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(promtoolPath(), ["check", "metrics"], { stdio: ["pipe", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (d) => (output += d));
-    child.stderr.on("data", (d) => (output += d));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, output }));
-    child.stdin.end(text);
-  });
 }
 
 const CONTRACT_METRICS = [

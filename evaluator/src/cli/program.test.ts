@@ -39,6 +39,43 @@ describe("createProgram", () => {
     expect(await compiled([], withFaultVars)).toEqual(await compiled([]));
   });
 
+  it("refuses a metrics host that is neither an IP address nor a host name, naming the setting", async () => {
+    const program = createProgram({
+      env,
+      shutdownSignal: new AbortController().signal,
+      connect: () => {
+        throw new Stop();
+      },
+    });
+    const run = program.parseAsync(["node", "evaluator", "run", "--metrics-host", "bad host"]);
+    await expect(run).rejects.toBeInstanceOf(ConfigError);
+    await expect(run).rejects.toThrow(
+      'METRICS_HOST (--metrics-host): expected an IP address or a host name, got "bad host"',
+    );
+  });
+
+  it("tells to give the connection strings in the environment, not as flags seen in ps", async () => {
+    let out = "";
+    const program = createProgram({
+      env,
+      shutdownSignal: new AbortController().signal,
+      connect: () => {
+        throw new Stop();
+      },
+    });
+    const run = program.commands.find((c) => c.name() === "run")!;
+    run.configureOutput({ writeOut: (t) => (out += t), writeErr: (t) => (out += t) });
+    await expect(program.parseAsync(["node", "evaluator", "run", "--help"])).rejects.toMatchObject({
+      exitCode: 0,
+    });
+    expect(out).toContain(
+      "give DATABASE_URL and VALKEY_URL in the environment (from a\nSecret), not as flags",
+    );
+    expect(out.replace(/\s+/g, " ")).toContain(
+      "--database-url <url> PostgreSQL connection string (required; prefer the variable: a flag shows in ps)",
+    );
+  });
+
   it("refuses an invalid configuration before building any client", async () => {
     let connected = false;
     const program = createProgram({

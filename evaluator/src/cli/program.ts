@@ -29,8 +29,8 @@ export interface ProgramDeps {
 const DESCRIPTIONS: Record<keyof RawEvaluatorOptions, string> = {
   shardIndex: "this shard's index (integer ≥ 0; required)",
   shardSet: 'the EvaluatorShardSet, "namespace/name" (required)',
-  databaseUrl: "PostgreSQL connection string (required)",
-  valkeyUrl: "Valkey/Redis connection string (required)",
+  databaseUrl: "PostgreSQL connection string (required; prefer the variable: a flag shows in ps)",
+  valkeyUrl: "Valkey/Redis connection string (required; prefer the variable: a flag shows in ps)",
   tickIntervalSeconds: "tick interval in seconds (default 60)",
   minIntervalSeconds: "minimum seconds between tick starts for NOTIFY wake-ups (default: interval / 4)",
   tenantBudgetMs: "wall-clock budget per tenant evaluation, ms (default 5000, at most the interval)",
@@ -43,6 +43,8 @@ const DESCRIPTIONS: Record<keyof RawEvaluatorOptions, string> = {
   valkeyCommandTimeoutMs: "timeout of one Valkey command, ms (default 2000)",
   pgSynchronousCommit:
     "synchronous_commit of the alert writes: off | local | on | remote_write | remote_apply (default off)",
+  tenantMaxPairs: "(rule, device) pairs above which a tenant is not evaluated this tick (default 50000)",
+  tenantMaxReadings: "new readings above which a tenant is not evaluated this tick (default 200000)",
 };
 
 /**
@@ -70,6 +72,13 @@ export function createProgram(deps: ProgramDeps): Command {
       ),
     );
   }
+  run.addHelpText(
+    "after",
+    `
+Connection strings carry passwords: give DATABASE_URL and VALKEY_URL in the environment (from a
+Secret), not as flags, whose values every user of the host sees in ps.
+Exit codes: 0 after a graceful stop, 2 for bad usage or an invalid setting, 1 for any other failure.`,
+  );
   run.action(async (opts: Record<string, string | undefined>) => {
     const raw: Record<string, string | undefined> = {};
     for (const [key, s] of Object.entries(SETTINGS)) {

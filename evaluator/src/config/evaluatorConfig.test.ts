@@ -1,10 +1,5 @@
 import { describe, expect, it } from "vitest";
-import {
-  ConfigError,
-  compileEvaluatorConfig,
-  type RawEvaluatorOptions,
-  redactUrl,
-} from "./evaluatorConfig.ts";
+import { ConfigError, compileEvaluatorConfig, type RawEvaluatorOptions } from "./evaluatorConfig.ts";
 
 const valid: RawEvaluatorOptions = {
   shardIndex: "2",
@@ -41,6 +36,7 @@ describe("compileEvaluatorConfig", () => {
       breaker: { failureThreshold: 3, cooldownMs: 5000 },
       valkeyCommandTimeoutMs: 2000,
       pgSynchronousCommit: "off",
+      tenantLimits: { maxPairs: 50_000, maxReadings: 200_000 },
     });
     expect(Object.isFrozen(c)).toBe(true);
   });
@@ -57,6 +53,11 @@ describe("compileEvaluatorConfig", () => {
     expect(c.minIntervalMs).toBe(500);
     expect(c.tenantBudgetMs).toBe(700);
     expect(c.metricsPort).toBe(0);
+  });
+
+  it("takes the tenant limits from TENANT_MAX_PAIRS and TENANT_MAX_READINGS", () => {
+    const c = compileEvaluatorConfig({ ...valid, tenantMaxPairs: "20", tenantMaxReadings: "40" });
+    expect(c.tenantLimits).toEqual({ maxPairs: 20, maxReadings: 40 });
   });
 
   it("caps the default budget at a short interval, but rejects an explicit longer one", () => {
@@ -79,21 +80,32 @@ describe("compileEvaluatorConfig", () => {
     [{ concurrency: "0" }, "CONCURRENCY", /integer/],
     [{ logLevel: "verbose" }, "LOG_LEVEL", /one of/],
     [{ metricsPort: "70000" }, "METRICS_PORT", /integer/],
+    [{ metricsHost: "bad host" }, "METRICS_HOST", /IP address or a host name, got "bad host"/],
+    [{ metricsHost: "http://0.0.0.0" }, "METRICS_HOST", /IP address or a host name/],
     [{ pgSynchronousCommit: "maybe" }, "PG_SYNCHRONOUS_COMMIT", /one of off, local, on/],
+    [{ tenantMaxPairs: "0" }, "TENANT_MAX_PAIRS", /integer/],
+    [{ tenantMaxReadings: "1e5" }, "TENANT_MAX_READINGS", /integer/],
   ] as const)("rejects %j naming %s", (overrides, setting, problem) => {
     const message = compileError(overrides);
     expect(message.startsWith(setting)).toBe(true);
     expect(message).toMatch(problem);
   });
 
+  it("accepts an IP address or a host name as the metrics host (IPv6 with or without brackets)", () => {
+    for (const [host, expected] of [
+      ["127.0.0.1", "127.0.0.1"],
+      ["::", "::"],
+      ["[::1]", "::1"],
+      ["localhost", "localhost"],
+    ]) {
+      expect(compileEvaluatorConfig({ ...valid, metricsHost: host }).metricsHost).toBe(expected);
+    }
+  });
+
   it("never echoes a connection string in an error", () => {
     expect(compileError({ databaseUrl: "postgres://u:hunter2@db:bad-port/x" })).not.toContain("hunter2");
-  });
-});
-
-describe("redactUrl", () => {
-  it("hides the password only", () => {
-    expect(redactUrl("postgres://u:secret@h:5432/d")).toBe("postgres://u:***@h:5432/d");
-    expect(redactUrl("redis://h:6379/0")).toBe("redis://h:6379/0");
+    // A bare password with a colon parses as a URL whose "scheme" is part of the secret.
+    expect(compileError({ valkeyUrl: "hunter2:more" })).not.toContain("hunter2");
+    expect(compileError({ valkeyUrl: "http://valkey:6379" })).toContain('unsupported scheme "http:"');
   });
 });

@@ -4,6 +4,9 @@
  * with an error that names the setting. The rest of the evaluator only sees {@link EvaluatorConfig}.
  */
 
+import { listenHost } from "../../../runtime/httpServer.ts";
+import { DEFAULT_TENANT_LIMITS, type TenantLimits } from "../tick/tenantLimits.ts";
+
 /** Raw settings as the CLI hands them over: flags win over env, env over defaults (all strings). */
 export interface RawEvaluatorOptions {
   readonly shardIndex?: string | undefined;
@@ -21,6 +24,8 @@ export interface RawEvaluatorOptions {
   readonly breakerCooldownSeconds?: string | undefined;
   readonly valkeyCommandTimeoutMs?: string | undefined;
   readonly pgSynchronousCommit?: string | undefined;
+  readonly tenantMaxPairs?: string | undefined;
+  readonly tenantMaxReadings?: string | undefined;
 }
 
 /** The compiled, validated, read-only configuration. */
@@ -45,6 +50,8 @@ export interface EvaluatorConfig {
   readonly valkeyCommandTimeoutMs: number;
   /** `synchronous_commit` of the evaluator's PostgreSQL sessions (its only writes are alert writes). */
   readonly pgSynchronousCommit: PgSynchronousCommit;
+  /** Bounds of one tenant's evaluation; a tenant over one is quarantined for the tick. */
+  readonly tenantLimits: TenantLimits;
 }
 
 export const PG_SYNCHRONOUS_COMMIT = ["off", "local", "on", "remote_write", "remote_apply"] as const;
@@ -75,6 +82,8 @@ export const SETTINGS = {
   breakerCooldownSeconds: { flag: "--breaker-cooldown-seconds", env: "BREAKER_COOLDOWN_SECONDS" },
   valkeyCommandTimeoutMs: { flag: "--valkey-command-timeout-ms", env: "VALKEY_COMMAND_TIMEOUT_MS" },
   pgSynchronousCommit: { flag: "--pg-synchronous-commit", env: "PG_SYNCHRONOUS_COMMIT" },
+  tenantMaxPairs: { flag: "--tenant-max-pairs", env: "TENANT_MAX_PAIRS" },
+  tenantMaxReadings: { flag: "--tenant-max-readings", env: "TENANT_MAX_READINGS" },
 } as const satisfies Record<keyof RawEvaluatorOptions, { flag: string; env: string }>;
 
 type Setting = keyof typeof SETTINGS;
@@ -127,7 +136,9 @@ function url(raw: RawEvaluatorOptions, setting: Setting, protocols: readonly str
     fail(setting, `not a valid URL (expected ${protocols.map((p) => `${p}//…`).join(" or ")})`);
   }
   if (!protocols.includes(parsed.protocol)) {
-    fail(setting, `unsupported scheme "${parsed.protocol}" (expected ${protocols.join(" or ")})`);
+    // The scheme is named only in the `scheme://` form: in "hunter2:more" it is part of a secret.
+    const named = v.toLowerCase().startsWith(`${parsed.protocol}//`) ? ` "${parsed.protocol}"` : "";
+    fail(setting, `unsupported scheme${named} (expected ${protocols.join(" or ")})`);
   }
   return v;
 }
@@ -140,7 +151,8 @@ const SHARD_SET_FORMAT = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a
  * Defaults: tick interval 60 s; minimum interval a quarter of the tick interval; tenant budget
  * 5000 ms (capped at the interval); concurrency 8; log level info; metrics on 0.0.0.0:9464 (port 0 picks a free one);
  * allowed lateness 5 s; circuit breakers open after 3 consecutive failures for 5 s; Valkey
- * commands time out after 2000 ms; alert writes commit asynchronously (`synchronous_commit` off:
+ * commands time out after 2000 ms; a tenant of more than 50,000 (rule, device) pairs or 200,000
+ * new readings is quarantined for the tick; alert writes commit asynchronously (`synchronous_commit` off:
  * a database crash can lose the last fraction of a second of them, which the next tick writes
  * again, see the evaluator README).
  *
@@ -174,7 +186,11 @@ export function compileEvaluatorConfig(raw: RawEvaluatorOptions): EvaluatorConfi
     fail("logLevel", `expected one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
   }
   const metricsPort = integer(raw, "metricsPort", 9464, 0, 65_535);
-  const metricsHost = present(raw, "metricsHost") ?? "0.0.0.0";
+  const metricsHostRaw = present(raw, "metricsHost") ?? "0.0.0.0";
+  const metricsHost = listenHost(metricsHostRaw);
+  if (metricsHost === undefined) {
+    fail("metricsHost", `expected an IP address or a host name, got "${metricsHostRaw}"`);
+  }
   const failureThreshold = integer(raw, "breakerFailureThreshold", 3, 1, 1000);
   const cooldownMs = Math.round(decimal(raw, "breakerCooldownSeconds", 5, 0.1, 3600) * 1000);
   const valkeyCommandTimeoutMs = integer(raw, "valkeyCommandTimeoutMs", 2000, 10, 600_000);
@@ -185,6 +201,11 @@ export function compileEvaluatorConfig(raw: RawEvaluatorOptions): EvaluatorConfi
       `expected one of ${PG_SYNCHRONOUS_COMMIT.join(", ")}, got "${pgSynchronousCommit}"`,
     );
   }
+  // Sized on the largest tenant the product runs (see DEFAULT_TENANT_LIMITS).
+  const tenantLimits = Object.freeze({
+    maxPairs: integer(raw, "tenantMaxPairs", DEFAULT_TENANT_LIMITS.maxPairs, 1, 100_000_000),
+    maxReadings: integer(raw, "tenantMaxReadings", DEFAULT_TENANT_LIMITS.maxReadings, 1, 100_000_000),
+  });
 
   return Object.freeze({
     shardIndex,
@@ -203,16 +224,6 @@ export function compileEvaluatorConfig(raw: RawEvaluatorOptions): EvaluatorConfi
     breaker: Object.freeze({ failureThreshold, cooldownMs }),
     valkeyCommandTimeoutMs,
     pgSynchronousCommit: pgSynchronousCommit as PgSynchronousCommit,
+    tenantLimits,
   });
-}
-
-/** A connection string with its password replaced, for logs. */
-export function redactUrl(raw: string): string {
-  try {
-    const u = new URL(raw);
-    if (u.password) u.password = "***";
-    return u.toString();
-  } catch {
-    return "<invalid url>";
-  }
 }

@@ -2,12 +2,14 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { Redis } from "ioredis";
 import type pg from "pg";
-import { collectDefaultMetrics, type Registry } from "prom-client";
+import type { Registry } from "prom-client";
 import type { Clock } from "../../../runtime/clock.ts";
+import { collectProcessMetrics } from "../../../runtime/defaultMetrics.ts";
 import { errorMessage } from "../../../runtime/errors.ts";
 import { startHttpServer } from "../../../runtime/httpServer.ts";
 import { isPostgresOutage } from "../../../runtime/postgresOutage.ts";
-import { type EvaluatorConfig, redactUrl } from "../config/evaluatorConfig.ts";
+import { redactUrl } from "../../../runtime/redactUrl.ts";
+import type { EvaluatorConfig } from "../config/evaluatorConfig.ts";
 import type { Logger } from "../log.ts";
 import { createEvaluatorMetrics } from "../metrics.ts";
 import { readRebuiltState } from "../state/rebuild.ts";
@@ -68,16 +70,7 @@ export async function runEvaluator(config: EvaluatorConfig, deps: RunEvaluatorDe
       shardset: config.shardSetName,
       shard: String(config.shardIndex),
     });
-    collectDefaultMetrics({ register: registry });
-    // prom-client names three gauges "…_total", which promtool rejects (the suffix is for counters);
-    // the per-type gauges without the suffix carry the same numbers.
-    for (const name of [
-      "nodejs_active_handles_total",
-      "nodejs_active_requests_total",
-      "nodejs_active_resources_total",
-    ]) {
-      registry.removeSingleMetric(name);
-    }
+    collectProcessMetrics(registry);
     const metrics = createEvaluatorMetrics(registry);
     const offsetMs = shardOffsetMs(config.shardSet, config.shardIndex, config.intervalMs);
     log.info(
@@ -89,6 +82,7 @@ export async function runEvaluator(config: EvaluatorConfig, deps: RunEvaluatorDe
         offsetMs,
         tenantBudgetMs: config.tenantBudgetMs,
         concurrency: config.concurrency,
+        tenantLimits: config.tenantLimits,
         token,
       },
       "evaluator_starting",

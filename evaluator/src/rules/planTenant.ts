@@ -87,6 +87,36 @@ export function splitPairKey(key: string): { readonly ruleId: string; readonly d
 }
 
 /**
+ * How many pairs {@link planTenant} would make of `input`, without making them: O(rules + the
+ * (device, metric) groups of the readings), so a tenant too large to plan is recognised before its
+ * plan is built. Exact when the rule ids are distinct (the `alert_rules` primary key); two rows
+ * with one id, which `planTenant` evaluates once, are counted twice.
+ */
+export function countPairs(input: TenantInput): number {
+  let known: ReadonlySet<string> | null = null;
+  /** Per metric: devices outside `deviceIds` that sent readings of it (an unbound rule adds a pair for each). */
+  let unregistered: Map<string, number> | null = null;
+  let count = 0;
+  for (const rule of input.rules) {
+    if (rule.deviceId !== null) {
+      count += 1;
+    } else {
+      if (unregistered === null) {
+        const devices = new Set(input.deviceIds);
+        known = devices;
+        unregistered = new Map();
+        for (const [d, byMetric] of input.readingsByDeviceMetric) {
+          if (devices.has(d)) continue;
+          for (const metric of byMetric.keys()) unregistered.set(metric, (unregistered.get(metric) ?? 0) + 1);
+        }
+      }
+      count += (known?.size ?? 0) + (unregistered.get(rule.metric) ?? 0);
+    }
+  }
+  return count;
+}
+
+/**
  * Expands one tenant's rules into (rule, device) pairs and says which state each needs: the pure
  * first step of a tick, whose result `ValkeyState.loadTenantState` turns into one script call.
  * A rule bound to a device yields that pair only; an unbound rule yields one pair per device in

@@ -8,9 +8,11 @@ import {
   buildWriteCall,
   parseReadReply,
   parseWriteReply,
+  splitWriteRequest,
   ValkeyStateProtocolError,
+  type WriteRequest,
 } from "./scriptProtocol.ts";
-import { stateVersion } from "./valueEncoding.ts";
+import { partialStateVersion, stateVersion } from "./valueEncoding.ts";
 
 const lease = { tenantId: "t1", slot: 7, token: "tok", ttlMs: 120_000 };
 const reading = (ts: number, value: number): Reading => ({ deviceId: "d1", metric: "temp", ts, value });
@@ -109,5 +111,68 @@ describe("script protocol", () => {
     expect(parseWriteReply([2, `7:${T0}`])).toEqual({ kind: "stale", stored: 7 });
     expect(parseWriteReply([2, null])).toEqual({ kind: "stale", stored: null });
     expect(() => parseWriteReply("OK")).toThrow(ValkeyStateProtocolError);
+    // Refused after the first call of several: the marker of another write, or a newer version.
+    expect(parseWriteReply([2, partialStateVersion(`8:${T0}`)])).toEqual({ kind: "stale", stored: 8 });
+  });
+
+  it("reads a slice of a plan by its pairs' fields, not the whole hash", () => {
+    expect(JSON.parse(buildReadCall(plan, undefined, true).args[0]!)).toEqual({
+      buffers: ["w:d1"],
+      pairs: ["t:d1", "w:d1", "a:d1"],
+    });
+    // A state being written in several calls is read as what it is: no version.
+    const read = parseReadReply(plan, [1, partialStateVersion(`5:${T0}`), [], [], [null]], 0);
+    expect(read).toMatchObject({ acquired: true, partial: true, stored: `5:${T0}:partial` });
+    expect(parseReadReply(plan, [1, `5:${T0}`, [], [], [null]], 0)).toMatchObject({ partial: false });
+  });
+
+  it("splits a write into calls of at most N ops, renumbering the values, first and last marked", () => {
+    const request: WriteRequest = {
+      mode: "full",
+      expect: "",
+      seq: 5,
+      version: stateVersion(5, T0),
+      statePx: 9,
+      // b with a value, f deleted, c (a px in the value slot), f with a value, b deleted
+      ops: [
+        "b",
+        "w:1",
+        2,
+        "600",
+        "f",
+        "x:cond",
+        false,
+        false,
+        "c",
+        "w:1",
+        "5000",
+        "77",
+        "f",
+        "a:seen",
+        3,
+        false,
+        "b",
+        "w:2",
+        false,
+        false,
+      ],
+      values: ["1:2", "123"],
+    };
+    expect(splitWriteRequest(request, 5)).toEqual([request]);
+    const calls = splitWriteRequest(request, 2);
+    const marker = partialStateVersion(`5:${T0}`);
+    expect(calls.map((c) => [c.ops, c.values, c.chunk])).toEqual([
+      [["b", "w:1", 2, "600", "f", "x:cond", false, false], ["1:2"], { marker, first: true, last: false }],
+      [["c", "w:1", "5000", "77", "f", "a:seen", 2, false], ["123"], { marker, first: false, last: false }],
+      [["b", "w:2", false, false], [], { marker, first: false, last: true }],
+    ]);
+    expect(JSON.parse(buildWriteCall("t1", calls[1]!).args[0]!)).toMatchObject({
+      marker,
+      first: false,
+      last: false,
+      version: `5:${T0}`,
+    });
+    // One call carries no marker: the script behaves as it always did.
+    expect(JSON.parse(buildWriteCall("t1", request).args[0]!)).not.toHaveProperty("marker");
   });
 });

@@ -15,7 +15,8 @@ import {
   decodeAnomalyStats,
   decodeBuffer,
   encodeBuffer,
-  parseStateVersion,
+  parseStoredVersion,
+  partialStateVersion,
 } from "./valueEncoding.ts";
 
 /** A tick lease: who (token) holds which tenant-slot, and for how long. */
@@ -51,22 +52,34 @@ function anchorKey(tenantId: string, lease: TickLease | undefined): string {
 /**
  * The `tenant_read.lua` call for a plan: take the lease (when given) and read the tenant's hash
  * and the window buffers of the plan's pairs. It declares ONE key, the lease else the state hash;
- * the script builds every other key from that key's hash tag, as `keys.ts` does.
+ * the script builds every other key from that key's hash tag, as `keys.ts` does. `slice`: the plan
+ * is a slice of a larger one, read in several calls: the script reads the hash fields of its
+ * pairs only, not the whole hash.
  *
  * @throws RangeError when the lease is for another tenant than the plan
  */
-export function buildReadCall(plan: TenantPlan, lease?: TickLease): ScriptCall {
+export function buildReadCall(plan: TenantPlan, lease?: TickLease, slice = false): ScriptCall {
   const anchor = anchorKey(plan.tenantId, lease);
   const buffers: string[] = [];
   for (const pair of plan.pairs) if (pair.window) buffers.push(pairPart(pair.rule.id, pair.deviceId));
   const request: Record<string, unknown> = { buffers };
+  if (slice) request["pairs"] = plan.pairs.map((p) => pairPart(p.rule.id, p.deviceId));
   if (lease) request["lease"] = [lease.token, String(lease.ttlMs)];
   return { keys: [anchor], args: [JSON.stringify(request)] };
 }
 
-/** Outcome of a read: the tenant's state, or the lease was held by someone else. */
+/**
+ * Outcome of a read: the tenant's state and the `seq` field it was read with (`"0"` when absent;
+ * `partial`: a write in several calls was under way, the state is no version's), or the lease was
+ * held by someone else.
+ */
 export type ReadResult =
-  | { readonly acquired: true; readonly snapshot: TenantSnapshot }
+  | {
+      readonly acquired: true;
+      readonly snapshot: TenantSnapshot;
+      readonly stored: string;
+      readonly partial: boolean;
+    }
   | { readonly acquired: false; readonly holder: string | null };
 
 function asString(value: unknown, what: string): string | null {
@@ -102,7 +115,8 @@ export function parseReadReply(plan: TenantPlan, reply: unknown, wallNow: number
   if (reply.length !== 5) throw new ValkeyStateProtocolError("read: expected 5 fields");
   const snapshot = emptySnapshot();
   // No seq: a tenant never evaluated (or the state of an earlier release, which counts as such).
-  const version = parseStateVersion(asString(reply[1], "read: seq") ?? "0");
+  const stored = asString(reply[1], "read: seq") ?? "0";
+  const version = parseStoredVersion(stored);
   if (version === null) throw new ValkeyStateProtocolError("read: seq is not a state version");
   snapshot.seq = version.seq;
   snapshot.at = version.at;
@@ -157,7 +171,7 @@ export function parseReadReply(plan: TenantPlan, reply: unknown, wallNow: number
       snapshot.buffers.set(pair.key, { entries, stored: encodeBuffer(entries) });
     }
   });
-  return { acquired: true, snapshot };
+  return { acquired: true, snapshot, stored, partial: version.partial };
 }
 
 /** A `tenant_write.lua` request, apart from its key. */
@@ -177,6 +191,48 @@ export interface WriteRequest {
   readonly ops: WriteOps;
   /** Values, referred to by `b` and `f` ops as ARGV indexes (2, 3, …). */
   readonly values: readonly string[];
+  /** One call of a write in several ({@link splitWriteRequest}); absent: the whole write. */
+  readonly chunk?: WriteChunk;
+}
+
+/** Where one call stands in a write made in several calls (see `tenant_write.lua`). */
+export interface WriteChunk {
+  /** The `seq` field until the last call: `partialStateVersion(version)`. */
+  readonly marker: string;
+  /** Checks the fence (and, `full`, replaces the hash). */
+  readonly first: boolean;
+  /** Stores the version. */
+  readonly last: boolean;
+}
+
+/**
+ * Splits a write into calls of at most `maxOps` ops each (values renumbered per call), so that no
+ * call holds the server for longer than `maxOps` ops take. A write of at most `maxOps` ops stays
+ * one call (no marker, as before). The calls must be made in order; each one applies only while
+ * the previous ones' marker is in place (`tenant_write.lua`).
+ */
+export function splitWriteRequest(request: WriteRequest, maxOps: number): WriteRequest[] {
+  const total = request.ops.length / 4;
+  if (total <= maxOps) return [request];
+  const marker = partialStateVersion(request.version);
+  const out: WriteRequest[] = [];
+  for (let from = 0; from < total; from += maxOps) {
+    const to = Math.min(total, from + maxOps);
+    const ops: WriteOps = [];
+    const values: string[] = [];
+    for (let k = 4 * from; k < 4 * to; k += 4) {
+      const kind = request.ops[k]!;
+      let ref = request.ops[k + 2]!;
+      // `b` and `f` name their value by ARGV index (ARGV[2] is values[0]); `c` carries a px there.
+      if (kind !== "c" && typeof ref === "number") {
+        values.push(request.values[ref - 2]!);
+        ref = values.length + 1;
+      }
+      ops.push(kind, request.ops[k + 1]!, ref, request.ops[k + 3]!);
+    }
+    out.push({ ...request, ops, values, chunk: { marker, first: from === 0, last: to === total } });
+  }
+  return out;
 }
 
 /**
@@ -192,6 +248,7 @@ export function buildWriteCall(tenantId: string, request: WriteRequest): ScriptC
     version: request.version,
     statePx: String(request.statePx),
     ops: request.ops,
+    ...(request.chunk ?? {}),
   };
   return { keys: [tenantStateKey(tenantId)], args: [JSON.stringify(header), ...request.values] };
 }
@@ -208,7 +265,7 @@ export function parseWriteReply(reply: unknown): WriteResult {
     if (reply[0] === 1) return { kind: "applied" };
     if (reply[0] === 2) {
       const stored = asString(reply[1], "write: seq");
-      return { kind: "stale", stored: stored === null ? null : (parseStateVersion(stored)?.seq ?? null) };
+      return { kind: "stale", stored: stored === null ? null : (parseStoredVersion(stored)?.seq ?? null) };
     }
   }
   throw new ValkeyStateProtocolError("write: unexpected reply");

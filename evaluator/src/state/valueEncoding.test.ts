@@ -12,6 +12,8 @@ import {
   encodeBufferFrom,
   encodeMember,
   parseStateVersion,
+  parseStoredVersion,
+  partialStateVersion,
   stateVersion,
 } from "./valueEncoding.ts";
 
@@ -79,5 +81,14 @@ describe("value encodings", () => {
     expect(parseStateVersion(`5:${T0}`)).toEqual({ seq: 5, at: T0 });
     expect(parseStateVersion("0")).toEqual({ seq: 0, at: null });
     expect(parseStateVersion("s.1")).toBeNull();
+  });
+
+  it("marks a state being written in several calls so that it is never read as a version", () => {
+    const marker = partialStateVersion(stateVersion(5, T0));
+    expect(parseStateVersion(marker)).toBeNull();
+    expect(parseStoredVersion(marker)).toEqual({ seq: 5, at: T0, partial: true });
+    expect(parseStoredVersion(`5:${T0}`)).toEqual({ seq: 5, at: T0, partial: false });
+    // It starts with its seq: the script's full-mode check reads it with '^%d+'.
+    expect(/^\d+/.exec(marker)?.[0]).toBe("5");
   });
 });

@@ -182,3 +182,24 @@ export function parseStateVersion(raw: string): { seq: number; at: number | null
   if (!Number.isSafeInteger(seq) || seq < 0 || (at !== null && !Number.isFinite(at))) return null;
   return { seq, at };
 }
+
+const PARTIAL = ":partial";
+
+/**
+ * What the hash field `seq` holds while the state of version `version` is written in several
+ * calls (see `tenant_write.lua`): never a version, so no read uses a half-written state. It starts
+ * with the seq, as the script's "full" check reads it.
+ */
+export function partialStateVersion(version: string): string {
+  return `${version}${PARTIAL}`;
+}
+
+/**
+ * The seq and tick time of a stored `seq` field: a version, or a {@link partialStateVersion}
+ * (`partial: true`); `null` for anything else.
+ */
+export function parseStoredVersion(raw: string): { seq: number; at: number | null; partial: boolean } | null {
+  const partial = raw.endsWith(PARTIAL);
+  const version = parseStateVersion(partial ? raw.slice(0, -PARTIAL.length) : raw);
+  return version && { ...version, partial };
+}

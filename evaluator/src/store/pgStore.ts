@@ -68,6 +68,12 @@ export interface TenantData {
    * than thousands of objects, which would outlive many young-generation collections.
    */
   readonly readings: () => Reading[];
+  /**
+   * How many readings no committed evaluation has judged yet, counted up to the `maxReadings`
+   * given to `readTenantData` plus one. Above `maxReadings`, {@link TenantData.readings} is empty:
+   * the tenant is over its limit and is not evaluated (its readings stay unjudged).
+   */
+  readonly readingCount: number;
   readonly maintenance: Maintenance;
   /** (rule, device) pairs with an open alert, as `pairKey` strings. */
   readonly openPairs: ReadonlySet<string>;
@@ -104,12 +110,14 @@ export interface EvaluatorStore {
    * maintenance and open alerts — five parameterized statements in parallel, whatever the batch
    * size. A tenant never evaluated reads only readings with ts after `firstReadAfterMs`. Device
    * lists are kept between calls with their version (`tenants.devices_version`): only tenants
-   * whose devices changed send theirs again.
+   * whose devices changed send theirs again. Of a tenant with more than `maxReadings` new readings
+   * (default: no limit) only their count is read, up to `maxReadings + 1`.
    */
   readTenantData(
     tenantIds: readonly string[],
     nowMs: number,
     firstReadAfterMs: number,
+    maxReadings?: number,
   ): Promise<Map<string, TenantData>>;
   /**
    * Commits one tenant's evaluation in one statement (atomic): moves the fence from
@@ -179,7 +187,7 @@ export function createPgStore(db: Queryable): EvaluatorStore {
       return rows.map((r) => ({ id: r.id, owned: r.owned, handoff: r.handoff }));
     },
 
-    async readTenantData(tenantIds, nowMs, firstReadAfterMs) {
+    async readTenantData(tenantIds, nowMs, firstReadAfterMs, maxReadings) {
       const ids = [...tenantIds];
       const [rules, devices, telemetry, maintenance, open] = await Promise.all([
         db.query<Record<string, unknown> & { tenant_id: string }>(stmt("rules", [ids])),
@@ -192,8 +200,9 @@ export function createPgStore(db: Queryable): EvaluatorStore {
           judged: string | null;
           eval_ms: number | null;
           read_snapshot: string;
+          reading_count: number;
           readings: string | null;
-        }>(stmt("telemetry", [ids, firstReadAfterMs])),
+        }>(stmt("telemetry", [ids, firstReadAfterMs, maxReadings ?? null])),
         db.query<{ tenant_id: string; device_id: string | null }>(stmt("maintenance", [ids, nowMs])),
         db.query<{ tenant_id: string; rule_id: string; device_id: string | null }>(
           stmt("open_alerts", [ids]),
@@ -237,6 +246,7 @@ export function createPgStore(db: Queryable): EvaluatorStore {
           ruleRows: ruleRows.get(id) ?? [],
           deviceIds: deviceLists.get(id)?.ids ?? [],
           readings: readingsOf(f.readings ?? undefined),
+          readingCount: f.reading_count,
           maintenance: maint.get(id) ?? NO_MAINTENANCE,
           openPairs: openPairs.get(id) ?? new Set(),
         });

@@ -31,6 +31,7 @@ const data = (rows: Record<string, unknown>[] = [thresholdRow, windowRow]): Tena
   ruleRows: rows,
   deviceIds: ["d1"],
   readings: () => [],
+  readingCount: 0,
   maintenance: NO_MAINTENANCE,
   openPairs: new Set(),
 });
@@ -48,9 +49,11 @@ function harness(opts: { load?: LoadMode; write?: "ok" | "outage" | "defect" | "
     rebuilds: 0,
     forgotten: 0,
     records: [] as EvaluationRecord[],
+    loads: 0,
   };
   const state: StateGateway = {
     async loadTenantState(_plan, fence) {
+      calls.loads++;
       if (opts.load === "outage") throw new Error("Command timed out");
       if (opts.load === "conflict") return { kind: "held", holder: "other" };
       if (opts.load === "stale") return { kind: "stale", stored: fence.seq - 1 };
@@ -255,6 +258,35 @@ describe("runTenantPipeline", () => {
     );
     expect(quarantined).toEqual(["bad"]);
     expect(out).toMatchObject({ kind: "evaluated", pairs: 1 });
+  });
+
+  it("a tenant over the pair limit is held back before its plan: no load, no lease, no commit (the fence stays)", async () => {
+    const h = harness();
+    const limits = { maxPairs: 2, maxReadings: 100 };
+    // Two rules on d1, and a third device (unregistered, it sent a reading) for the unbound rule.
+    const unbound = ruleRow({ id: "u1", tenant_id: "t1", device_id: null });
+    const stray = { deviceId: "x9", metric: "temp", ts: T0 - 1000, value: 42 };
+    const at = (rows: Record<string, unknown>[], rs = readings) =>
+      runTenantPipeline(
+        { ...h.ctx, limits },
+        ownedInHandoff,
+        data(rows),
+        rs,
+        tick,
+        new AbortController().signal,
+      );
+    expect(await at([thresholdRow, windowRow])).toMatchObject({ kind: "evaluated", pairs: 2 });
+    expect(h.calls.loads).toBe(1);
+    // r1 on d1, plus u1 on d1 and on the unregistered x9: 3 pairs.
+    expect(await at([thresholdRow, unbound], [...readings, stray])).toEqual({
+      kind: "over_limit",
+      exceeded: { limit: "pairs", cap: 2, count: 3 },
+    });
+    expect(h.calls.loads).toBe(1);
+    expect(h.calls.commits).toHaveLength(1);
+    expect(h.calls.stored).toHaveLength(1);
+    expect(h.calls.released).toBe(0);
+    expect(h.calls.records).toHaveLength(1);
   });
 
   it("the lease outlives the slot after the claimed one, also for an early claim", () => {

@@ -28,6 +28,7 @@ import { type CircuitBreaker, CircuitOpenError } from "./circuitBreaker.ts";
 import type { EvaluationRecord, StateSource } from "./evaluationRecord.ts";
 import type { EvaluatorFaults } from "./evaluatorFaults.ts";
 import { DependencyUnavailableError } from "./outages.ts";
+import { checkPairs, type LimitExceeded, type TenantLimits } from "./tenantLimits.ts";
 
 /** The slice of `ValkeyState` a tick uses (so tests can wrap or replace it). */
 export interface StateGateway {
@@ -69,6 +70,8 @@ export interface PipelineContext {
   readonly intervalMs: number;
   /** The per-tenant budget, also checked against the clock between steps (none when absent). */
   readonly tenantBudgetMs?: number;
+  /** The tenant limits; only `maxPairs` is checked here (none when absent). */
+  readonly limits?: TenantLimits;
   /** Test-only fault hooks (see {@link EvaluatorFaults}); absent in production. */
   readonly faults?: EvaluatorFaults;
   readonly onQuarantined: (tenantId: string, rule: QuarantinedRule) => void;
@@ -113,7 +116,9 @@ export type TenantOutcome =
   /** Another evaluator holds this tenant-slot's lease (a hand-off): it does the slot's work. */
   | { readonly kind: "conflict"; readonly holder: string | null }
   /** Not owned, and Valkey is unavailable: the lease fails closed. */
-  | { readonly kind: "skipped"; readonly err: unknown };
+  | { readonly kind: "skipped"; readonly err: unknown }
+  /** Over a tenant limit: not planned, nothing read, taken or written (the fence stays). */
+  | { readonly kind: "over_limit"; readonly exceeded: LimitExceeded };
 
 /**
  * Lease TTL: until the end of the slot after the claimed one. A tick may run early in a slot (a
@@ -130,7 +135,8 @@ export function leaseTtlMs(slot: number, now: number, intervalMs: number): numbe
  * evaluation judged, and the commit moves the fence `seq → seq + 1` with the alert writes, or —
  * when a newer evaluation committed first — writes nothing (`stale`).
  * 1. parse the rule rows — a malformed row is quarantined alone;
- * 2. plan the (rule, device) pairs (pure);
+ * 2. plan the (rule, device) pairs (pure) — unless they are more than `limits.maxPairs`, counted
+ *    without building them: the tenant is then `over_limit`, and nothing is read or written;
  * 3. the state the fence's evaluation left: this process's copy or Valkey's when it carries the
  *    fence's seq, else rebuilt from PostgreSQL (a flush, a failover, a failed store, Valkey down —
  *    so a Valkey loss changes no decision). A tenant in a hand-off takes the tick lease first: held
@@ -168,6 +174,10 @@ export async function runTenantPipeline(
     readingsByDeviceMetric: groupReadings(readings),
     now: tick.now,
   };
+  // Before planning: a plan, its state and its evaluation grow with the pairs, all on the event
+  // loop, where no budget timer can cut them short.
+  const exceeded = ctx.limits ? checkPairs(input, ctx.limits) : null;
+  if (exceeded) return { kind: "over_limit", exceeded };
   const plan = planTenant(input);
   // Only a tenant another shard may be evaluating too needs the lease (work of a slot done once);
   // correctness never rests on it, the fence refuses whatever is stale.

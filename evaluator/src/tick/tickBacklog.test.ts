@@ -24,6 +24,7 @@ describe("TickBacklog", () => {
     ["a defect", (b) => b.failed("error"), 0],
     ["PostgreSQL unavailable", (b) => b.failed("postgres_unavailable"), 0],
     ["Valkey unavailable (a tenant no longer owned)", (b) => b.failed("valkey_unavailable"), 0],
+    ["held back by a tenant limit", (b) => b.heldBack(), 0],
   ])("one due evaluation, %s: backlog %i", (_, end, expected) => {
     const b = new TickBacklog(T, I);
     b.due(1);

@@ -54,6 +54,14 @@ export class TickBacklog {
     if (!CAPACITY_REASONS.has(reason)) this.#excused++;
   }
 
+  /**
+   * A due evaluation was held back because its tenant is over a limit (pairs, readings). Never
+   * backlog: a tenant is evaluated by one shard, so more shards would not get it evaluated.
+   */
+  heldBack(): void {
+    this.#excused++;
+  }
+
   /** Due evaluations not done by the deadline (see the class). */
   get value(): number {
     return Math.max(0, this.#due - this.#onTime - this.#excused);

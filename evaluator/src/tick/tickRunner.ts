@@ -11,6 +11,12 @@ import type { EvaluationRecord } from "./evaluationRecord.ts";
 import type { EvaluatorFaults } from "./evaluatorFaults.ts";
 import { DependencyUnavailableError } from "./outages.ts";
 import {
+  checkReadings,
+  DEFAULT_TENANT_LIMITS,
+  type LimitExceeded,
+  type TenantLimits,
+} from "./tenantLimits.ts";
+import {
   type PipelineContext,
   type QuarantinedRule,
   runTenantPipeline,
@@ -28,6 +34,8 @@ export interface TickSettings {
   readonly intervalMs: number;
   readonly tenantBudgetMs: number;
   readonly concurrency: number;
+  /** Bounds of one tenant's evaluation (default {@link DEFAULT_TENANT_LIMITS}). */
+  readonly tenantLimits?: TenantLimits;
 }
 
 /** Dependencies of the tick runner (parameters, never globals). */
@@ -71,6 +79,8 @@ export interface TickSummary {
   readonly stale: number;
   /** Owned tenants evaluated while Valkey was unavailable (state rebuilt from PostgreSQL). */
   readonly degraded: number;
+  /** Tenants over a limit (pairs or readings), not evaluated: their fence stays where it was. */
+  readonly overLimit: number;
   /**
    * Due evaluations not done within the interval (late, over budget, skipped while still running,
    * never started): `evaluator_queue_depth_held` (see {@link TickBacklog}).
@@ -81,8 +91,11 @@ export interface TickSummary {
 
 type TickCounts = { -readonly [K in keyof Omit<TickSummary, "slot" | "ok" | "durationMs">]: number };
 
-/** How one due tenant evaluation ended: a result (evaluated, stale, lease conflict), or why not. */
-type TenantEnd = "done" | FailureReason;
+/**
+ * How one due tenant evaluation ended: a result (evaluated, stale, lease conflict), held back by a
+ * tenant limit, or why it failed.
+ */
+type TenantEnd = "done" | "over_limit" | FailureReason;
 
 const QUARANTINE_LOG_MEMORY = 10_000;
 
@@ -109,11 +122,13 @@ export class TickRunner {
   readonly #inFlight = new Map<string, Promise<void>>();
   readonly #quarantineLogged = new Set<string>();
   readonly #pipeline: PipelineContext;
+  readonly #limits: TenantLimits;
   #shardSet: ShardSetInfo | null | undefined;
 
   constructor(deps: TickRunnerDeps) {
     this.#d = deps;
     const s = deps.settings;
+    this.#limits = s.tenantLimits ?? DEFAULT_TENANT_LIMITS;
     this.#pipeline = {
       store: deps.store,
       state: deps.state,
@@ -123,6 +138,7 @@ export class TickRunner {
       token: deps.token,
       intervalMs: s.intervalMs,
       tenantBudgetMs: s.tenantBudgetMs,
+      limits: this.#limits,
       onQuarantined: (tenant, rule) => this.#quarantined(tenant, rule),
       onValkeyFallback: (tenant, err) => {
         deps.metrics.degraded.inc();
@@ -171,6 +187,7 @@ export class TickRunner {
       conflicts: 0,
       stale: 0,
       degraded: 0,
+      overLimit: 0,
       backlog: 0,
     };
     const backlog = new TickBacklog(tick.now, settings.intervalMs);
@@ -227,6 +244,7 @@ export class TickRunner {
         conflicts: counts.conflicts,
         stale: counts.stale,
         degraded: counts.degraded,
+        overLimit: counts.overLimit,
         backlog: counts.backlog,
         durationMs,
       },
@@ -283,7 +301,7 @@ export class TickRunner {
     const load = (batch: readonly MemberTenant[]) => {
       const ids = batch.map((m) => m.id);
       const p = this.#d.breakers.postgres.run(() =>
-        this.#d.store.readTenantData(ids, tick.now, firstReadAfter),
+        this.#d.store.readTenantData(ids, tick.now, firstReadAfter, this.#limits.maxReadings),
       );
       p.catch(() => undefined); // awaited below; avoid an unhandled rejection while prefetching
       return p;
@@ -321,6 +339,7 @@ export class TickRunner {
             const end = await this.#evaluateIsolated(member, data.get(member.id)!, tick, counts);
             if (!member.owned) return;
             if (end === "done") backlog.done(this.#d.clock.now());
+            else if (end === "over_limit") backlog.heldBack();
             else backlog.failed(end);
           } finally {
             this.#d.metrics.queueDepth.dec();
@@ -342,6 +361,9 @@ export class TickRunner {
     if (this.#inFlight.has(tenant)) {
       return this.#failed(tenant, tick, "still_running", undefined, counts);
     }
+    // Before a reading is parsed: the batch read sent none of a tenant over the limit.
+    const tooManyReadings = checkReadings(data.readingCount, this.#limits);
+    if (tooManyReadings) return this.#overLimit(tenant, tick, tooManyReadings, counts);
     const readings = data.readings();
     const { result, settled } = withBudget(clock, settings.tenantBudgetMs, (signal) =>
       runTenantPipeline(this.#pipeline, member, data, readings, tick, signal),
@@ -377,6 +399,8 @@ export class TickRunner {
         return "done"; // a newer evaluation already committed
       case "skipped":
         return this.#failed(tenant, tick, "valkey_unavailable", outcome.err, counts);
+      case "over_limit":
+        return this.#overLimit(tenant, tick, outcome.exceeded, counts);
       case "evaluated": {
         const w = outcome.writes;
         counts.evaluated++;
@@ -440,6 +464,21 @@ export class TickRunner {
       );
     }
     return reason;
+  }
+
+  /**
+   * A tenant over a limit is quarantined for this tick: not evaluated, nothing taken or written, so
+   * its fence stays and its readings are judged by the first evaluation under the limit. Logged
+   * every tick it lasts (an operator has to act: raise the limit, or shrink the tenant).
+   */
+  #overLimit(tenant: string, tick: TickRequest, exceeded: LimitExceeded, counts: TickCounts): "over_limit" {
+    counts.overLimit++;
+    this.#d.metrics.tenantsOverLimit.inc({ limit: exceeded.limit });
+    this.#d.log.warn(
+      { tenant, slot: tick.slot, limit: exceeded.limit, cap: exceeded.cap, count: exceeded.count },
+      "tenant_over_limit",
+    );
+    return "over_limit";
   }
 
   /** Reason of a failed PostgreSQL read (membership, shard set, batch). */

@@ -23,6 +23,31 @@ already contains the chart name. Truncated to 63 characters (some fields are DNS
 {{- end }}
 
 {{/*
+"<fullname>-<suffix>" in at most 63 characters: the full name is cut (and a trailing "-" trimmed)
+to make room, so the suffix always survives and two objects never end up with the same name.
+For the objects whose names are DNS-1035 labels (the Service) or become label values (a Job's name
+is its pods' job-name label), both limited to 63. Call as (list . "suffix").
+The names of Roles, RoleBindings and the default leader Lease may be 253 characters long and keep
+"<fullname>-<suffix>" whole: a new Lease name would let two leaders run during an upgrade.
+*/}}
+{{- define "evaluator-operator.suffixedName" -}}
+{{- $suffix := index . 1 }}
+{{- $base := include "evaluator-operator.fullname" (index . 0) | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" }}
+{{- printf "%s-%s" $base $suffix }}
+{{- end }}
+
+{{/*
+A duration value ("500ms", "15s", "2m", "1h", as the schema's "duration") in milliseconds, as a
+float; 0 for anything else (the schema refuses it first).
+*/}}
+{{- define "evaluator-operator.durationMs" -}}
+{{- $raw := toString . }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $raw }}
+{{- $factor := get (dict "ms" 1.0 "s" 1000.0 "m" 60000.0 "h" 3600000.0) (trimPrefix $number $raw) }}
+{{- mulf (float64 (default "0" $number)) (default 0.0 $factor) }}
+{{- end }}
+
+{{/*
 The name of cluster-scoped objects (ClusterRole, ClusterRoleBinding). It carries the release
 namespace: two releases of the same name in different namespaces must not fight over one object.
 */}}
@@ -134,9 +159,52 @@ per-namespace Roles (watchNamespaces). Each rule is there for one call of the op
 
 {{/*
 Cross-field checks the schema cannot word clearly; each fails the render with the setting's name.
+- The full name prefixes the metrics Service's name, a DNS-1035 label: lower-case letters, digits
+  and "-", starting with a letter (so fullnameOverride=1bad.name, or a release name with a dot,
+  fails here rather than at the apiserver halfway through an install).
+- Leader election as the operator checks it at start (client-go's order): leaseDuration >
+  renewDeadline > 1.2 × retryPeriod (client-go's JitterFactor), and retryPeriod at least 100ms.
+  The messages are fixed: they never echo a value.
 */}}
 {{- define "evaluator-operator.validate" -}}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail (printf "replicaCount is %d but leaderElection.enabled is false: without leader election every replica would reconcile the same sets; set replicaCount: 1 or enable leader election" (int .Values.replicaCount)) }}
+{{- end }}
+{{- $fullname := include "evaluator-operator.fullname" . }}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $fullname) }}
+{{- if .Values.fullnameOverride }}
+{{- fail "fullnameOverride must be a DNS-1035 label: lower-case letters, digits and '-', starting with a letter and ending with a letter or digit (it names the metrics Service)" }}
+{{- else }}
+{{- fail "the release name (with nameOverride) must make a DNS-1035 label: lower-case letters, digits and '-', starting with a letter (it names the metrics Service); choose another release name or set fullnameOverride" }}
+{{- end }}
+{{- end }}
+{{- if .Values.leaderElection.enabled }}
+{{- $lease := include "evaluator-operator.durationMs" .Values.leaderElection.leaseDuration | float64 }}
+{{- $renew := include "evaluator-operator.durationMs" .Values.leaderElection.renewDeadline | float64 }}
+{{- $retry := include "evaluator-operator.durationMs" .Values.leaderElection.retryPeriod | float64 }}
+{{- if lt $retry 100.0 }}
+{{- fail "leaderElection.retryPeriod must be at least 100ms (every retry is a request on the Lease)" }}
+{{- end }}
+{{- if not (gt $lease $renew) }}
+{{- fail "leaderElection.leaseDuration must be greater than leaderElection.renewDeadline (expected leaseDuration > renewDeadline > 1.2 × retryPeriod, as client-go)" }}
+{{- end }}
+{{- if not (gt $renew (mulf $retry 1.2)) }}
+{{- fail "leaderElection.renewDeadline must be greater than 1.2 × leaderElection.retryPeriod (expected leaseDuration > renewDeadline > 1.2 × retryPeriod, as client-go)" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+migrations.databaseSecretRef names a Secret and a key in it, never the connection string itself.
+Checked here rather than by a pattern in values.schema.json, whose error would echo the value (and
+the password of a connection string pasted by mistake): these messages are fixed.
+*/}}
+{{- define "evaluator-operator.validateMigrationsSecretRef" -}}
+{{- $ref := .Values.migrations.databaseSecretRef }}
+{{- if and $ref.name (not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$" (toString $ref.name))) }}
+{{- fail "migrations.databaseSecretRef.name must be the name of the Secret holding the PostgreSQL URL, never the URL itself: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (the value is not shown: it may carry a password)" }}
+{{- end }}
+{{- if not (regexMatch "^[-._a-zA-Z0-9]+$" (toString $ref.key)) }}
+{{- fail "migrations.databaseSecretRef.key must be a key of that Secret, never the URL itself: letters, digits, '-', '_' and '.' (the value is not shown: it may carry a password)" }}
 {{- end }}
 {{- end }}

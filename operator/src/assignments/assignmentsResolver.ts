@@ -7,13 +7,30 @@ import type { Logger } from "../log.ts";
 import { createPgTenantAssignments } from "./pgTenantAssignments.ts";
 import type { TenantAssignments } from "./tenantAssignments.ts";
 
+/** What {@link createAssignmentsResolver} returns. */
+export interface AssignmentsResolver {
+  /** The set's tenant assignments, on the pool of the connection string its Secret holds now. */
+  forSet(set: EvaluatorShardSet): Promise<TenantAssignments>;
+  /** The set (`namespace/name`) is gone: its pool is closed unless another set still uses it. */
+  release(key: string): Promise<void>;
+  /** Closes every pool (shutdown). */
+  close(): Promise<void>;
+}
+
 /**
  * Finds each set's database through the Secret named in spec.database.secretRef and keeps one
- * small pool per connection string (sets often share one database). Errors reaching the Secret or
- * the database surface as DatabaseUnavailableError: the reconcile reports Degraded and retries.
+ * small pool per connection string (sets often share one database). A pool lives as long as a set
+ * uses it: when a set's Secret rotates to another connection string, or the set is deleted, a pool
+ * no set uses any more is closed at once (otherwise every rotation would leak a pool, and its
+ * connections would keep the old credentials in use). Errors reaching the Secret or the database
+ * surface as DatabaseUnavailableError: the reconcile reports Degraded and retries.
  */
-export function createAssignmentsResolver(deps: { kube: SecretReader; log: Logger }) {
+export function createAssignmentsResolver(deps: { kube: SecretReader; log: Logger }): AssignmentsResolver {
   const pools = new Map<string, pg.Pool>();
+  /** The connection string each set (`namespace/name`) used last. */
+  const urlOfSet = new Map<string, string>();
+  /** Pools being closed, awaited by close(). */
+  const closing = new Set<Promise<void>>();
 
   function poolFor(url: string): pg.Pool {
     let pool = pools.get(url);
@@ -30,9 +47,29 @@ export function createAssignmentsResolver(deps: { kube: SecretReader; log: Logge
     return pool;
   }
 
+  /**
+   * Closes the pool of `url` when no set uses it. Reconciles of one set never overlap (the queue
+   * runs one per key), so a set that moved to another URL has no query left on its old pool; a set
+   * still using it keeps it open.
+   */
+  function closeIfUnused(url: string, key: string): void {
+    for (const used of urlOfSet.values()) if (used === url) return;
+    const pool = pools.get(url);
+    if (!pool) return;
+    pools.delete(url);
+    // Never the URL in a log: it may carry a password.
+    deps.log.info({ shardset: key, pools: pools.size }, "Closing a PostgreSQL pool no set uses any more");
+    const ended: Promise<void> = pool
+      .end()
+      .catch((err: unknown) => deps.log.warn({ err: String(err) }, "Closing a PostgreSQL pool failed"))
+      .finally(() => closing.delete(ended));
+    closing.add(ended);
+  }
+
   return {
     async forSet(set: EvaluatorShardSet): Promise<TenantAssignments> {
       const ref = set.spec.database.secretRef;
+      const key = `${set.metadata.namespace}/${set.metadata.name}`;
       let url: string;
       try {
         url = await deps.kube.readSecretKey(set.metadata.namespace, ref.name, ref.key ?? DEFAULTS.secretKey);
@@ -41,7 +78,11 @@ export function createAssignmentsResolver(deps: { kube: SecretReader; log: Logge
           `cannot read the database Secret ${ref.name}: ${(err as Error).message ?? String(err)}`,
         );
       }
-      const inner = createPgTenantAssignments(poolFor(url), `${set.metadata.namespace}/${set.metadata.name}`);
+      const previous = urlOfSet.get(key);
+      urlOfSet.set(key, url);
+      // The Secret rotated (or the set points at another one): the old pool may be unused now.
+      if (previous !== undefined && previous !== url) closeIfUnused(previous, key);
+      const inner = createPgTenantAssignments(poolFor(url), key);
       const wrap =
         <A extends unknown[], R>(fn: (...a: A) => Promise<R>) =>
         async (...a: A): Promise<R> => {
@@ -55,9 +96,17 @@ export function createAssignmentsResolver(deps: { kube: SecretReader; log: Logge
         };
       return { read: wrap(inner.read), commit: wrap(inner.commit), assignNew: wrap(() => inner.assignNew()) };
     },
+    async release(key: string): Promise<void> {
+      const url = urlOfSet.get(key);
+      if (url === undefined) return;
+      urlOfSet.delete(key);
+      closeIfUnused(url, key);
+    },
     async close(): Promise<void> {
-      await Promise.all([...pools.values()].map((p) => p.end()));
+      const all = [...pools.values()];
       pools.clear();
+      urlOfSet.clear();
+      await Promise.all([...all.map((p) => p.end()), ...closing]);
     },
   };
 }

@@ -1,5 +1,7 @@
 import type { Command } from "commander";
 import pg from "pg";
+import { ConfigError } from "../config/configError.ts";
+import { DATABASE_URL_FLAG, DATABASE_URL_HELP, requirePostgresUrl } from "../config/databaseUrl.ts";
 import { planAssignment } from "../sharding/planAssignment.ts";
 import { createPgTenantAssignments, readTenantLoads } from "./pgTenantAssignments.ts";
 import { formatPlan, formatStatus } from "./shardsReport.ts";
@@ -10,8 +12,8 @@ export interface ShardsCommandDeps {
   readonly stdout: { write(text: string): unknown };
 }
 
-async function withPool<T>(url: string | undefined, fn: (pool: pg.Pool) => Promise<T>): Promise<T> {
-  if (!url) throw new Error("--database-url (or DATABASE_URL) is required");
+async function withPool<T>(raw: string | undefined, fn: (pool: pg.Pool) => Promise<T>): Promise<T> {
+  const url = requirePostgresUrl(raw, "DATABASE_URL (--database-url)");
   const pool = new pg.Pool({ connectionString: url, max: 2 });
   pool.on("error", () => {
     // Reported by the failing query.
@@ -25,7 +27,7 @@ async function withPool<T>(url: string | undefined, fn: (pool: pg.Pool) => Promi
 
 function shardSetName(raw: string): string {
   if (!/^[a-z0-9-]+\/[a-z0-9.-]+$/.test(raw))
-    throw new Error(`--shard-set: expected namespace/name, got "${raw}"`);
+    throw new ConfigError(`--shard-set: expected namespace/name, got "${raw}"`);
   return raw;
 }
 
@@ -38,11 +40,12 @@ export function registerShardsCommand(program: Command, deps: ShardsCommandDeps)
     .description("Dry run: what resizing to N shards would move (changes nothing)")
     .requiredOption("--shards <n>", "target shard count")
     .requiredOption("--shard-set <namespace/name>", "the EvaluatorShardSet")
-    .option("--database-url <url>", "PostgreSQL connection string (default: $DATABASE_URL)")
+    .option("--database-url <url>", DATABASE_URL_FLAG)
+    .addHelpText("after", DATABASE_URL_HELP)
     .action(async (opts: { shards: string; shardSet: string; databaseUrl?: string }) => {
       const n = Number(opts.shards);
       if (!Number.isInteger(n) || n < 1 || n > 256)
-        throw new Error(`--shards: expected 1..256, got "${opts.shards}"`);
+        throw new ConfigError(`--shards: expected 1..256, got "${opts.shards}"`);
       const set = shardSetName(opts.shardSet);
       await withPool(opts.databaseUrl ?? deps.env["DATABASE_URL"], async (pool) => {
         const tenants = await readTenantLoads(pool, set);
@@ -55,7 +58,8 @@ export function registerShardsCommand(program: Command, deps: ShardsCommandDeps)
     .command("status")
     .description("Per-shard tenants and load, and the shard set's epoch")
     .requiredOption("--shard-set <namespace/name>", "the EvaluatorShardSet")
-    .option("--database-url <url>", "PostgreSQL connection string (default: $DATABASE_URL)")
+    .option("--database-url <url>", DATABASE_URL_FLAG)
+    .addHelpText("after", DATABASE_URL_HELP)
     .action(async (opts: { shardSet: string; databaseUrl?: string }) => {
       const set = shardSetName(opts.shardSet);
       await withPool(opts.databaseUrl ?? deps.env["DATABASE_URL"], async (pool) => {

@@ -13,6 +13,7 @@
  */
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
+import { redactUrl } from "../../../runtime/redactUrl.ts";
 
 /** How a query failed; readSignals maps `unreachable`/`timeout` to Unreachable, the rest to QueryError. */
 export type PrometheusErrorKind =
@@ -114,7 +115,8 @@ export function createPrometheusClient(opts: PrometheusClientOptions): Prometheu
     throw new TypeError("Prometheus URL is not a valid URL");
   }
   if (base.protocol !== "http:" && base.protocol !== "https:") {
-    throw new TypeError(`Prometheus URL must be http or https, not ${base.protocol}`);
+    // Not echoed: in a pasted "token:rest" the "scheme" is part of a secret.
+    throw new TypeError("Prometheus URL must be an http:// or https:// URL");
   }
   if (base.username !== "" || base.password !== "") {
     throw new TypeError("Prometheus URL must not carry credentials: pass them as auth");
@@ -122,7 +124,7 @@ export function createPrometheusClient(opts: PrometheusClientOptions): Prometheu
   const prefix = base.pathname.endsWith("/") ? base.pathname : `${base.pathname}/`;
   const endpoint = new URL(`${prefix}api/v1/query`, base.origin);
   /** The endpoint as errors name it: no query string (the PromQL), no credentials. */
-  const where = `${endpoint.origin}${endpoint.pathname}`;
+  const where = redactUrl(endpoint.href);
   const method = opts.method ?? "GET";
   const maxBytes = opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
   const secrets = secretsOf(opts.auth);

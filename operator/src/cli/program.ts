@@ -1,4 +1,4 @@
-import { Command, Option } from "commander";
+import { Command } from "commander";
 import { registerShardsCommand } from "../assignments/cli.ts";
 import { compileOperatorConfig, type RawOperatorOptions } from "../config/operatorConfig.ts";
 import { registerMigrateCommand } from "../migrate/cli.ts";
@@ -12,7 +12,23 @@ export interface ProgramDeps {
   readonly shutdownSignal: AbortSignal;
   /** Crash hooks for the e2e crash tests; only a test entry point sets them. */
   readonly faults?: (point: FaultPoint) => void;
+  /** Runs the operator once its configuration is valid (default: runOperator; tests stop here). */
+  readonly run?: typeof runOperator;
 }
+
+/** The settings `run` reads from the environment, some of them only there (the Downward API's). */
+const RUN_ENVIRONMENT_HELP = `
+Environment (a flag wins over its variable):
+  KUBECONFIG        kubeconfig file, when --kubeconfig is not given
+  WATCH_NAMESPACES  --namespaces, when the flag is not given
+  LOG_LEVEL         --log-level, when the flag is not given
+  POD_NAMESPACE     namespace of the leader Lease, when --leader-election-namespace is not given
+  POD_NAME          this replica's identity in the leader Lease (no flag; default: the host name)
+
+Durations: 500ms, 15s, 2m, 1h (at most 596h). --resync-period and --autoscale-interval are at least
+1s, --leader-election-retry-period at least 100ms, and with leader election
+lease-duration > renew-deadline > 1.2 × retry-period (as client-go).
+Exit codes: 0 after a graceful stop, 2 for bad usage or an invalid setting, 1 for any other failure.`;
 
 /** Builds the `evaluator-operator` CLI; tests drive it with their own deps (no process globals). */
 export function createProgram(deps: ProgramDeps): Command {
@@ -25,10 +41,10 @@ export function createProgram(deps: ProgramDeps): Command {
     .command("run")
     .description("Run the operator: watch EvaluatorShardSets and converge their shards")
     .option("--kubeconfig <path>", "kubeconfig file (default: $KUBECONFIG, in-cluster, or ~/.kube/config)")
-    .addOption(
-      new Option("--namespaces <list>", "comma-separated namespaces to watch (default: all)").default(
-        env("WATCH_NAMESPACES") ?? "",
-      ),
+    // No commander default for the env-backed flags: commander would print a second "(default: …)".
+    .option(
+      "--namespaces <list>",
+      "comma-separated namespaces to watch (default: $WATCH_NAMESPACES, else all)",
     )
     .option("--no-leader-elect", "run without leader election (a single replica only)")
     .option(
@@ -45,17 +61,21 @@ export function createProgram(deps: ProgramDeps): Command {
     .option("--leader-election-retry-period <d>", "how often candidates retry and the leader renews", "2s")
     .option("--metrics-bind-address <addr>", "address of /metrics", ":8080")
     .option("--health-probe-bind-address <addr>", "address of /healthz and /readyz", ":8081")
-    .addOption(new Option("--log-level <level>", "log level").default(env("LOG_LEVEL") ?? "info"))
+    .option(
+      "--log-level <level>",
+      "trace | debug | info | warn | error | fatal (default: $LOG_LEVEL, else info)",
+    )
     .option("--resync-period <d>", "how often every set is reconciled again", "30s")
     .option("--workers <n>", "concurrent reconciles (of different sets)", "4")
     .option("--no-assignments", "manage Deployments only, never the tenant assignments in PostgreSQL")
     .option("--scale-up-timeout <d>", "Degraded after new shards stay unavailable this long", "5m")
     .option("--drain-slack <d>", "extra time removed shards keep running after one tick interval", "5s")
     .option("--autoscale-interval <d>", "how often an autoscaled set reads its metrics and decides", "15s")
+    .addHelpText("after", RUN_ENVIRONMENT_HELP)
     .action(async (opts: Record<string, unknown>) => {
       const raw: RawOperatorOptions = {
         kubeconfig: opts["kubeconfig"] as string | undefined,
-        namespaces: opts["namespaces"] as string,
+        namespaces: (opts["namespaces"] as string | undefined) ?? env("WATCH_NAMESPACES") ?? "",
         leaderElect: opts["leaderElect"] as boolean,
         leaderElectionNamespace: opts["leaderElectionNamespace"] as string | undefined,
         leaderElectionId: opts["leaderElectionId"] as string,
@@ -64,7 +84,7 @@ export function createProgram(deps: ProgramDeps): Command {
         retryPeriod: opts["leaderElectionRetryPeriod"] as string,
         metricsBindAddress: opts["metricsBindAddress"] as string,
         healthProbeBindAddress: opts["healthProbeBindAddress"] as string,
-        logLevel: opts["logLevel"] as string,
+        logLevel: (opts["logLevel"] as string | undefined) ?? env("LOG_LEVEL") ?? "info",
         resyncPeriod: opts["resyncPeriod"] as string,
         workers: opts["workers"] as string,
         assignments: opts["assignments"] as boolean,
@@ -73,7 +93,7 @@ export function createProgram(deps: ProgramDeps): Command {
         autoscaleInterval: opts["autoscaleInterval"] as string,
       };
       const config = compileOperatorConfig(raw, deps.env);
-      await runOperator(config, {
+      await (deps.run ?? runOperator)(config, {
         shutdownSignal: deps.shutdownSignal,
         ...(deps.faults ? { faults: deps.faults } : {}),
       });

@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { compileOperatorConfig, parseDuration, type RawOperatorOptions } from "./operatorConfig.ts";
+import {
+  ConfigError,
+  compileOperatorConfig,
+  parseDuration,
+  type RawOperatorOptions,
+} from "./operatorConfig.ts";
 
 const raw: RawOperatorOptions = {
   leaderElect: true,
@@ -37,8 +42,56 @@ describe("compileOperatorConfig", () => {
     [{ resyncPeriod: "soon" }, "--resync-period"],
     [{ metricsBindAddress: "localhost" }, "--metrics-bind-address"],
     [{ renewDeadline: "20s" }, "lease-duration > renew-deadline"],
+    // Values that would hurt: a resync or an autoscale interval of 0 loops every millisecond, a
+    // retry period of 0 hammers the Lease, and Node runs an over-long timer at once.
+    [{ resyncPeriod: "0s" }, "--resync-period: must be at least 1s"],
+    [{ resyncPeriod: "999ms" }, "--resync-period: must be at least 1s"],
+    [{ resyncPeriod: "600h" }, "--resync-period: must be at most 596h"],
+    [{ autoscaleInterval: "0s" }, "--autoscale-interval: must be at least 1s"],
+    [{ retryPeriod: "0s" }, "--leader-election-retry-period: must be at least 100ms"],
+    [{ retryPeriod: "99ms" }, "--leader-election-retry-period: must be at least 100ms"],
+    [{ drainSlack: "1000h" }, "--drain-slack: must be at most 596h"],
+    // client-go's order: lease-duration > renew-deadline > retry-period × 1.2 (JitterFactor).
+    [{ leaseDuration: "10s" }, "--leader-election-lease-duration: must be greater than"],
+    [{ leaseDuration: "5s" }, "--leader-election-lease-duration: must be greater than"],
+    [{ retryPeriod: "10s" }, "--leader-election-renew-deadline: must be greater than 1.2 ×"],
+    [{ retryPeriod: "8500ms" }, "--leader-election-renew-deadline: must be greater than 1.2 ×"],
   ])("fails fast naming the setting for %o", (bad, name) => {
     expect(() => compileOperatorConfig({ ...raw, ...bad }, {})).toThrow(name);
+    expect(() => compileOperatorConfig({ ...raw, ...bad }, {})).toThrow(ConfigError);
+  });
+
+  it("accepts the smallest values that cannot hurt, and the e2e suites' short timings", () => {
+    const c = compileOperatorConfig(
+      { ...raw, resyncPeriod: "1s", autoscaleInterval: "1s", retryPeriod: "100ms", drainSlack: "0s" },
+      {},
+    );
+    expect(c).toMatchObject({ resyncMs: 1000, autoscaleIntervalMs: 1000, drainSlackMs: 0 });
+    const short = compileOperatorConfig(
+      { ...raw, leaseDuration: "4s", renewDeadline: "3s", retryPeriod: "500ms" },
+      {},
+    );
+    expect(short.leaderElection).toMatchObject({
+      leaseDurationMs: 4000,
+      renewDeadlineMs: 3000,
+      retryPeriodMs: 500,
+    });
+    // 8.3 s is just over 1.2 × 6.9 s = 8.28 s.
+    expect(() =>
+      compileOperatorConfig({ ...raw, renewDeadline: "8.3s", retryPeriod: "6.9s" }, {}),
+    ).not.toThrow();
+  });
+
+  it("checks the leader-election order only with leader election on (the values are unused then)", () => {
+    const c = compileOperatorConfig(
+      { ...raw, leaderElect: false, leaseDuration: "1s", renewDeadline: "10s" },
+      {},
+    );
+    expect(c.leaderElection).toEqual({ enabled: false });
+    // A retry period that would hammer the Lease is refused either way: it is a flag of its own.
+    expect(() => compileOperatorConfig({ ...raw, leaderElect: false, retryPeriod: "0s" }, {})).toThrow(
+      "--leader-election-retry-period",
+    );
   });
 
   it("parses durations", () => {

@@ -1,6 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { type ListenAddress, parseAddress } from "../../../runtime/httpServer.ts";
+import { ConfigError } from "./configError.ts";
+
+export { ConfigError } from "./configError.ts";
 
 /** Raw settings as commander hands them over (flags win over env, env over defaults). */
 export interface RawOperatorOptions {
@@ -52,35 +55,103 @@ export interface OperatorConfig {
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"];
 
+/**
+ * Bounds of the timing settings, checked at start so that no value can hurt:
+ * - every duration stays below 2^31 ms (about 24.8 days): Node's timers fire at once, every
+ *   millisecond for `setInterval`, when given more;
+ * - `--resync-period` and `--autoscale-interval` at least 1 s: at 0 the resync timer (or an
+ *   autoscaled set's requeue) loops about every millisecond, reconciling all the time;
+ * - `--leader-election-retry-period` at least 100 ms: every retry is a request on the Lease (a
+ *   write while leading), so a 0 would hammer the apiserver; 100 ms keeps a candidate below 10
+ *   requests per second, well under what one client may send, and is far below any useful value
+ *   (client-go's default is 2 s);
+ * - with leader election on, client-go's order (leaderelection.NewLeaderElector):
+ *   lease-duration > renew-deadline > retry-period × 1.2 (client-go's JitterFactor). A renew
+ *   deadline no longer than the lease lets a standby take a Lease the leader still believes it
+ *   holds; a deadline within one jittered retry leaves the leader a single attempt to renew.
+ */
+export const DURATION_LIMITS = {
+  maxMs: 2 ** 31 - 1,
+  minResyncMs: 1000,
+  minAutoscaleIntervalMs: 1000,
+  minRetryPeriodMs: 100,
+  /** client-go's leaderelection.JitterFactor. */
+  jitterFactor: 1.2,
+} as const;
+
 /** Parses a duration like `15s`, `500ms`, `2m` or a bare number of seconds; fails naming the setting. */
-export function parseDuration(raw: string, setting: string): number {
+export function parseDuration(raw: string, setting: string, minMs = 0): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(raw.trim());
-  if (!m) throw new Error(`${setting}: expected a duration like 15s, 500ms or 2m, got "${raw}"`);
+  if (!m) throw new ConfigError(`${setting}: expected a duration like 15s, 500ms or 2m, got "${raw}"`);
   const n = Number(m[1]);
   const unit = m[2] ?? "s";
-  return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
+  const ms = n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
+  if (ms < minMs) throw new ConfigError(`${setting}: must be at least ${formatMs(minMs)}, got "${raw}"`);
+  if (ms > DURATION_LIMITS.maxMs) {
+    throw new ConfigError(`${setting}: must be at most 596h (Node's longest timer), got "${raw}"`);
+  }
+  return ms;
+}
+
+function formatMs(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
 }
 
 function positiveInt(raw: string, setting: string): number {
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${setting}: expected a positive integer, got "${raw}"`);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new ConfigError(`${setting}: expected a positive integer, got "${raw}"`);
+  }
   return n;
 }
 
-/** Validates raw options once, applies units and defaults (Temporal's compileWorkerOptions). */
+function address(raw: string, setting: string): ListenAddress {
+  try {
+    return parseAddress(raw, setting);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+}
+
+/**
+ * client-go's order of the leader-election timings (see {@link DURATION_LIMITS}).
+ * @throws ConfigError naming the settings
+ */
+function checkLeaderElectionOrder(leaseDurationMs: number, renewDeadlineMs: number, retryPeriodMs: number) {
+  if (!(leaseDurationMs > renewDeadlineMs)) {
+    throw new ConfigError(
+      "--leader-election-lease-duration: must be greater than --leader-election-renew-deadline " +
+        "(expected lease-duration > renew-deadline > retry-period × 1.2)",
+    );
+  }
+  if (!(renewDeadlineMs > retryPeriodMs * DURATION_LIMITS.jitterFactor)) {
+    throw new ConfigError(
+      "--leader-election-renew-deadline: must be greater than 1.2 × --leader-election-retry-period " +
+        "(expected lease-duration > renew-deadline > retry-period × 1.2)",
+    );
+  }
+}
+
+/**
+ * Validates raw options once, applies units and defaults (Temporal's compileWorkerOptions).
+ * @throws ConfigError naming the first invalid setting
+ */
 export function compileOperatorConfig(
   raw: RawOperatorOptions,
   env: Readonly<Record<string, string | undefined>>,
 ): OperatorConfig {
   if (!LOG_LEVELS.includes(raw.logLevel)) {
-    throw new Error(`--log-level: expected one of ${LOG_LEVELS.join(", ")}, got "${raw.logLevel}"`);
+    throw new ConfigError(`--log-level: expected one of ${LOG_LEVELS.join(", ")}, got "${raw.logLevel}"`);
   }
   const leaseDurationMs = parseDuration(raw.leaseDuration, "--leader-election-lease-duration");
   const renewDeadlineMs = parseDuration(raw.renewDeadline, "--leader-election-renew-deadline");
-  const retryPeriodMs = parseDuration(raw.retryPeriod, "--leader-election-retry-period");
-  if (raw.leaderElect && !(leaseDurationMs > renewDeadlineMs && renewDeadlineMs > retryPeriodMs)) {
-    throw new Error("leader election: expected lease-duration > renew-deadline > retry-period");
-  }
+  const retryPeriodMs = parseDuration(
+    raw.retryPeriod,
+    "--leader-election-retry-period",
+    DURATION_LIMITS.minRetryPeriodMs,
+  );
+  // Unused without leader election (one replica): only their format is checked then.
+  if (raw.leaderElect) checkLeaderElectionOrder(leaseDurationMs, renewDeadlineMs, retryPeriodMs);
   const namespaces = (raw.namespaces ?? "")
     .split(",")
     .map((s) => s.trim())
@@ -99,14 +170,18 @@ export function compileOperatorConfig(
           retryPeriodMs,
         }
       : { enabled: false },
-    metricsAddress: parseAddress(raw.metricsBindAddress, "--metrics-bind-address"),
-    healthAddress: parseAddress(raw.healthProbeBindAddress, "--health-probe-bind-address"),
+    metricsAddress: address(raw.metricsBindAddress, "--metrics-bind-address"),
+    healthAddress: address(raw.healthProbeBindAddress, "--health-probe-bind-address"),
     logLevel: raw.logLevel,
-    resyncMs: parseDuration(raw.resyncPeriod, "--resync-period"),
+    resyncMs: parseDuration(raw.resyncPeriod, "--resync-period", DURATION_LIMITS.minResyncMs),
     workers: positiveInt(raw.workers, "--workers"),
     assignments: raw.assignments,
     scaleUpTimeoutMs: parseDuration(raw.scaleUpTimeout, "--scale-up-timeout"),
     drainSlackMs: parseDuration(raw.drainSlack, "--drain-slack"),
-    autoscaleIntervalMs: parseDuration(raw.autoscaleInterval ?? "15s", "--autoscale-interval"),
+    autoscaleIntervalMs: parseDuration(
+      raw.autoscaleInterval ?? "15s",
+      "--autoscale-interval",
+      DURATION_LIMITS.minAutoscaleIntervalMs,
+    ),
   };
 }

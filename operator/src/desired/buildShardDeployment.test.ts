@@ -1,7 +1,10 @@
-import type * as k8s from "@kubernetes/client-node";
+import { readFileSync } from "node:fs";
+import * as k8s from "@kubernetes/client-node";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { SETTINGS } from "../../../evaluator/src/config/evaluatorConfig.ts";
 import { ANNOTATIONS, type EvaluatorShardSet } from "../api/types.ts";
-import { buildShardDeployment } from "./buildShardDeployment.ts";
+import { buildShardDeployment, RESERVED_ENV } from "./buildShardDeployment.ts";
 
 function shardSet(overrides: Partial<EvaluatorShardSet["spec"]> = {}): EvaluatorShardSet {
   return {
@@ -130,5 +133,88 @@ describe("buildShardDeployment", () => {
     expect(env(d).find((e) => e.name === "FEATURE_X")?.value).toBe("on");
     expect(env(d).find((e) => e.name === "TICK_INTERVAL_SECONDS")?.value).toBe("30");
     expect(spec?.terminationGracePeriodSeconds).toBe(17);
+  });
+});
+
+/** The part of an OpenAPI schema these tests walk. */
+interface Schema {
+  properties?: Record<string, Schema>;
+  items?: Schema;
+  "x-kubernetes-validations"?: { rule: string; message: string }[];
+}
+
+/** The CRD's CEL rules on one spec.evaluator.extraEnv entry. */
+function extraEnvRules(): { rule: string; message: string }[] {
+  const crd = k8s.loadYaml<{ spec: { versions: { schema: { openAPIV3Schema: Schema } }[] } }>(
+    readFileSync(new URL("../../../crds/evaluator.iot.dev_evaluatorshardsets.yaml", import.meta.url), "utf8"),
+  );
+  const spec = crd.spec.versions[0]?.schema.openAPIV3Schema.properties?.["spec"];
+  return spec?.properties?.["evaluator"]?.properties?.["extraEnv"]?.items?.["x-kubernetes-validations"] ?? [];
+}
+
+describe("RESERVED_ENV", () => {
+  const reserved = new Set<string>(RESERVED_ENV);
+
+  it("is exactly the names the builder sets, in its order", () => {
+    const full = shardSet({
+      evaluator: {
+        image: "img:1",
+        databaseSecretRef: { name: "db", key: "dsn" },
+        valkeySecretRef: { name: "vk" },
+        tickIntervalSeconds: 30,
+        tenantBudgetMs: 2000,
+        concurrency: 4,
+        logLevel: "debug",
+      },
+    });
+    for (const set of [shardSet(), full]) {
+      expect(env(buildShardDeployment(set, 1)).map((e) => e.name)).toEqual([...RESERVED_ENV]);
+    }
+  });
+
+  it("is what the CRD's CEL rules on extraEnv reserve, each name once", () => {
+    const lists = extraEnvRules().flatMap(({ rule, message }) => {
+      const list = /^!\(self\.name in \[(.*)\]\)$/.exec(rule)?.[1];
+      return list === undefined
+        ? []
+        : [{ message, names: [...list.matchAll(/'([^']*)'/g)].map((m) => m[1]!) }];
+    });
+    expect(lists.length).toBeGreaterThan(0);
+    const names = lists.flatMap((l) => l.names);
+    expect(new Set(names).size).toBe(names.length);
+    expect([...names].sort()).toEqual([...RESERVED_ENV].sort());
+    // The fixed message (shown where messageExpression cannot be evaluated) names what its rule refuses.
+    for (const { message, names: ruleNames } of lists)
+      for (const n of ruleNames) expect(message).toContain(n);
+  });
+
+  it("never lets a name appear twice, whatever extraEnv holds", () => {
+    const settings = Object.values(SETTINGS).map((s) => s.env);
+    const name = fc.oneof(
+      // The evaluator's own settings, reserved or not, and names nothing sets.
+      fc.constantFrom(...settings, "SHARD_COUNT", "TZ", "NODE_OPTIONS"),
+      fc.stringMatching(/^[-._a-zA-Z][-._a-zA-Z0-9]{0,15}$/),
+    );
+    const extraEnv = fc.uniqueArray(fc.record({ name, value: fc.string({ maxLength: 8 }) }), {
+      selector: (e) => e.name,
+      maxLength: 64,
+    });
+    fc.assert(
+      fc.property(extraEnv, fc.nat({ max: 255 }), (extra, index) => {
+        const set = shardSet();
+        set.spec.evaluator.extraEnv = extra;
+        const emitted = env(buildShardDeployment(set, index));
+        const names = emitted.map((e) => e.name);
+        // Allowed entries follow the operator's own; a reserved one (an object stored before the name
+        // was reserved) is dropped, and the operator's value stays.
+        expect(names).toEqual([
+          ...RESERVED_ENV,
+          ...extra.filter((e) => !reserved.has(e.name)).map((e) => e.name),
+        ]);
+        expect(emitted.find((e) => e.name === "SHARD_INDEX")?.value).toBe(String(index));
+        expect(emitted.find((e) => e.name === "METRICS_PORT")?.value).toBe("9464");
+      }),
+      { numRuns: 300 },
+    );
   });
 });

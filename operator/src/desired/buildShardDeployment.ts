@@ -19,8 +19,48 @@ export interface ShardDeploymentConfig {
 
 export const DEFAULT_SHARD_DEPLOYMENT_CONFIG: ShardDeploymentConfig = { metricsPort: 9464 };
 
-/** Environment variables the operator sets itself; extraEnv may not override them. */
-export const RESERVED_ENV = ["SHARD_INDEX", "SHARD_SET", "DATABASE_URL", "VALKEY_URL"] as const;
+/** What the operator's own environment variables of a shard are computed from. */
+interface OperatorEnvInput {
+  readonly set: EvaluatorShardSet;
+  readonly index: number;
+  readonly cfg: ShardDeploymentConfig;
+}
+
+const secretKeyRef = (ref: { name: string; key?: string }): k8s.V1EnvVarSource => ({
+  secretKeyRef: { name: ref.name, key: ref.key ?? DEFAULTS.secretKey },
+});
+
+/**
+ * Every environment variable the operator sets on a shard's container, in order, each from the
+ * resource or the operator's settings. Its names are {@link RESERVED_ENV}.
+ */
+const OPERATOR_ENV = {
+  SHARD_INDEX: ({ index }) => ({ value: String(index) }),
+  SHARD_SET: ({ set }) => ({ value: `${set.metadata.namespace}/${set.metadata.name}` }),
+  DATABASE_URL: ({ set }) => ({ valueFrom: secretKeyRef(set.spec.evaluator.databaseSecretRef) }),
+  VALKEY_URL: ({ set }) => ({ valueFrom: secretKeyRef(set.spec.evaluator.valkeySecretRef) }),
+  TICK_INTERVAL_SECONDS: ({ set }) => ({
+    value: String(set.spec.evaluator.tickIntervalSeconds ?? DEFAULTS.tickIntervalSeconds),
+  }),
+  TENANT_BUDGET_MS: ({ set }) => ({
+    value: String(set.spec.evaluator.tenantBudgetMs ?? DEFAULTS.tenantBudgetMs),
+  }),
+  CONCURRENCY: ({ set }) => ({ value: String(set.spec.evaluator.concurrency ?? DEFAULTS.concurrency) }),
+  LOG_LEVEL: ({ set }) => ({ value: set.spec.evaluator.logLevel ?? "info" }),
+  METRICS_PORT: ({ cfg }) => ({ value: String(cfg.metricsPort) }),
+} satisfies Record<string, (input: OperatorEnvInput) => Omit<k8s.V1EnvVar, "name">>;
+
+/** A name of {@link RESERVED_ENV}. */
+export type ReservedEnvName = keyof typeof OPERATOR_ENV;
+
+/**
+ * The environment variables the operator sets itself, exactly: extraEnv may not name them (a second
+ * entry of a name makes server-side apply refuse the Deployment). The CRD's CEL rules on
+ * spec.evaluator.extraEnv list the same names; a unit test keeps the two equal.
+ */
+export const RESERVED_ENV: readonly ReservedEnvName[] = Object.freeze(
+  Object.keys(OPERATOR_ENV) as ReservedEnvName[],
+);
 
 /**
  * The whole desired Deployment of shard `index`: labels, owner reference, pod template and an
@@ -37,7 +77,6 @@ export function buildShardDeployment(
 ): k8s.V1Deployment {
   const { name, namespace, uid } = set.metadata;
   const ev = set.spec.evaluator;
-  const tickIntervalSeconds = ev.tickIntervalSeconds ?? DEFAULTS.tickIntervalSeconds;
   const tenantBudgetMs = ev.tenantBudgetMs ?? DEFAULTS.tenantBudgetMs;
 
   const selectorLabels = { [LABELS.shardSet]: name, [LABELS.shard]: String(index) };
@@ -51,29 +90,9 @@ export function buildShardDeployment(
 
   const reserved = new Set<string>(RESERVED_ENV);
   const env: k8s.V1EnvVar[] = [
-    { name: "SHARD_INDEX", value: String(index) },
-    { name: "SHARD_SET", value: `${namespace}/${name}` },
-    {
-      name: "DATABASE_URL",
-      valueFrom: {
-        secretKeyRef: {
-          name: ev.databaseSecretRef.name,
-          key: ev.databaseSecretRef.key ?? DEFAULTS.secretKey,
-        },
-      },
-    },
-    {
-      name: "VALKEY_URL",
-      valueFrom: {
-        secretKeyRef: { name: ev.valkeySecretRef.name, key: ev.valkeySecretRef.key ?? DEFAULTS.secretKey },
-      },
-    },
-    { name: "TICK_INTERVAL_SECONDS", value: String(tickIntervalSeconds) },
-    { name: "TENANT_BUDGET_MS", value: String(tenantBudgetMs) },
-    { name: "CONCURRENCY", value: String(ev.concurrency ?? DEFAULTS.concurrency) },
-    { name: "LOG_LEVEL", value: ev.logLevel ?? "info" },
-    { name: "METRICS_PORT", value: String(cfg.metricsPort) },
-    // The schema refuses reserved names; filtering again keeps an older object from overriding them.
+    ...RESERVED_ENV.map((envName) => ({ name: envName, ...OPERATOR_ENV[envName]({ set, index, cfg }) })),
+    // The schema refuses reserved names; filtering again keeps an object stored before a name was
+    // reserved from overriding it (or from doubling it, which server-side apply refuses).
     ...(ev.extraEnv ?? []).filter((e) => !reserved.has(e.name)).map((e) => ({ ...e }) as k8s.V1EnvVar),
   ];
 

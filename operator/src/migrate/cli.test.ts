@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import { describe, expect, it } from "vitest";
+import { ConfigError } from "../config/configError.ts";
 import { registerMigrateCommand } from "./cli.ts";
 
 function program(env: Record<string, string | undefined>) {
@@ -39,8 +40,34 @@ describe("registerMigrateCommand", () => {
 
   it("fails with a clear error when no database is given", async () => {
     const { p } = program({});
-    await expect(p.parseAsync(["migrate", "status"], { from: "user" })).rejects.toThrow(
-      "No database: pass --database-url or set DATABASE_URL",
-    );
+    const run = p.parseAsync(["migrate", "status"], { from: "user" });
+    await expect(run).rejects.toBeInstanceOf(ConfigError);
+    await expect(run).rejects.toThrow("DATABASE_URL (--database-url): no database given; set DATABASE_URL");
+  });
+
+  it.each([
+    ["mysql://app:secret@db/app", 'unsupported scheme "mysql:"'],
+    ["http://db:5432/app", 'unsupported scheme "http:"'],
+    // Not in the scheme:// form: what precedes the colon may be a password, and is not named.
+    ["secret:5432", "unsupported scheme (expected postgres: or postgresql:)"],
+    ["not a url", "not a valid URL"],
+  ])("refuses %s before connecting, without echoing it", async (url, says) => {
+    for (const args of [
+      ["migrate", "up"],
+      ["migrate", "status", "--database-url", url],
+    ]) {
+      const { p } = program({ DATABASE_URL: url });
+      const run = p.parseAsync(args, { from: "user" });
+      await expect(run).rejects.toBeInstanceOf(ConfigError);
+      await expect(run).rejects.toThrow(`DATABASE_URL (--database-url): ${says}`);
+      await expect(run).rejects.not.toThrow("secret");
+    }
+  });
+
+  it("prefers DATABASE_URL to --database-url in its help (a flag's value shows in ps)", async () => {
+    const { p, output } = program({});
+    await expect(p.parseAsync(["migrate", "status", "--help"], { from: "user" })).rejects.toThrow();
+    expect(output()).toContain("prefer the variable: a flag shows in ps");
+    expect(output()).toMatch(/^ {2}DATABASE_URL {2}PostgreSQL connection string/m);
   });
 });

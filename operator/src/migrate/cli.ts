@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { DATABASE_URL_FLAG, DATABASE_URL_HELP, requirePostgresUrl } from "../config/databaseUrl.ts";
 import { formatStatusTable } from "./formatStatusTable.ts";
 import { MigrationError } from "./MigrationError.ts";
 import { type MigrationLog, migrateUp, migrationStatus } from "./runMigrations.ts";
@@ -33,14 +34,17 @@ export function registerMigrateCommand(program: Command, deps: MigrateCommandDep
   const withFlags = (command: Command) =>
     command
       // No default value in the option itself: commander would print the URL (and its password) in --help.
-      .option("--database-url <url>", "PostgreSQL connection string (default: env DATABASE_URL)")
-      .option("--dir <path>", "migrations directory (default: the migrations/ shipped with the operator)");
+      .option("--database-url <url>", DATABASE_URL_FLAG)
+      .option("--dir <path>", "migrations directory (default: the migrations/ shipped with the operator)")
+      .addHelpText("after", DATABASE_URL_HELP);
 
   const resolve = (flags: MigrateFlags) => {
-    const db = flags.databaseUrl ?? deps.env["DATABASE_URL"];
-    if (db === undefined || db === "") {
-      throw new MigrationError("No database: pass --database-url or set DATABASE_URL");
-    }
+    // Refused before any connection: no database, or not a postgres:// one (a mysql:// URL would
+    // otherwise fail as a resolver error of its host). A ConfigError: exit code 2.
+    const db = requirePostgresUrl(
+      flags.databaseUrl ?? deps.env["DATABASE_URL"],
+      "DATABASE_URL (--database-url)",
+    );
     const dir = flags.dir ?? deps.migrationsDir;
     return {
       db,

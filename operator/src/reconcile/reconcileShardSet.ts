@@ -44,6 +44,8 @@ export interface ReconcileDeps {
   readonly kube: KubeWriter;
   /** The set's tenant assignments in PostgreSQL (undefined: run without a database, Deployments only). */
   readonly assignments?: (set: EvaluatorShardSet) => Promise<TenantAssignments>;
+  /** The set (`namespace/name`) is gone or going: what `assignments` holds for it (a pool) is released. */
+  readonly releaseAssignments?: (key: string) => Promise<void>;
   readonly clock: { now(): number };
   readonly log: Logger;
   readonly config: ReconcileConfig;
@@ -82,7 +84,10 @@ export async function reconcileShardSet(
   const [namespace, name] = key.split("/") as [string, string];
   const cached = deps.sets.get(name, namespace);
   // Gone or going: the owner references garbage-collect the shard Deployments.
-  if (!cached || cached.metadata.deletionTimestamp) return undefined;
+  if (!cached || cached.metadata.deletionTimestamp) {
+    await deps.releaseAssignments?.(key);
+    return undefined;
+  }
   const memo = deps.written.get(key);
   // resourceVersions are opaque: never compared for order, only matched against those we superseded.
   let set = memo?.superseded.has(cached.metadata.resourceVersion ?? "") ? memo.set : cached;

@@ -14,10 +14,17 @@
   ARGV[1]: JSON request:
     {
       "lease": ["<token>", "<px>"],        -- optional: take KEYS[1] first (SET NX PX)
-      "buffers": ["<rule>:<device>", ...]  -- the window buffers to read (keyPart-escaped parts)
+      "buffers": ["<rule>:<device>", ...], -- the window buffers to read (keyPart-escaped parts)
+      "pairs": ["<rule>:<device>", ...]    -- optional: read the hash fields of these pairs only
     }
 
-  Per call: HGETALL of the state hash; for every cd field (its value: when the cooldown ends, on the
+  A plan larger than the evaluator's bound per call is read in several calls, each with "pairs"
+  (its slice of the plan) instead of the whole hash, so that no call blocks the server for longer
+  than one slice takes. Each call returns the hash's "seq"; the evaluator uses the state only when
+  every call saw the same one (else a write came in between, and it rebuilds from PostgreSQL).
+
+  Per call: HGETALL of the state hash (with "pairs": HGET of "seq" and HMGET of the pairs' cond,
+  anom, seen and cd fields); for every cd field (its value: when the cooldown ends, on the
   evaluator's tick clock, ms), PTTL of its cooldown key (for the "1" of an earlier release, whose
   end is the key's expiry); GET of every requested buffer. Nothing is written: an ended cooldown's
   field is deleted by the next store of the evaluation that saw it end. A buffer still stored as a sorted set (an older
@@ -52,28 +59,61 @@ if req.lease then
 end
 
 local hash_key = 'tstate:' .. tag
-local hash = redis.call('HGETALL', hash_key)
 local seq = false
 local fields, cooldowns = {}, {}
-for i = 1, #hash, 2 do
-  local name = hash[i]
-  if name == 'seq' then
-    seq = hash[i + 1]
-  elseif name == 'gen' then
-    -- The generation stamp of an earlier release: not state.
-  elseif string.sub(name, -3) == ':cd' then
-    local prefix = string.sub(name, 1, -4)
-    local left = redis.call('PTTL', 'cooldown:' .. tag .. ':' .. prefix)
-    -- A stored end decides (the caller compares it with its tick); an earlier release's "1" only
-    -- while its key lives.
-    if hash[i + 1] ~= '1' or left > 0 then
-      cooldowns[#cooldowns + 1] = prefix
-      cooldowns[#cooldowns + 1] = left
-      cooldowns[#cooldowns + 1] = hash[i + 1]
+
+-- A cd field: when the pair's cooldown ends (tick clock), or "1" (an earlier release).
+local function cooldown(prefix, value)
+  local left = redis.call('PTTL', 'cooldown:' .. tag .. ':' .. prefix)
+  -- A stored end decides (the caller compares it with its tick); an earlier release's "1" only
+  -- while its key lives.
+  if value ~= '1' or left > 0 then
+    cooldowns[#cooldowns + 1] = prefix
+    cooldowns[#cooldowns + 1] = left
+    cooldowns[#cooldowns + 1] = value
+  end
+end
+
+if req.pairs then
+  seq = redis.call('HGET', hash_key, 'seq')
+  -- In slices: unpack() of a long list overflows Lua's stack.
+  for i = 1, #req.pairs, 250 do
+    local last = math.min(i + 249, #req.pairs)
+    local names = {}
+    for j = i, last do
+      local part = req.pairs[j]
+      names[#names + 1] = part .. ':cond'
+      names[#names + 1] = part .. ':anom'
+      names[#names + 1] = part .. ':seen'
+      names[#names + 1] = part .. ':cd'
     end
-  else
-    fields[#fields + 1] = name
-    fields[#fields + 1] = hash[i + 1]
+    local values = redis.call('HMGET', hash_key, unpack(names))
+    for k = 1, #names do
+      local value = values[k]
+      if value then
+        if k % 4 == 0 then
+          cooldown(req.pairs[i + k / 4 - 1], value)
+        else
+          fields[#fields + 1] = names[k]
+          fields[#fields + 1] = value
+        end
+      end
+    end
+  end
+else
+  local hash = redis.call('HGETALL', hash_key)
+  for i = 1, #hash, 2 do
+    local name = hash[i]
+    if name == 'seq' then
+      seq = hash[i + 1]
+    elseif name == 'gen' then
+      -- The generation stamp of an earlier release: not state.
+    elseif string.sub(name, -3) == ':cd' then
+      cooldown(string.sub(name, 1, -4), hash[i + 1])
+    else
+      fields[#fields + 1] = name
+      fields[#fields + 1] = hash[i + 1]
+    end
   end
 end
 

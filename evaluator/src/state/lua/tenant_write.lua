@@ -19,6 +19,16 @@
              only when the stored seq is older than "seq" (or absent), so a late write never
              overwrites the state of a newer evaluation.
 
+  A state larger than the evaluator's bound per call is written in several calls (a chunk each),
+  so that no call blocks the server for longer than one chunk takes. The request then carries
+  "marker", "first" and "last": the first call checks the fence as above (and, "full", replaces the
+  hash), and every call but the last leaves "seq" at the marker ("<version>:partial"), which no
+  read takes for a version: until the last call sets the version, a reader rebuilds from
+  PostgreSQL. A later call applies only while "seq" is still its marker, so a newer write that came
+  in between (it replaced the marker) wins, and a write cut short (a crash between calls) leaves a
+  state that is never used and that the next full write replaces. A marker starts with its seq, so
+  a full write of an older seq is refused by it too.
+
   KEYS[1]: the tenant's state hash `tstate:{tenant}`. Its hash tag `{tenant}` is the only tag the
            script uses: every key written is built here (`tstate:{tenant}`, and
            `<kind>:{tenant}:<rule>:<device>` for wbuf: and cooldown:, the format of keys.ts, which
@@ -32,6 +42,9 @@
       "seq": "<seq>",                -- the seq of the committed evaluation
       "version": "<seq>:<tick ms>",  -- its version, stored in the hash field "seq"
       "statePx": "<ms>",             -- least TTL of the state hash, ensured by every call
+      "marker": "<version>:partial", -- optional, a write in several calls: "seq" until the last
+      "first": true|false,           -- with "marker": the first call (checks the fence)
+      "last": true|false,            -- with "marker": the last call (stores the version)
       "ops": [ op, a, b, c, ... ]    -- flat, 4 items per op:
     }                                --   "b", "<rule>:<device>", i|false, "<px>":
                                      --      SET wbuf: key to ARGV[i] PX px, or DEL when false
@@ -43,7 +56,8 @@
 
   Returns:
     { 1 }                   applied
-    { 2, <stored seq or nil> }  refused by the seq fence: nothing was written
+    { 2, <stored seq or nil> }  refused by the seq fence (or, after the first call of several, the
+                                marker is gone): nothing was written by this call
 ]]
 
 local OPS = { b = true, f = true, c = true }
@@ -57,17 +71,26 @@ local req = cjson.decode(ARGV[1])
 local hash_key = 'tstate:' .. tag
 local stored = redis.call('HGET', hash_key, 'seq')
 
-if req.mode == 'delta' then
+if req.mode ~= 'delta' and req.mode ~= 'full' then
+  return redis.error_reply('tenant_write: unknown mode')
+end
+-- One call, or the first / last of several (see above).
+local first = req.marker == nil or req.first
+local last = req.marker == nil or req.last
+
+if not first then
+  if stored ~= req.marker then
+    return { 2, stored }
+  end
+elseif req.mode == 'delta' then
   if (stored or '0') ~= req.expect then
     return { 2, stored }
   end
-elseif req.mode == 'full' then
+else
   local stored_seq = stored and tonumber(string.match(stored, '^%d+'))
   if stored_seq and stored_seq >= tonumber(req.seq) then
     return { 2, stored }
   end
-else
-  return redis.error_reply('tenant_write: unknown mode')
 end
 
 local ops = req.ops
@@ -81,12 +104,12 @@ for i = 1, #ops, 4 do
   end
 end
 
-if req.mode == 'full' then
+if req.mode == 'full' and first then
   redis.call('DEL', hash_key)
 end
 
 local wbuf = 'wbuf:' .. tag .. ':'
-local sets, dels = { 'seq', req.version }, {}
+local sets, dels = { 'seq', last and req.version or req.marker }, {}
 for i = 1, #ops, 4 do
   local op = ops[i]
   if op == 'b' then

@@ -11,7 +11,11 @@
 -- [device, metric, ts_ms, value] per tenant, sent as text: the evaluator parses a tenant's readings
 -- only when it evaluates it. ts is truncated to whole milliseconds (the rules' unit). In no
 -- particular order: the evaluator sorts each (device, metric) itself.
--- $1 = tenant ids, $2 = lower ts bound of a first evaluation (epoch ms, exclusive)
+-- At most $3 + 1 readings of a tenant are read: reading_count is their number, and readings is
+-- NULL when there are more than $3 (the tenant is over its readings limit and not evaluated this
+-- tick, so no more than that is ever built or sent for it; its fence stays, nothing is lost).
+-- $1 = tenant ids, $2 = lower ts bound of a first evaluation (epoch ms, exclusive),
+-- $3 = the readings limit of one tenant (NULL: none)
 WITH fence AS (
   SELECT w.tenant_id, f.seq, f.judged, f.eval_ms
     FROM unnest($1::text[]) AS w (tenant_id)
@@ -22,11 +26,18 @@ SELECT fence.tenant_id,
        fence.judged::text AS judged,
        fence.eval_ms,
        pg_current_snapshot()::text AS read_snapshot,
-       (SELECT json_agg(json_build_array(t.device_id, t.metric,
-                                         floor(extract(epoch FROM t.ts) * 1000)::float8, t.value))::text
-          FROM telemetry t
-         WHERE t.tenant_id = fence.tenant_id
-           AND t.ingest_xid >= coalesce(pg_snapshot_xmin(fence.judged), '0'::xid8)
-           AND CASE WHEN fence.judged IS NULL THEN t.ts > to_timestamp($2::float8 / 1000)
-                    ELSE NOT pg_visible_in_snapshot(t.ingest_xid, fence.judged) END) AS readings
+       r.n AS reading_count,
+       CASE WHEN $3::int IS NULL OR r.n <= $3::int THEN r.readings END AS readings
   FROM fence
+  CROSS JOIN LATERAL (
+    SELECT count(*)::int AS n,
+           json_agg(json_build_array(t.device_id, t.metric,
+                                     floor(extract(epoch FROM t.ts) * 1000)::float8, t.value))::text AS readings
+      FROM (SELECT t.device_id, t.metric, t.ts, t.value
+              FROM telemetry t
+             WHERE t.tenant_id = fence.tenant_id
+               AND t.ingest_xid >= coalesce(pg_snapshot_xmin(fence.judged), '0'::xid8)
+               AND CASE WHEN fence.judged IS NULL THEN t.ts > to_timestamp($2::float8 / 1000)
+                        ELSE NOT pg_visible_in_snapshot(t.ingest_xid, fence.judged) END
+             LIMIT $3::int + 1) t
+  ) r
