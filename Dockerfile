@@ -12,9 +12,17 @@
 #   docker run --rm --entrypoint node evaluator-operator:0.1.0 operator/bin/evaluator-operator.ts migrate up
 #
 # No build step: Node 24 strips TypeScript types itself (relative imports carry `.ts` and the code
-# uses only erasable syntax), so the image ships the sources as they are in the repository.
+# uses only erasable syntax), so the image ships the sources as they are in the repository. What the
+# build context holds is decided by .dockerignore: the programs' sources, migrations and CRD, never
+# tests, fixtures, benchmarks or hack/ (test/static/image.test.ts checks both files).
 
-ARG NODE_IMAGE=node:24-slim
+# The base image, pinned by the digest of its multi-architecture image index: every build, on every
+# architecture, starts from the same bytes, and a tag moved upstream changes nothing here. The tag
+# only says what the digest is (Node 24.19.0 on Debian bookworm, slim). To move to a newer Node 24,
+# read the index digest of the tag (the first "Digest:" line) and replace both:
+#   docker buildx imagetools inspect node:24-bookworm-slim
+# A NODE_IMAGE given with --build-arg must be pinned the same way (name@sha256:...).
+ARG NODE_IMAGE=node:24.19.0-bookworm-slim@sha256:a9f5f7c91a432850b2a8a7797adf5eadb6c733ceed61167806cee7ea7fbc29df
 
 # Production dependencies only, installed exactly from the lockfile.
 FROM ${NODE_IMAGE} AS deps
@@ -24,6 +32,10 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 
 FROM ${NODE_IMAGE}
 ARG VERSION=0.1.0
+# The programs run `node` only: no package manager in the runtime image (npm, npx and corepack, with
+# their own dependencies; yarn where the base has it), so nothing in it can fetch and run packages.
+RUN rm -rf /usr/local/lib/node_modules /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
+      /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-*
 LABEL org.opencontainers.image.title="evaluator-operator" \
       org.opencontainers.image.description="Operator that shards a multi-tenant alert-rule evaluator, and the evaluator it shards" \
       org.opencontainers.image.version="${VERSION}" \

@@ -2,7 +2,8 @@ import { defineConfig } from "vitest/config";
 
 /**
  * Three projects:
- *  - unit: pure logic colocated with the source (`runtime/**`, `operator/**`, `evaluator/**`), needs nothing running;
+ *  - unit: pure logic colocated with the source (`runtime/**`, `operator/**`, `evaluator/**`), and static
+ *    checks of packaging files (`test/static`), needs nothing running;
  *  - integration: real PostgreSQL and Valkey/Redis (`test/integration`);
  *  - e2e: the real local control plane too (`test/e2e`), started once by the global setup.
  * Every test isolates itself (its own database, namespace and tenant ids), so files run in parallel.
@@ -20,6 +21,7 @@ export default defineConfig({
             "evaluator/**/*.test.ts",
             "hack/**/*.test.ts",
             "test/support/**/*.test.ts",
+            "test/static/**/*.test.ts",
           ],
         },
       },

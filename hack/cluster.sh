@@ -98,6 +98,11 @@ up() {
   ensure_deps
   ensure_toolchain
   mkdir -p "$STATE_DIR" "$LOGS" "$RUN"
+  # One `up` at a time (parallel test runs each call it): two at once would both generate the
+  # certificates and keys, and the running apiserver would keep a service-account key that is no
+  # longer the one on disk (a second apiserver of the plane then refuses the first one's tokens).
+  exec 9>"$STATE_DIR.lock"
+  flock 9
   if pid_alive kube-apiserver && kubectl_ get --raw /readyz >/dev/null 2>&1; then
     say "control plane already up (KUBECONFIG=$KUBECONFIG_FILE)"
   fi

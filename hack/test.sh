@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: does all of its own set-up (Node 24, npm dependencies, the cached control-plane
-# toolchain), checks that PostgreSQL and Valkey/Redis answer, then runs every vitest project
+# toolchain, PgBouncer), checks that PostgreSQL and Valkey/Redis answer, then runs every vitest project
 # (unit, integration, e2e). The e2e project starts the local control plane itself, or reuses one.
 # Extra arguments go to vitest, e.g. `npm test -- --project unit`.
 set -euo pipefail
@@ -11,6 +11,7 @@ source "$HACK_DIR/lib.sh"
 ensure_node
 ensure_deps
 ensure_toolchain
+ensure_pgbouncer
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 export VALKEY_URL=${VALKEY_URL:-redis://127.0.0.1:6379/0}
 node -e '

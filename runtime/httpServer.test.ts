@@ -87,6 +87,44 @@ describe("startHttpServer", () => {
     expect((await get("/readyz")).status).toBe(503);
   });
 
+  it("answers a failing probe with its reasons, one per line, and ok when there are none", async () => {
+    let health: string[] = ["Lease last renewed 12s ago"];
+    let readiness: string[] = ["informer caches not synced", "shutting down"];
+    server = await startHttpServer(
+      { host: "127.0.0.1", port: 0 },
+      { healthy: () => ({ reasons: health }), ready: async () => ({ reasons: readiness }) },
+    );
+    expect(await get("/healthz")).toMatchObject({
+      status: 503,
+      body: "unhealthy\nLease last renewed 12s ago\n",
+      type: "text/plain; charset=utf-8",
+    });
+    expect(await get("/livez")).toMatchObject({ status: 503 });
+    expect(await get("/readyz")).toMatchObject({
+      status: 503,
+      body: "not ready\ninformer caches not synced\nshutting down\n",
+    });
+    health = [];
+    readiness = [];
+    expect(await get("/healthz")).toMatchObject({ status: 200, body: "ok\n" });
+    expect(await get("/readyz")).toMatchObject({ status: 200, body: "ok\n" });
+  });
+
+  it("answers 503 when the health check throws", async () => {
+    server = await startHttpServer(
+      { host: "127.0.0.1", port: 0 },
+      {
+        healthy: () => {
+          throw new Error("boom");
+        },
+      },
+    );
+    expect(await get("/healthz")).toMatchObject({
+      status: 503,
+      body: "unhealthy\nhealth check failed: Error: boom\n",
+    });
+  });
+
   it("rejects when the port is taken, and close() frees it", async () => {
     server = await startHttpServer({ host: "127.0.0.1", port: 0 }, {});
     const port = server.port;

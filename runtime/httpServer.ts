@@ -51,14 +51,28 @@ export class ListenError extends Error {
   }
 }
 
+/**
+ * A probe's answer: a boolean, or the reasons it fails (none: it passes). Reasons are short,
+ * single-line texts; a failing probe answers 503 with one per line.
+ */
+export type ProbeAnswer = boolean | { readonly reasons: readonly string[] };
+
 /** What the endpoints of one server answer; a route left out is not served (metrics) or always ok (probes). */
 export interface ProbeRoutes {
   /** Served at `/metrics`: the component's own registry, never prom-client's default one. */
   readonly registry?: Registry;
-  /** Liveness at `/healthz` and `/livez`: the process runs and its event loop turns. */
-  readonly healthy?: () => boolean;
+  /** Liveness at `/healthz` and `/livez`. */
+  readonly healthy?: () => ProbeAnswer;
   /** Readiness at `/readyz`; may take a moment (expected to be cached and bounded by its caller). */
-  readonly ready?: () => boolean | Promise<boolean>;
+  readonly ready?: () => ProbeAnswer | Promise<ProbeAnswer>;
+}
+
+/** The status and plain-text body of a probe's answer: 200 `ok`, or 503 `<failed>` then the reasons. */
+function probeResponse(answer: ProbeAnswer, failed: string): { status: number; body: string } {
+  const reasons = typeof answer === "boolean" ? (answer ? [] : [failed]) : answer.reasons;
+  if (reasons.length === 0) return { status: 200, body: "ok\n" };
+  const lines = typeof answer === "boolean" ? reasons : [failed, ...reasons];
+  return { status: 503, body: `${lines.join("\n")}\n` };
 }
 
 /** A listening server and the port it got (useful with port 0). */
@@ -94,15 +108,24 @@ export function startHttpServer(address: ListenAddress, routes: ProbeRoutes): Pr
       return;
     }
     if (path === "/healthz" || path === "/livez") {
-      const ok = routes.healthy?.() ?? true;
-      return text(ok ? 200 : 503, ok ? "ok\n" : "unhealthy\n");
+      let answer: ProbeAnswer;
+      try {
+        answer = routes.healthy?.() ?? true;
+      } catch (err) {
+        answer = { reasons: [`health check failed: ${String(err)}`] };
+      }
+      const { status, body } = probeResponse(answer, "unhealthy");
+      return text(status, body);
     }
     if (path === "/readyz") {
       const ready = routes.ready ?? (() => true);
       Promise.resolve()
         .then(ready)
         .then(
-          (ok) => text(ok ? 200 : 503, ok ? "ok\n" : "not ready\n"),
+          (answer) => {
+            const { status, body } = probeResponse(answer, "not ready");
+            text(status, body);
+          },
           () => text(503, "not ready\n"),
         );
       return;

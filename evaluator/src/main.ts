@@ -8,6 +8,9 @@ import { ConfigError, type EvaluatorConfig } from "./config/evaluatorConfig.ts";
 import type { EvaluatorClients } from "./lifecycle/runEvaluator.ts";
 import type { Logger } from "./log.ts";
 
+/** statement_timeout of the pool's sessions (pool mode `session`). */
+const STATEMENT_TIMEOUT_MS = 30_000;
+
 /**
  * Builds the evaluator's clients — the only place that does. Failure policy:
  * - Valkey: `enableOfflineQueue: false`, `maxRetriesPerRequest: 1` and a `commandTimeout`, so a
@@ -17,7 +20,7 @@ import type { Logger } from "./log.ts";
  *   circuit breaker; the client keeps reconnecting in the background with capped backoff.
  * - PostgreSQL: a bounded pool (concurrency + headroom for the batch reads and the readiness
  *   probe), a connect timeout, and statement/query timeouts so a stuck query fails the tenant or
- *   the tick instead of holding it forever.
+ *   the tick instead of holding it forever. The LISTEN connection goes to DIRECT_DATABASE_URL.
  * Both get an 'error' listener at once: an idle client dying must never crash the process.
  */
 export function connectClients(config: EvaluatorConfig, log: Logger): EvaluatorClients {
@@ -33,28 +36,43 @@ export function connectClients(config: EvaluatorConfig, log: Logger): EvaluatorC
   valkey.on("error", () => {
     // Logged by runEvaluator; this listener only keeps the error from being thrown.
   });
+  // No session setting goes in the startup packet: PgBouncer refuses a connection that carries one
+  // it does not track (statement_timeout, options), whatever its pool mode.
   const pgOptions = {
-    connectionString: config.databaseUrl,
     connectionTimeoutMillis: 3000,
-    // Batch reads of a large shard can take seconds; a stuck one must not hold the tick forever.
-    statement_timeout: 30_000,
     query_timeout: 35_000,
     application_name: `evaluator ${config.shardSet}#${config.shardIndex}`,
   };
   // Five batch reads run in parallel beside `concurrency` tenant writes, plus the readiness probe.
-  // The pool's only writes are alert writes: their commit mode is a setting (README, "Durability").
+  // The pool's only writes are alert writes, whose commit mode each commit statement sets for its own
+  // transaction (README, "Durability"), so it holds through any pooler.
   const db = new pg.Pool({
     ...pgOptions,
-    options: `-c synchronous_commit=${config.pgSynchronousCommit}`,
+    connectionString: config.databaseUrl,
     max: config.concurrency + 6,
     idleTimeoutMillis: 30_000,
+    // Batch reads of a large shard can take seconds; a stuck one must not hold the tick forever.
+    // Set once per connection where the connection is a session. Through transaction or statement
+    // pooling it is not: a SET would stay on one server connection, for whichever client gets it
+    // next, so the database's own statement_timeout applies (README, "Through PgBouncer").
+    ...(config.pgPoolMode === "session"
+      ? {
+          onConnect: (client: pg.ClientBase) =>
+            client.query(`SET statement_timeout = ${STATEMENT_TIMEOUT_MS}`),
+        }
+      : {}),
   });
   db.on("error", (err) => log.warn({ err: err.message }, "postgres_idle_client_error"));
   return {
     db,
     valkey,
     newListenClient: () => {
-      const client = new pg.Client({ ...pgOptions, statement_timeout: undefined, query_timeout: 10_000 });
+      // LISTEN belongs to a session: this connection must bypass a transaction pooler.
+      const client = new pg.Client({
+        ...pgOptions,
+        connectionString: config.directDatabaseUrl,
+        query_timeout: 10_000,
+      });
       client.on("error", () => {
         // IngestListener attaches its own handler right after; this one closes the gap.
       });

@@ -6,6 +6,7 @@ import { createAssignmentsResolver } from "./assignments/assignmentsResolver.ts"
 import { createSignalSource } from "./autoscale/signalSource.ts";
 import type { OperatorConfig } from "./config/operatorConfig.ts";
 import { LeaderElector } from "./controller/leaderElection.ts";
+import { type ProbeLimits, probeVerdict, RECONCILE_STUCK_AFTER_MS } from "./controller/probeVerdict.ts";
 import { type RunningController, startShardSetController } from "./controller/shardSetController.ts";
 import { DEFAULT_SHARD_DEPLOYMENT_CONFIG } from "./desired/buildShardDeployment.ts";
 import { createKubeWriter } from "./kube/kubeWriter.ts";
@@ -35,10 +36,25 @@ export async function runOperator(config: OperatorConfig, deps: RunDeps): Promis
   const releasers: (() => Promise<void>)[] = [];
 
   let controller: RunningController | undefined;
-  let controllerReady = false;
+  let elector: LeaderElector | undefined;
+  let shuttingDown = false;
+  const le = config.leaderElection;
+  const probeLimits: ProbeLimits = {
+    reconcileStuckAfterMs: RECONCILE_STUCK_AFTER_MS,
+    leaderElection: le.enabled
+      ? { leaseDurationMs: le.leaseDurationMs, renewDeadlineMs: le.renewDeadlineMs }
+      : undefined,
+  };
+  // Judged afresh on every probe from what the controller and the elector report (probeVerdict.ts).
+  const verdict = () =>
+    probeVerdict(
+      { limits: probeLimits, controller: controller?.health(), election: elector?.snapshot(), shuttingDown },
+      Date.now(),
+    );
   const metricsServer = await startHttpServer(config.metricsAddress, { registry });
   const healthServer = await startHttpServer(config.healthAddress, {
-    ready: () => controllerReady || config.leaderElection.enabled,
+    healthy: () => ({ reasons: verdict().unhealthyReasons }),
+    ready: () => ({ reasons: verdict().notReadyReasons }),
   });
   releasers.push(async () => {
     await Promise.all([metricsServer.close(), healthServer.close()]);
@@ -64,11 +80,15 @@ export async function runOperator(config: OperatorConfig, deps: RunDeps): Promis
         clock: { now: () => Date.now() },
         log,
         config: {
-          shardDeployment: DEFAULT_SHARD_DEPLOYMENT_CONFIG,
+          shardDeployment: {
+            ...DEFAULT_SHARD_DEPLOYMENT_CONFIG,
+            serviceAccountPassthrough: config.serviceAccountPassthrough,
+          },
           scaleUpTimeoutMs: config.scaleUpTimeoutMs,
           drainSlackMs: config.drainSlackMs,
           autoscaleIntervalMs: config.autoscaleIntervalMs,
           resyncMs: config.resyncMs,
+          allowedImagePrefixes: config.allowedImagePrefixes,
         },
         applied: new Map(),
         written: new Map(),
@@ -80,9 +100,6 @@ export async function runOperator(config: OperatorConfig, deps: RunDeps): Promis
           metrics.tenantsMoved(set.metadata.namespace, set.metadata.name, moved),
       },
     });
-    void controller.started.then(() => {
-      controllerReady = true;
-    });
   };
 
   let lostLeadership: (err: Error) => void = () => {};
@@ -91,8 +108,6 @@ export async function runOperator(config: OperatorConfig, deps: RunDeps): Promis
   });
   leadershipLost.catch(() => {});
 
-  let elector: LeaderElector | undefined;
-  const le = config.leaderElection;
   if (le.enabled) {
     // A standby exposes 0 from the start, not a metric without a sample.
     metrics.setLeader(le.name, false);
@@ -126,6 +141,7 @@ export async function runOperator(config: OperatorConfig, deps: RunDeps): Promis
   } catch (err) {
     failure = err;
   }
+  shuttingDown = true;
   log.info({ reason: failure ? String(failure) : "signal" }, "Shutting down");
   await controller?.stop();
   await elector?.release();

@@ -330,6 +330,8 @@ describe("EvaluatorShardSet CRD: samples and defaults", () => {
         extraEnv: [
           { name: "TZ", value: "UTC" },
           { name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
+          { name: "PG_POOL_MODE", value: "transaction" },
+          { name: "DIRECT_DATABASE_URL", valueFrom: { secretKeyRef: { name: "pg-direct", key: "url" } } },
         ],
         databaseSecretRef: { name: "pg-evaluator", key: "dsn" },
         valkeySecretRef: { name: "valkey.alerts", key: "connection_url" },
@@ -586,6 +588,15 @@ const invalid: [string, Json, string][] = [
     "spec.evaluator.extraEnv[1].name: Forbidden: extraEnv may not set DATABASE_URL: it is reserved, set by the operator from evaluator.databaseSecretRef",
   ],
   [
+    "DIRECT_DATABASE_URL as a plain value in extraEnv",
+    {
+      spec: {
+        evaluator: { extraEnv: [{ name: "DIRECT_DATABASE_URL", value: "postgres://user:secret@db/app" }] },
+      },
+    },
+    "spec.evaluator.extraEnv[0].name: Forbidden: DIRECT_DATABASE_URL must come from a Secret (valueFrom.secretKeyRef): a connection string is never plain text in this resource",
+  ],
+  [
     "duplicate extraEnv names",
     {
       spec: {
@@ -646,8 +657,10 @@ describe("EvaluatorShardSet CRD: validation", () => {
 
   it("refuses in extraEnv exactly the names the operator sets (server-side dry run)", async () => {
     await inNamespace("crd-reserved-env", async (ns) => {
-      const withEnv = (extraEnv: { name: string; value: string }[]) =>
-        JSON.stringify(mergePatch(minimalShardSet("env"), { spec: { evaluator: { extraEnv } } }));
+      type SecretRef = { secretKeyRef: { name: string; key: string } };
+      const withEnv = (
+        extraEnv: ({ name: string; value: string } | { name: string; valueFrom: SecretRef })[],
+      ) => JSON.stringify(mergePatch(minimalShardSet("env"), { spec: { evaluator: { extraEnv } } }));
       const dryRun = ["apply", "--dry-run=server", "-n", ns, "-f", "-"];
       const refusal = async (extraEnv: { name: string; value: string }[]) =>
         (await kubectlFailure(dryRun, withEnv(extraEnv))).replace(/\s+/g, " ");
@@ -663,14 +676,17 @@ describe("EvaluatorShardSet CRD: validation", () => {
       expect(await refusal([{ name: "TICK_INTERVAL_SECONDS", value: "5" }])).toContain(
         "extraEnv may not set TICK_INTERVAL_SECONDS: it is reserved, set by the operator from evaluator.tickIntervalSeconds (set that field instead)",
       );
-      // Every other setting of the evaluator, and SHARD_COUNT (which nothing sets), is allowed.
+      // Every other setting of the evaluator, and SHARD_COUNT (which nothing sets), is allowed; a
+      // connection string from a Secret only.
       const reserved = new Set<string>(RESERVED_ENV);
       const allowed = [...Object.values(SETTINGS).map((s) => s.env), "SHARD_COUNT"].filter(
         (n) => !reserved.has(n),
       );
-      expect(await kubectl(dryRun, withEnv(allowed.map((name) => ({ name, value: "1" }))))).toContain(
-        "(server dry run)",
+      const fromSecret: SecretRef = { secretKeyRef: { name: "pg-direct", key: "url" } };
+      const entries = allowed.map((name) =>
+        name === "DIRECT_DATABASE_URL" ? { name, valueFrom: fromSecret } : { name, value: "1" },
       );
+      expect(await kubectl(dryRun, withEnv(entries))).toContain("(server dry run)");
     });
   });
 });

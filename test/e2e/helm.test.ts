@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -113,22 +113,17 @@ function only(objects: Manifest[], kind: string, name?: string): Manifest {
 
 const kinds = (objects: Manifest[]) => objects.map((o) => o.kind).sort();
 
-/** The rules the operator needs on what it manages (the RBAC table of the chart README). */
+/**
+ * The rules the operator needs on what it manages (the RBAC table of the chart README): exactly the
+ * calls it makes, which test/e2e/rbac.test.ts checks against an audit log.
+ */
 const MANAGER_RULES: Rule[] = [
-  { apiGroups: ["evaluator.iot.dev"], resources: ["evaluatorshardsets"], verbs: ["get", "list", "watch"] },
-  {
-    apiGroups: ["evaluator.iot.dev"],
-    resources: ["evaluatorshardsets/status"],
-    verbs: ["get", "patch", "update"],
-  },
+  { apiGroups: ["evaluator.iot.dev"], resources: ["evaluatorshardsets"], verbs: ["list", "watch"] },
+  { apiGroups: ["evaluator.iot.dev"], resources: ["evaluatorshardsets/status"], verbs: ["patch"] },
   { apiGroups: ["evaluator.iot.dev"], resources: ["evaluatorshardsets/finalizers"], verbs: ["update"] },
-  {
-    apiGroups: ["apps"],
-    resources: ["deployments"],
-    verbs: ["get", "list", "watch", "create", "patch", "update", "delete"],
-  },
+  { apiGroups: ["apps"], resources: ["deployments"], verbs: ["list", "watch", "create", "patch", "delete"] },
   { apiGroups: [""], resources: ["secrets"], verbs: ["get"] },
-  { apiGroups: [""], resources: ["events"], verbs: ["create", "patch"] },
+  { apiGroups: [""], resources: ["events"], verbs: ["create"] },
 ];
 
 describe("the chart, rendered", () => {
@@ -206,6 +201,10 @@ describe("the chart, rendered", () => {
     ]);
     expect(container.livenessProbe.httpGet).toEqual({ path: "/healthz", port: "health" });
     expect(container.readinessProbe.httpGet).toEqual({ path: "/readyz", port: "health" });
+    // /healthz fails past the renew deadline (10 s): the kubelet must give up on a leader whose
+    // renewals hang within leaseDuration − renewDeadline (5 s), before a standby takes the Lease.
+    const { periodSeconds, failureThreshold } = container.livenessProbe;
+    expect(periodSeconds * failureThreshold).toBeLessThanOrEqual(15 - 10);
     expect(container.ports).toContainEqual({ name: "health", containerPort: 8081, protocol: "TCP" });
     expect(container.securityContext).toMatchObject({
       allowPrivilegeEscalation: false,
@@ -287,6 +286,142 @@ describe("the chart, rendered", () => {
     ]);
   });
 
+  it("passes the shard pod policy to the operator: image prefixes and the ServiceAccount passthrough", async () => {
+    const argsOf = async (set: string[]) =>
+      only(await render(set), "Deployment")["spec"].template.spec.containers[0].args as string[];
+    const defaults = await argsOf([]);
+    expect(defaults.filter((a) => a.includes("image-prefixes") || a.includes("passthrough"))).toEqual([]);
+    const set = await argsOf([
+      "--set",
+      "shardPolicy.allowedImagePrefixes={registry.example.com/team/,ghcr.io/example/evaluator}",
+      "--set",
+      "shardPolicy.serviceAccountPassthrough=false",
+    ]);
+    expect(set).toContain("--allowed-image-prefixes=registry.example.com/team/,ghcr.io/example/evaluator");
+    expect(set).toContain("--no-service-account-passthrough");
+    // A prefix holding a comma or a blank would be split into others by the operator: refused.
+    for (const bad of ["registry.example.com/a b", "registry.example.com/a\\,b"]) {
+      const err = await helmFailure([
+        "template",
+        "rel",
+        chart,
+        "--set",
+        `shardPolicy.allowedImagePrefixes={${bad}}`,
+      ]);
+      expect(err).toContain("/shardPolicy/allowedImagePrefixes/0");
+    }
+  });
+
+  it("renders no NetworkPolicy by default; enabled, one for the operator pods and one per watched namespace for the shard pods", async () => {
+    expect(kinds(await render())).not.toContain("NetworkPolicy");
+    const objects = await render([
+      "--set",
+      "networkPolicy.enabled=true",
+      "--set",
+      "watchNamespaces={team-a,team-b}",
+    ]);
+    const policies = objects.filter((o) => o.kind === "NetworkPolicy");
+    expect(policies.map((p) => `${p.metadata.namespace}/${p.metadata.name}`)).toEqual([
+      "evaluator-system/rel-evaluator-operator",
+      "team-a/rel-evaluator-operator-shards",
+      "team-b/rel-evaluator-operator-shards",
+    ]);
+    const operator = policies[0]!["spec"];
+    expect(operator.podSelector.matchLabels).toEqual(
+      only(objects, "Deployment")["spec"].selector.matchLabels,
+    );
+    expect(operator.policyTypes).toEqual(["Ingress", "Egress"]);
+    // Ingress: /metrics only (the kubelet's probes on 8081 are never subject to NetworkPolicy).
+    expect(operator.ingress).toEqual([{ ports: [{ port: "metrics", protocol: "TCP" }] }]);
+    expect(operator.egress).toEqual([
+      {
+        ports: [
+          { port: 443, protocol: "TCP" },
+          { port: 6443, protocol: "TCP" },
+        ],
+      },
+      { ports: [{ port: 5432, protocol: "TCP" }] },
+      { ports: [{ port: 9090, protocol: "TCP" }] },
+      {
+        ports: [
+          { port: 53, protocol: "UDP" },
+          { port: 53, protocol: "TCP" },
+        ],
+        to: [
+          {
+            namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } },
+            podSelector: { matchLabels: { "k8s-app": "kube-dns" } },
+          },
+        ],
+      },
+    ]);
+    for (const shards of policies.slice(1)) {
+      expect(shards["spec"]).toEqual({
+        podSelector: {
+          matchLabels: {
+            "app.kubernetes.io/managed-by": "evaluator-operator",
+            "app.kubernetes.io/component": "shard",
+          },
+        },
+        policyTypes: ["Ingress"],
+        ingress: [{ ports: [{ port: "metrics", protocol: "TCP" }] }],
+      });
+    }
+  });
+
+  it("configures the NetworkPolicies: sources, destinations, dropped rules, shard namespaces", async () => {
+    const monitoring = {
+      namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } },
+    };
+    const values = {
+      networkPolicy: {
+        enabled: true,
+        operator: {
+          metricsFrom: [monitoring],
+          egress: {
+            apiServer: { ports: [6443], to: [{ ipBlock: { cidr: "10.0.0.10/32" } }] },
+            prometheus: { ports: [] },
+            extra: [{ ports: [{ port: 8200, protocol: "TCP" }] }],
+          },
+        },
+        shards: { namespaces: ["iot"], metricsFrom: [monitoring] },
+      },
+    };
+    const dir = await mkdtemp(join(tmpdir(), "eo-helm-values-"));
+    try {
+      const file = join(dir, "values.json");
+      await writeFile(file, JSON.stringify(values));
+      const policies = (await render(["-f", file])).filter((o) => o.kind === "NetworkPolicy");
+      expect(policies.map((p) => p.metadata.namespace)).toEqual(["evaluator-system", "iot"]);
+      const operator = policies[0]!["spec"];
+      // `from` is `_from` in the client's model of an ingress rule (a reserved word).
+      expect(operator.ingress).toEqual([
+        { ports: [{ port: "metrics", protocol: "TCP" }], _from: [monitoring] },
+      ]);
+      expect(operator.egress).toEqual([
+        { ports: [{ port: 6443, protocol: "TCP" }], to: [{ ipBlock: { cidr: "10.0.0.10/32" } }] },
+        { ports: [{ port: 5432, protocol: "TCP" }] },
+        expect.objectContaining({
+          ports: [
+            { port: 53, protocol: "UDP" },
+            { port: 53, protocol: "TCP" },
+          ],
+        }),
+        { ports: [{ port: 8200, protocol: "TCP" }] },
+      ]);
+      expect(policies[1]!["spec"].ingress).toEqual([
+        { ports: [{ port: "metrics", protocol: "TCP" }], _from: [monitoring] },
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    // Cluster-wide, the chart cannot know the sets' namespaces: the operator's policy only.
+    const clusterWide = await render(["--set", "networkPolicy.enabled=true"]);
+    expect(clusterWide.filter((o) => o.kind === "NetworkPolicy").map((o) => o.metadata.name)).toEqual([
+      "rel-evaluator-operator",
+    ]);
+  });
+
   it("renders the ServiceMonitor only when the cluster serves monitoring.coreos.com/v1", async () => {
     const without = await render(["--set", "serviceMonitor.enabled=true"]);
     expect(kinds(without)).not.toContain("ServiceMonitor");
@@ -359,6 +494,63 @@ describe("the chart, rendered", () => {
     const err = await helmFailure(["template", "rel", chart, ...set]);
     expect(err).toContain("values don't meet the specifications of the schema");
     for (const s of says) expect(err).toContain(s);
+  });
+
+  it("renders the alert-event relay only when enabled: one Recreate replica of `events relay`, its URLs from Secrets", async () => {
+    const relayName = "rel-evaluator-operator-events-relay";
+    expect((await render()).filter((o) => o.metadata.name === relayName)).toEqual([]);
+    const objects = await render([
+      "--set",
+      "events.relay.enabled=true",
+      "--set",
+      "events.relay.databaseSecretRef.name=evaluator-database",
+      "--set",
+      "events.relay.natsSecretRef.name=nats-client",
+      "--set",
+      "events.relay.subjectPrefix=iot.alerts",
+    ]);
+    const relay = only(objects, "Deployment", relayName);
+    expect(relay["spec"].replicas).toBe(1);
+    expect(relay["spec"].strategy).toEqual({ type: "Recreate" });
+    const pod = relay["spec"].template.spec;
+    expect(pod.automountServiceAccountToken).toBe(false);
+    // Never an operator pod (Service, PDB, NetworkPolicy select component=operator).
+    expect(relay["spec"].selector.matchLabels["app.kubernetes.io/component"]).toBe("events-relay");
+    const container = pod.containers[0];
+    expect(container.command).toEqual(["node", "/app/operator/bin/evaluator-operator.ts"]);
+    expect(container.args.slice(0, 5)).toEqual([
+      "events",
+      "relay",
+      "--name=default",
+      "--stream=ALERT_EVENTS",
+      "--subject-prefix=iot.alerts",
+    ]);
+    expect(container.env).toEqual([
+      { name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: "evaluator-database", key: "url" } } },
+      { name: "NATS_URL", valueFrom: { secretKeyRef: { name: "nats-client", key: "url" } } },
+    ]);
+    expect(container.readinessProbe.httpGet).toEqual({ path: "/readyz", port: "http" });
+
+    const noDb = await helmFailure(["template", "rel", chart, "--set", "events.relay.enabled=true"]);
+    expect(noDb).toContain("events.relay.databaseSecretRef.name is required");
+    const noNats = await helmFailure([
+      "template",
+      "rel",
+      chart,
+      "--set",
+      "events.relay.enabled=true",
+      "--set",
+      "events.relay.databaseSecretRef.name=evaluator-database",
+    ]);
+    expect(noNats).toContain("events.relay.natsUrl (or events.relay.natsSecretRef.name) is required");
+    const badPrefix = await helmFailure([
+      "template",
+      "rel",
+      chart,
+      "--set",
+      "events.relay.subjectPrefix=a.*",
+    ]);
+    expect(badPrefix).toContain("/events/relay/subjectPrefix");
   });
 
   it("refuses several replicas without leader election, saying why", async () => {
@@ -564,6 +756,37 @@ describe("the chart, installed on the local apiserver", () => {
     }
   });
 
+  it("renders NetworkPolicies the apiserver accepts (server-side dry run)", async () => {
+    const release = await createTestNamespace(kc, "helm-np");
+    const watched = await createTestNamespace(kc, "helm-np-watched");
+    cleanups.push(
+      () => release.remove(),
+      () => watched.remove(),
+    );
+    const out = await helm([
+      "template",
+      "rel",
+      chart,
+      "--namespace",
+      release.name,
+      "--set",
+      "networkPolicy.enabled=true",
+      "--set",
+      `watchNamespaces={${watched.name}}`,
+      "--set",
+      "networkPolicy.operator.egress.apiServer.to[0].ipBlock.cidr=10.0.0.10/32",
+      "--set",
+      "networkPolicy.operator.metricsFrom[0].podSelector.matchLabels.app=prometheus",
+      "--show-only",
+      "templates/networkpolicy.yaml",
+    ]);
+    const applied = await kubectl(["apply", "--dry-run=server", "-f", "-"], out);
+    expect(applied.trim().split("\n").sort()).toEqual([
+      "networkpolicy.networking.k8s.io/rel-evaluator-operator created (server dry run)",
+      "networkpolicy.networking.k8s.io/rel-evaluator-operator-shards created (server dry run)",
+    ]);
+  });
+
   it("installs cluster-wide: the operator runs, its ServiceAccount can do exactly its job, uninstall removes it", async () => {
     const { ns, release } = await fresh("helm-cluster");
     await install(release, ns);
@@ -611,6 +834,10 @@ describe("the chart, installed on the local apiserver", () => {
       expect(await canI(sa, ["get", "secrets", "-n", where])).toBe("yes");
       // Least privilege: never the spec, never listing or changing Secrets, nothing else.
       expect(await canI(sa, ["delete", "secrets", "-n", where])).toBe("no");
+      // Nor the verbs the operator never uses (test/e2e/rbac.test.ts).
+      expect(await canI(sa, ["get", "evaluatorshardsets.evaluator.iot.dev", "-n", where])).toBe("no");
+      expect(await canI(sa, ["update", "deployments.apps", "-n", where])).toBe("no");
+      expect(await canI(sa, ["patch", "events", "-n", where])).toBe("no");
       expect(await canI(sa, ["list", "secrets", "-n", where])).toBe("no");
       expect(await canI(sa, ["update", "evaluatorshardsets.evaluator.iot.dev", "-n", where])).toBe("no");
       expect(await canI(sa, ["create", "pods", "-n", where])).toBe("no");

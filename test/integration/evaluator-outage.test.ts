@@ -2,10 +2,10 @@
  * Outages of the evaluator's two dependencies, each on a private instance started by the test
  * (never the machine's shared servers), with the real evaluator process running throughout:
  * - Valkey stopped mid-run: ticks go on with the documented fallbacks (an owned tenant is still
- *   evaluated, its threshold alert raised, deduplicated by Postgres; /readyz reports the outage);
- *   Valkey started again: state is written again, with no restart of the process.
- * - Postgres stopped: the tick fails cleanly (logged, the process stays up); started again: the next
- *   tick succeeds, and nothing is duplicated.
+ *   evaluated, its threshold alert raised, deduplicated by Postgres; /readyz reports the outage,
+ *   /healthz does not); Valkey started again: state is written again, with no restart of the process.
+ * - Postgres stopped: the tick fails cleanly (logged, the process stays up, /readyz fails, /healthz
+ *   does not); started again: the next tick succeeds, and nothing is duplicated.
  */
 
 import { Redis } from "ioredis";
@@ -73,6 +73,8 @@ describe("evaluator outages", () => {
       "ticks continuing during the outage",
     );
     expect((await ev.get("/readyz")).status).toBe(503);
+    // Liveness never asks Valkey: an outage must not restart every shard.
+    expect(await ev.get("/healthz")).toEqual({ status: 200, body: "ok\n" });
     expect(ev.logs.some((l) => l.msg === "valkey_fallback" || l.msg === "circuit_breaker")).toBe(true);
 
     await redis.start();
@@ -129,6 +131,8 @@ describe("evaluator outages", () => {
     await ev.waitForLog((l) => l.msg === "tick_failed", 30_000);
     expect(ev.child.exitCode).toBeNull();
     expect((await ev.get("/readyz")).status).toBe(503);
+    // Liveness never asks PostgreSQL: an outage must not restart every shard.
+    expect(await ev.get("/healthz")).toEqual({ status: 200, body: "ok\n" });
     const failedAt = ev.logs.length;
 
     await server.start();

@@ -291,8 +291,10 @@ describe("rules end to end (one real tick per slot)", () => {
     expect(await alerts(t)).toMatchObject([{ state: "resolved" }]);
   });
 
-  it("the evaluator's PostgreSQL sessions commit with the configured synchronous_commit (default off)", async () => {
+  it("each alert commit runs with the configured synchronous_commit (default off), set in its own transaction", async () => {
     const log = pino({ level: "silent" });
+    const t = await tenant();
+    const { rows: server } = await fx.pool.query<{ synchronous_commit: string }>("SHOW synchronous_commit");
     for (const [setting, expected] of [
       [undefined, "off"],
       ["on", "on"],
@@ -305,10 +307,31 @@ describe("rules end to end (one real tick per slot)", () => {
         pgSynchronousCommit: setting,
       });
       const { db, valkey } = connectClients(config, log);
+      const client = await db.connect();
       try {
-        const { rows } = await db.query<{ synchronous_commit: string }>("SHOW synchronous_commit");
-        expect(rows[0]?.synchronous_commit).toBe(expected);
+        // The session keeps the server's setting: nothing a pooler could carry to another client.
+        const session = await client.query<{ synchronous_commit: string }>("SHOW synchronous_commit");
+        expect(session.rows[0]?.synchronous_commit).toBe(server[0]?.synchronous_commit);
+        // Inside an open transaction, to read what the commit statement set for it.
+        await client.query("BEGIN");
+        const store = createPgStore(client, { synchronousCommit: config.pgSynchronousCommit });
+        const fence = (await store.readTenantData([t], T0, 0)).get(t)!.fence;
+        const noWrites = {
+          upserts: [],
+          resolves: [],
+          counts: { fire: 0, stillFiring: 0, resolve: 0 },
+          suppressedByMaintenance: 0,
+        };
+        expect(await store.commitEvaluation(t, noWrites, { fence, nowMs: T0, evaluator: "t" })).toMatchObject(
+          {
+            applied: true,
+          },
+        );
+        const local = await client.query<{ synchronous_commit: string }>("SHOW synchronous_commit");
+        expect(local.rows[0]?.synchronous_commit).toBe(expected);
       } finally {
+        await client.query("ROLLBACK");
+        client.release();
         valkey.disconnect();
         await db.end();
       }

@@ -184,7 +184,7 @@ async function addRule(): Promise<void> {
   );
 }
 
-const REFUSED: WriteResult = { applied: false, opened: 0, updated: 0, resolved: 0 };
+const REFUSED: WriteResult = { applied: false, opened: 0, updated: 0, resolved: 0, events: 0 };
 
 describe("the evaluation fence", () => {
   it("returns every reading to one evaluation: one whose insert commits late comes with the next read, whatever its ts, a newer one is not held back, and none comes twice", async () => {
@@ -252,6 +252,7 @@ describe("the evaluation fence", () => {
       opened: 1,
       updated: 0,
       resolved: 0,
+      events: 1,
     });
     const row = await fenceRow();
 
@@ -270,6 +271,7 @@ describe("the evaluation fence", () => {
       opened: 0,
       updated: 0,
       resolved: 1,
+      events: 1,
     });
     expect(await alertRows()).toMatchObject([{ state: "resolved", occurrences: 1 }]);
   });

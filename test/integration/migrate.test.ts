@@ -88,6 +88,8 @@ describe("migrateUp", () => {
       "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name",
     );
     expect(tables.map((t) => t.table_name)).toEqual([
+      "alert_event_cursors",
+      "alert_events",
       "alert_rules",
       "alerts",
       "devices",

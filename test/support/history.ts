@@ -14,7 +14,10 @@
  * - (d) the `alerts` rows are exactly what ONE healthy evaluator produces when it judges the same
  *   readings in the same order: the committed records are replayed in seq order through the real
  *   pure engine (planTenant → advanceTick → evaluateTenant → buildAlertWrites → applyCommit) into an
- *   in-memory model of the table with the semantics of `commit_evaluation.sql`, then diffed.
+ *   in-memory model of the table with the semantics of `commit_evaluation.sql`, then diffed; the
+ *   same replay gives the `alert_events` rows (when given, {@link HISTORY_ALERT_EVENTS_SQL}): one
+ *   per change of an alert's state, stamped with the seq of the evaluation that made it, compared
+ *   by (rule, device, kind, seq) and severity, with unique ids rising with the seq.
  *
  * Pure: no I/O, no clock. Every violation carries the interleaving of its tenant (records and
  * noted events in time order) around the moment it concerns, so a failure can be read without
@@ -93,6 +96,24 @@ export const HISTORY_ALERTS_SQL = `SELECT tenant_id, rule_id, device_id, fingerp
  WHERE tenant_id = ANY ($1::text[])
  ORDER BY id`;
 
+/** An `alert_events` row as read by {@link HISTORY_ALERT_EVENTS_SQL}. */
+export interface AlertEventRow {
+  readonly id: number;
+  readonly tenant_id: string;
+  readonly rule_id: string;
+  readonly device_id: string | null;
+  readonly kind: "fired" | "escalated" | "resolved" | "suppressed";
+  readonly severity: Severity;
+  readonly seq: number;
+}
+
+/** The query whose rows {@link checkHistory} takes as `alertEvents` ($1: tenant ids), in read order. */
+export const HISTORY_ALERT_EVENTS_SQL = `SELECT id::float8 AS id, tenant_id, rule_id, device_id, kind, severity,
+       seq::float8 AS seq
+  FROM alert_events
+ WHERE tenant_id = ANY ($1::text[])
+ ORDER BY xid, id`;
+
 /** Everything {@link checkHistory} judges. */
 export interface HistoryInput {
   /** Every evaluation record, in the order they were reported. */
@@ -107,6 +128,8 @@ export interface HistoryInput {
   readonly expectedReadings?: readonly ExpectedReading[];
   /** The `alerts` rows of the checked tenants ({@link HISTORY_ALERTS_SQL}). */
   readonly alerts: readonly AlertRow[];
+  /** The `alert_events` rows of the checked tenants ({@link HISTORY_ALERT_EVENTS_SQL}); absent: not checked. */
+  readonly alertEvents?: readonly AlertEventRow[];
   /** Tenants to check besides those named by records, readings and alerts. */
   readonly tenants?: readonly string[];
   /** (c): the longest a tenant may go without a committed evaluation (I + largest shard offset). */
@@ -147,7 +170,9 @@ export type ViolationCheck =
   /** (c) a tenant waited longer than the bound while its shard was up. */
   | "evaluation-gap"
   /** (d) the `alerts` rows differ from a single healthy evaluator's. */
-  | "alerts-differ";
+  | "alerts-differ"
+  /** (d) the `alert_events` rows differ from a single healthy evaluator's (or repeat an id). */
+  | "alert-events-differ";
 
 /** One broken invariant. */
 export interface Violation {
@@ -260,6 +285,7 @@ export function checkHistory(input: HistoryInput): HistoryResult {
   });
   for (const r of input.expectedReadings ?? []) tenant(r.tenantId);
   for (const a of input.alerts) tenant(a.tenant_id);
+  for (const e of input.alertEvents ?? []) tenant(e.tenant_id);
   for (const id of input.tenants ?? []) tenant(id);
   if (input.upIntervals instanceof Map) for (const id of input.upIntervals.keys()) tenant(id);
   const globalEvents = (input.events ?? []).filter((e) => e.tenantId === undefined);
@@ -286,6 +312,23 @@ export function checkHistory(input: HistoryInput): HistoryResult {
       checkGaps(input, t.tenantId, committed, report);
     }
     checkAlerts(input, t.tenantId, committed, report);
+    if (input.alertEvents !== undefined) checkAlertEvents(input, t.tenantId, committed, report);
+  }
+  if (input.alertEvents !== undefined) {
+    const seen = new Set<number>();
+    for (const e of input.alertEvents) {
+      if (!seen.has(e.id)) {
+        seen.add(e.id);
+        continue;
+      }
+      violations.push({
+        invariant: "d",
+        check: "alert-events-differ",
+        tenantId: e.tenant_id,
+        message: `alert event id ${e.id} appears more than once`,
+        interleaving: [],
+      });
+    }
   }
 
   let judged = 0;
@@ -545,6 +588,16 @@ function checkGaps(input: HistoryInput, tenantId: string, committed: readonly nu
 
 // --- (d) ---------------------------------------------------------------------------------------
 
+/** A model `alert_events` row, and which committed record appended it. */
+interface ModelEvent {
+  readonly rule_id: string;
+  readonly device_id: string;
+  readonly kind: AlertEventRow["kind"];
+  readonly severity: Severity;
+  readonly seq: number;
+  readonly writer: number;
+}
+
 /** A model row, and which committed records wrote it (for the interleaving). */
 interface ModelRow {
   tenant_id: string;
@@ -572,6 +625,7 @@ function rank(s: Severity): number {
  */
 function replayTenant(records: readonly EvaluationRecord[], tenantId: string, order: readonly number[]) {
   const rows: ModelRow[] = [];
+  const events: ModelEvent[] = [];
   const open = new Map<string, ModelRow>();
   const snapshot = emptySnapshot();
   for (const i of order) {
@@ -594,6 +648,9 @@ function replayTenant(records: readonly EvaluationRecord[], tenantId: string, or
     const openBefore = new Map(open);
     const ruleIds = new Set(r.rules.map((rule) => rule.id));
     const deviceIds = new Set(r.deviceIds);
+    const seq = r.loadedSeq + 1;
+    const event = (ruleId: string, deviceId: string, kind: ModelEvent["kind"], severity: Severity) =>
+      events.push({ rule_id: ruleId, device_id: deviceId, kind, severity, seq, writer: i });
     for (const u of writes.upserts) {
       // The foreign-key guard: a rule or device that does not exist is skipped.
       if (!ruleIds.has(u.ruleId) || !deviceIds.has(u.deviceId)) continue;
@@ -602,9 +659,13 @@ function replayTenant(records: readonly EvaluationRecord[], tenantId: string, or
         row.last_seen = Math.max(row.last_seen, u.lastSeenMs);
         row.occurrences++;
         row.value = u.value;
-        if (rank(u.severity) > rank(row.severity)) row.severity = u.severity;
+        if (rank(u.severity) > rank(row.severity)) {
+          row.severity = u.severity;
+          event(u.ruleId, u.deviceId, "escalated", u.severity);
+        }
         row.writers.push(i);
       } else {
+        event(u.ruleId, u.deviceId, "fired", u.severity);
         const inserted: ModelRow = {
           tenant_id: tenantId,
           rule_id: u.ruleId,
@@ -630,10 +691,15 @@ function replayTenant(records: readonly EvaluationRecord[], tenantId: string, or
       row.resolved_at = Math.max(row.last_seen, r.now);
       row.writers.push(i);
       open.delete(fp);
+      event(row.rule_id, row.device_id, "resolved", row.severity);
+    }
+    for (const s of writes.suppressions ?? []) {
+      if (!ruleIds.has(s.ruleId) || !deviceIds.has(s.deviceId)) continue;
+      event(s.ruleId, s.deviceId, "suppressed", s.severity);
     }
     applyCommit(snapshot, evaluation.stateUpdates, r.now);
   }
-  return rows;
+  return { rows, events };
 }
 
 /**
@@ -651,7 +717,7 @@ export function replayAlerts(records: readonly EvaluationRecord[]): AlertRow[] {
   const out: AlertRow[] = [];
   for (const [tenantId, list] of byTenant) {
     list.sort((x, y) => records[x]!.loadedSeq - records[y]!.loadedSeq || x - y);
-    for (const { writers: _, ...row } of replayTenant(records, tenantId, list)) out.push(row);
+    for (const { writers: _, ...row } of replayTenant(records, tenantId, list).rows) out.push(row);
   }
   return out;
 }
@@ -687,7 +753,7 @@ function rowDifferences(want: AlertRow, got: AlertRow): string[] {
 }
 
 function checkAlerts(input: HistoryInput, tenantId: string, committed: readonly number[], report: Report) {
-  const model = replayTenant(input.records, tenantId, committed);
+  const model = replayTenant(input.records, tenantId, committed).rows;
   const actual = input.alerts.filter((a) => a.tenant_id === tenantId);
   const group = <T extends AlertRow>(rows: readonly T[]) => {
     const m = new Map<string, T[]>();
@@ -736,6 +802,61 @@ function checkAlerts(input: HistoryInput, tenantId: string, committed: readonly 
     "alerts-differ",
     `alerts in PostgreSQL differ from one healthy evaluator replaying the ${committed.length} committed ` +
       `evaluations in seq order (want = replay, got = database):\n  ${lines.join("\n  ")}`,
+    involved.size > 0 ? { records: [...involved] } : {},
+  );
+}
+
+/**
+ * (d) for the outbox: the tenant's `alert_events` rows are exactly the replay's, matched by
+ * (seq, rule, device, kind) with their severity, so an event of a refused (stale or duplicate)
+ * evaluation, a missing one, or one stamped with another evaluation's seq all show; and the ids of
+ * the tenant's events rise with the seq (evaluations of a tenant commit one after another).
+ */
+function checkAlertEvents(
+  input: HistoryInput,
+  tenantId: string,
+  committed: readonly number[],
+  report: Report,
+) {
+  const model = replayTenant(input.records, tenantId, committed).events;
+  const actual = (input.alertEvents ?? []).filter((e) => e.tenant_id === tenantId);
+  const key = (e: {
+    seq: number;
+    rule_id: string;
+    device_id: string | null;
+    kind: string;
+    severity: string;
+  }) => `seq ${e.seq} ${e.rule_id}/${e.device_id ?? "-"} ${e.kind} ${e.severity}`;
+  const want = new Map<string, ModelEvent[]>();
+  for (const e of model) want.set(key(e), [...(want.get(key(e)) ?? []), e]);
+  const got = new Map<string, AlertEventRow[]>();
+  for (const e of actual) got.set(key(e), [...(got.get(key(e)) ?? []), e]);
+  const lines: string[] = [];
+  const involved = new Set<number>();
+  for (const k of [...new Set([...want.keys(), ...got.keys()])].sort()) {
+    const w = want.get(k) ?? [];
+    const g = got.get(k) ?? [];
+    if (w.length === g.length) continue;
+    lines.push(
+      w.length > g.length
+        ? `missing event ${k} (want ${w.length}, got ${g.length})`
+        : `unexpected event ${k} (want ${w.length}, got ${g.length}: ids ${g.map((e) => e.id).join(", ")})`,
+    );
+    for (const e of w) involved.add(e.writer);
+  }
+  const bySeq = [...actual].sort((x, y) => x.seq - y.seq || x.id - y.id);
+  for (let k = 1; k < bySeq.length; k++) {
+    const prev = bySeq[k - 1]!;
+    const cur = bySeq[k]!;
+    if (cur.id <= prev.id)
+      lines.push(`event id ${cur.id} (seq ${cur.seq}) is not above id ${prev.id} (seq ${prev.seq})`);
+  }
+  if (lines.length === 0) return;
+  report(
+    "d",
+    "alert-events-differ",
+    `alert_events differ from one healthy evaluator replaying the ${committed.length} committed ` +
+      `evaluations in seq order:\n  ${lines.join("\n  ")}`,
     involved.size > 0 ? { records: [...involved] } : {},
   );
 }

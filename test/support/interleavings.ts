@@ -9,8 +9,8 @@
  * stand for a maxSurge rollout. What a step can do to them: tick, overrun (the tenant's commit hangs
  * past its budget, to finish later — or never, when the pod is killed), restart with a new interval,
  * lose Valkey (its circuit breaker trips), have a tenant's Valkey state flushed, move a tenant to
- * another shard (a reshard's commit), ingest readings, and hold a reading in an open transaction
- * (committed late).
+ * another shard (a reshard's commit), ingest readings, hold a reading in an open transaction
+ * (committed late), and open a maintenance window. The `alert_events` rows are read with the alerts.
  */
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
@@ -29,8 +29,10 @@ import type { StateGateway } from "../../evaluator/src/tick/tenantPipeline.ts";
 import { TickRunner } from "../../evaluator/src/tick/tickRunner.ts";
 import { isPostgresOutage } from "../../runtime/postgresOutage.ts";
 import {
+  type AlertEventRow,
   type AlertRow,
   type ExpectedReading,
+  HISTORY_ALERT_EVENTS_SQL,
   HISTORY_ALERTS_SQL,
   type HistoryInput,
   HistoryRecorder,
@@ -62,10 +64,20 @@ export type Step =
   /** Valkey's keys of `tenant` are lost (a flush, a failover without the data). */
   | { readonly kind: "flush"; readonly tenant: number }
   /** Pod `pod` loses (or regains) Valkey: its calls fail and its breaker trips. */
-  | { readonly kind: "valkey"; readonly pod: number; readonly up: boolean };
+  | { readonly kind: "valkey"; readonly pod: number; readonly up: boolean }
+  /**
+   * A maintenance window of `tenant` opens now for `ms` (tick clock), over device `device` or, when
+   * it is null, the whole tenant.
+   */
+  | {
+      readonly kind: "maintenance";
+      readonly tenant: number;
+      readonly device: number | null;
+      readonly ms: number;
+    };
 
-/** The tenants' rules: one of each stateful kind and a threshold with a cooldown. */
-const RULES: readonly Record<string, unknown>[] = [
+/** The tenants' default rules: one of each stateful kind and a threshold with a cooldown. */
+export const RULES: readonly Record<string, unknown>[] = [
   { id: "hot", rule_type: "threshold", operator: ">", threshold: 70, cooldown_seconds: 90 },
   { id: "win", rule_type: "window", operator: ">", threshold: 50, window_seconds: 120, min_count: 2 },
   {
@@ -89,6 +101,8 @@ export interface InterleavingOptions {
   readonly shards: readonly number[];
   readonly intervalMs: number;
   readonly budgetMs: number;
+  /** `alert_rules` columns of each tenant's rules (default {@link RULES}; metric "temp", no cooldown unless given). */
+  readonly rules?: readonly Record<string, unknown>[];
   /** Called after the run, before its Valkey keys are deleted (to look at the stored state). */
   readonly inspect?: (tenantIds: readonly string[]) => Promise<void>;
 }
@@ -162,7 +176,7 @@ export async function runSchedule(
       opts.shards[i % opts.shards.length]!,
     ]);
     for (const d of devices) await db.query("INSERT INTO devices (tenant_id, id) VALUES ($1, $2)", [id, d]);
-    for (const r of RULES) {
+    for (const r of opts.rules ?? RULES) {
       const row: Record<string, unknown> = { metric: "temp", cooldown_seconds: 0, ...r };
       const names = Object.keys(row);
       await db.query(
@@ -384,6 +398,17 @@ export async function runSchedule(
         pod.valkeyUp = step.up;
         break;
       }
+      case "maintenance": {
+        const id = tenantIds[step.tenant % tenantIds.length]!;
+        const device = step.device === null ? null : devices[step.device % devices.length]!;
+        await db.query(
+          `INSERT INTO maintenance_windows (tenant_id, device_id, starts_at, ends_at)
+           VALUES ($1, $2, to_timestamp($3::float8 / 1000), to_timestamp($4::float8 / 1000))`,
+          [id, device, clock.now(), clock.now() + step.ms],
+        );
+        note("maintenance", `${device ?? "every device"} for ${step.ms} ms`, id);
+        break;
+      }
     }
   }
 
@@ -403,6 +428,7 @@ export async function runSchedule(
   for (const pod of pods) await pod.runner.drain();
 
   const { rows } = await db.query<AlertRow>(HISTORY_ALERTS_SQL, [tenantIds]);
+  const { rows: alertEvents } = await db.query<AlertEventRow>(HISTORY_ALERT_EVENTS_SQL, [tenantIds]);
   try {
     await opts.inspect?.(tenantIds);
   } finally {
@@ -414,6 +440,7 @@ export async function runSchedule(
       events: history.events,
       expectedReadings: expected,
       alerts: rows,
+      alertEvents,
       tenants: tenantIds,
     },
     log,

@@ -6,11 +6,15 @@
  * objects; the plane's apiserver keeps serving everyone else, and a test can write through it while
  * the private one is down.
  *
+ * `extraArgs` adds flags of its own, for example an audit log that only this apiserver writes.
+ *
  * ```ts
  * const api = await startPrivateApiserver();
  * try {
  *   await api.stop(); // an outage (SIGTERM: a graceful apiserver shutdown)
  *   await api.start(); // back on the same port
+ *   api.freeze(); // a hung apiserver (SIGSTOP): connections open, nothing answers
+ *   api.thaw(); // SIGCONT: it answers again
  * } finally {
  *   await api.destroy();
  * }
@@ -30,12 +34,21 @@ export interface PrivateApiserver {
   readonly port: number;
   /** A kubeconfig for this apiserver: the plane's credentials, this server's address. */
   readonly kc: k8s.KubeConfig;
+  /** The same kubeconfig as a file, for a child process (`--kubeconfig`). */
+  readonly kubeconfigPath: string;
   /** Pid of the running apiserver, or undefined while it is stopped. */
   pid(): number | undefined;
   /** SIGTERM (a graceful shutdown; SIGKILL after 60 s). Resolves once the process has exited. */
   stop(): Promise<void>;
   /** Starts it again on the same port; resolves once `/readyz` answers ok. */
   start(): Promise<void>;
+  /**
+   * SIGSTOP: the process stays and the kernel still accepts connections, but no request gets an
+   * answer (a hung apiserver, as behind a dead link); clients without a timeout wait forever.
+   */
+  freeze(): void;
+  /** SIGCONT after {@link freeze}: the requests that waited are answered. */
+  thaw(): void;
   /** Stops it if it runs and removes its temp folder. Idempotent. */
   destroy(): Promise<void>;
 }
@@ -87,12 +100,19 @@ async function sweepOrphans(): Promise<void> {
   }
 }
 
+export interface PrivateApiserverOptions {
+  /** Flags appended to the plane's (e.g. `--audit-policy-file=...`, `--audit-log-path=...`). */
+  readonly extraArgs?: readonly string[];
+}
+
 /** Starts a second kube-apiserver of the local plane on a free port. Call `destroy()` when done. */
-export async function startPrivateApiserver(): Promise<PrivateApiserver> {
+export async function startPrivateApiserver(
+  options: PrivateApiserverOptions = {},
+): Promise<PrivateApiserver> {
   await sweepOrphans();
   const plane = await planeApiserver();
   const port = await freePort();
-  const args = withPort(plane.args, port);
+  const args = [...withPort(plane.args, port), ...(options.extraArgs ?? [])];
   const dir = await mkdtemp(join(tmpdir(), `${DIR_PREFIX}${process.pid}-`));
   const shared = loadKubeConfig();
   const kc = new k8s.KubeConfig();
@@ -102,6 +122,8 @@ export async function startPrivateApiserver(): Promise<PrivateApiserver> {
     contexts: shared.contexts,
     currentContext: shared.currentContext,
   });
+  const kubeconfigPath = join(dir, "kubeconfig");
+  await writeFile(kubeconfigPath, kc.exportConfig());
   const health = new k8s.Health(kc);
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
@@ -145,6 +167,7 @@ export async function startPrivateApiserver(): Promise<PrivateApiserver> {
     const proc = child;
     if (!proc) return;
     proc.kill("SIGTERM");
+    proc.kill("SIGCONT"); // a frozen one could not shut down
     const timer = setTimeout(() => proc.kill("SIGKILL"), 60_000);
     await exited;
     clearTimeout(timer);
@@ -166,5 +189,19 @@ export async function startPrivateApiserver(): Promise<PrivateApiserver> {
     await destroy();
     throw err;
   }
-  return { port, kc, pid: () => child?.pid, stop, start, destroy };
+  const signal = (sig: NodeJS.Signals) => () => {
+    if (!child) throw new Error("private apiserver is not running");
+    child.kill(sig);
+  };
+  return {
+    port,
+    kc,
+    kubeconfigPath,
+    pid: () => child?.pid,
+    stop,
+    start,
+    freeze: signal("SIGSTOP"),
+    thaw: signal("SIGCONT"),
+    destroy,
+  };
 }

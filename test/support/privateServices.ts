@@ -98,13 +98,16 @@ function baseDir(): string {
   return tmpdir();
 }
 
+/** Kinds of private instances, each folder named `eo-<kind>-<owner pid>-…`. */
+export type InstanceKind = "redis" | "pg" | "pgbouncer";
+
 /** Folder names carry the owning test process's pid, so a later run can sweep what a dead one left. */
-async function makeInstanceDir(kind: "redis" | "pg"): Promise<string> {
+export async function makeInstanceDir(kind: InstanceKind): Promise<string> {
   return mkdtemp(join(baseDir(), `eo-${kind}-${process.pid}-`));
 }
 
 /** Folders of `kind` whose owning test process is gone. */
-function orphanedDirs(kind: "redis" | "pg"): string[] {
+export function orphanedDirs(kind: InstanceKind): string[] {
   const base = baseDir();
   const pattern = new RegExp(`^eo-${kind}-(\\d+)-`);
   let names: string[];
@@ -277,7 +280,7 @@ function pgToolchain(): Promise<PgToolchain> {
   return toolchain;
 }
 
-function isExecutable(path: string): boolean {
+export function isExecutable(path: string): boolean {
   try {
     accessSync(path, constants.X_OK);
     return statSync(path).isFile();
@@ -286,7 +289,7 @@ function isExecutable(path: string): boolean {
   }
 }
 
-function findOnPath(name: string): string | undefined {
+export function findOnPath(name: string): string | undefined {
   for (const dir of (process.env["PATH"] ?? "").split(delimiter)) {
     if (dir && isExecutable(join(dir, name))) return join(dir, name);
   }
@@ -470,7 +473,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
 
 // ---------------------------------------------------------------------------------------------------
 
-async function waitFor(
+export async function waitFor(
   probe: () => Promise<boolean>,
   { timeoutMs, what }: { timeoutMs: number; what: string },
 ): Promise<void> {
@@ -481,7 +484,7 @@ async function waitFor(
   }
 }
 
-function readTail(file: string): string {
+export function readTail(file: string): string {
   try {
     return readFileSync(file, "utf8").split("\n").slice(-20).join("\n");
   } catch {

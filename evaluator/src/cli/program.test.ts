@@ -69,7 +69,7 @@ describe("createProgram", () => {
       exitCode: 0,
     });
     expect(out).toContain(
-      "give DATABASE_URL and VALKEY_URL in the environment (from a\nSecret), not as flags",
+      "give DATABASE_URL, DIRECT_DATABASE_URL and VALKEY_URL in the\nenvironment (from a Secret), not as flags",
     );
     expect(out.replace(/\s+/g, " ")).toContain(
       "--database-url <url> PostgreSQL connection string (required; prefer the variable: a flag shows in ps)",

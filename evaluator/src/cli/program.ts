@@ -43,6 +43,10 @@ const DESCRIPTIONS: Record<keyof RawEvaluatorOptions, string> = {
   valkeyCommandTimeoutMs: "timeout of one Valkey command, ms (default 2000)",
   pgSynchronousCommit:
     "synchronous_commit of the alert writes: off | local | on | remote_write | remote_apply (default off)",
+  pgPoolMode:
+    "pooling between DATABASE_URL and PostgreSQL, as PgBouncer's pool_mode: session | transaction | statement (default session)",
+  directDatabaseUrl:
+    "PostgreSQL connection string without a transaction pooler, for LISTEN (default: DATABASE_URL; prefer the variable)",
   tenantMaxPairs: "(rule, device) pairs above which a tenant is not evaluated this tick (default 50000)",
   tenantMaxReadings: "new readings above which a tenant is not evaluated this tick (default 200000)",
 };
@@ -75,8 +79,10 @@ export function createProgram(deps: ProgramDeps): Command {
   run.addHelpText(
     "after",
     `
-Connection strings carry passwords: give DATABASE_URL and VALKEY_URL in the environment (from a
-Secret), not as flags, whose values every user of the host sees in ps.
+Connection strings carry passwords: give DATABASE_URL, DIRECT_DATABASE_URL and VALKEY_URL in the
+environment (from a Secret), not as flags, whose values every user of the host sees in ps.
+Through PgBouncer in transaction or statement pooling, set PG_POOL_MODE to that mode and
+DIRECT_DATABASE_URL to a connection that bypasses it (NOTIFY wake-ups need a session).
 Exit codes: 0 after a graceful stop, 2 for bad usage or an invalid setting, 1 for any other failure.`,
   );
   run.action(async (opts: Record<string, string | undefined>) => {

@@ -36,9 +36,27 @@ describe("compileEvaluatorConfig", () => {
       breaker: { failureThreshold: 3, cooldownMs: 5000 },
       valkeyCommandTimeoutMs: 2000,
       pgSynchronousCommit: "off",
+      pgPoolMode: "session",
+      directDatabaseUrl: valid.databaseUrl,
       tenantLimits: { maxPairs: 50_000, maxReadings: 200_000 },
     });
     expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it("takes the pool mode from PG_POOL_MODE and the LISTEN connection from DIRECT_DATABASE_URL", () => {
+    const direct = "postgresql://evaluator@db-primary:5432/iot";
+    for (const mode of ["session", "transaction", "statement"] as const) {
+      const c = compileEvaluatorConfig({ ...valid, pgPoolMode: mode, directDatabaseUrl: direct });
+      expect(c).toMatchObject({
+        pgPoolMode: mode,
+        databaseUrl: valid.databaseUrl,
+        directDatabaseUrl: direct,
+      });
+    }
+    // An empty variable is no setting: the database URL is the direct one.
+    expect(compileEvaluatorConfig({ ...valid, directDatabaseUrl: " " }).directDatabaseUrl).toBe(
+      valid.databaseUrl,
+    );
   });
 
   it("converts units and accepts fractional seconds", () => {
@@ -83,6 +101,8 @@ describe("compileEvaluatorConfig", () => {
     [{ metricsHost: "bad host" }, "METRICS_HOST", /IP address or a host name, got "bad host"/],
     [{ metricsHost: "http://0.0.0.0" }, "METRICS_HOST", /IP address or a host name/],
     [{ pgSynchronousCommit: "maybe" }, "PG_SYNCHRONOUS_COMMIT", /one of off, local, on/],
+    [{ pgPoolMode: "pgbouncer" }, "PG_POOL_MODE", /one of session, transaction, statement, got "pgbouncer"/],
+    [{ directDatabaseUrl: "redis://db/x" }, "DIRECT_DATABASE_URL", /scheme/],
     [{ tenantMaxPairs: "0" }, "TENANT_MAX_PAIRS", /integer/],
     [{ tenantMaxReadings: "1e5" }, "TENANT_MAX_READINGS", /integer/],
   ] as const)("rejects %j naming %s", (overrides, setting, problem) => {
@@ -104,6 +124,9 @@ describe("compileEvaluatorConfig", () => {
 
   it("never echoes a connection string in an error", () => {
     expect(compileError({ databaseUrl: "postgres://u:hunter2@db:bad-port/x" })).not.toContain("hunter2");
+    expect(compileError({ directDatabaseUrl: "postgres://u:hunter2@db:bad-port/x" })).not.toContain(
+      "hunter2",
+    );
     // A bare password with a colon parses as a URL whose "scheme" is part of the secret.
     expect(compileError({ valkeyUrl: "hunter2:more" })).not.toContain("hunter2");
     expect(compileError({ valkeyUrl: "http://valkey:6379" })).toContain('unsupported scheme "http:"');

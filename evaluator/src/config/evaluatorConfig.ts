@@ -24,6 +24,8 @@ export interface RawEvaluatorOptions {
   readonly breakerCooldownSeconds?: string | undefined;
   readonly valkeyCommandTimeoutMs?: string | undefined;
   readonly pgSynchronousCommit?: string | undefined;
+  readonly pgPoolMode?: string | undefined;
+  readonly directDatabaseUrl?: string | undefined;
   readonly tenantMaxPairs?: string | undefined;
   readonly tenantMaxReadings?: string | undefined;
 }
@@ -48,14 +50,29 @@ export interface EvaluatorConfig {
   readonly metricsHost: string;
   readonly breaker: { readonly failureThreshold: number; readonly cooldownMs: number };
   readonly valkeyCommandTimeoutMs: number;
-  /** `synchronous_commit` of the evaluator's PostgreSQL sessions (its only writes are alert writes). */
+  /** `synchronous_commit` of the evaluator's alert-write transactions (set in each, so any pooler passes it). */
   readonly pgSynchronousCommit: PgSynchronousCommit;
+  /**
+   * How the connections of {@link databaseUrl} are pooled on the way to PostgreSQL, as PgBouncer's
+   * `pool_mode` says: `session` (a direct connection, or session pooling) keeps per-connection
+   * prepared statements and session settings; `transaction` and `statement` send every statement
+   * unnamed and no session setting, since the next transaction may run on another server connection.
+   */
+  readonly pgPoolMode: PgPoolMode;
+  /**
+   * A connection string that reaches PostgreSQL without a transaction- or statement-pooling proxy,
+   * for what needs a session of its own: the LISTEN connection. Default: {@link databaseUrl}.
+   */
+  readonly directDatabaseUrl: string;
   /** Bounds of one tenant's evaluation; a tenant over one is quarantined for the tick. */
   readonly tenantLimits: TenantLimits;
 }
 
 export const PG_SYNCHRONOUS_COMMIT = ["off", "local", "on", "remote_write", "remote_apply"] as const;
 export type PgSynchronousCommit = (typeof PG_SYNCHRONOUS_COMMIT)[number];
+
+export const PG_POOL_MODES = ["session", "transaction", "statement"] as const;
+export type PgPoolMode = (typeof PG_POOL_MODES)[number];
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -82,6 +99,8 @@ export const SETTINGS = {
   breakerCooldownSeconds: { flag: "--breaker-cooldown-seconds", env: "BREAKER_COOLDOWN_SECONDS" },
   valkeyCommandTimeoutMs: { flag: "--valkey-command-timeout-ms", env: "VALKEY_COMMAND_TIMEOUT_MS" },
   pgSynchronousCommit: { flag: "--pg-synchronous-commit", env: "PG_SYNCHRONOUS_COMMIT" },
+  pgPoolMode: { flag: "--pg-pool-mode", env: "PG_POOL_MODE" },
+  directDatabaseUrl: { flag: "--direct-database-url", env: "DIRECT_DATABASE_URL" },
   tenantMaxPairs: { flag: "--tenant-max-pairs", env: "TENANT_MAX_PAIRS" },
   tenantMaxReadings: { flag: "--tenant-max-readings", env: "TENANT_MAX_READINGS" },
 } as const satisfies Record<keyof RawEvaluatorOptions, { flag: string; env: string }>;
@@ -126,8 +145,13 @@ function decimal(raw: RawEvaluatorOptions, setting: Setting, dflt: number, min: 
   return n;
 }
 
-function url(raw: RawEvaluatorOptions, setting: Setting, protocols: readonly string[]): string {
-  const v = required(raw, setting);
+function url(
+  raw: RawEvaluatorOptions,
+  setting: Setting,
+  protocols: readonly string[],
+  dflt?: string,
+): string {
+  const v = dflt === undefined ? required(raw, setting) : (present(raw, setting) ?? dflt);
   let parsed: URL;
   try {
     parsed = new URL(v);
@@ -154,7 +178,8 @@ const SHARD_SET_FORMAT = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a
  * commands time out after 2000 ms; a tenant of more than 50,000 (rule, device) pairs or 200,000
  * new readings is quarantined for the tick; alert writes commit asynchronously (`synchronous_commit` off:
  * a database crash can lose the last fraction of a second of them, which the next tick writes
- * again, see the evaluator README).
+ * again, see the evaluator README); connections are sessions of their own (pool mode `session`), and
+ * the LISTEN connection uses the database URL.
  *
  * @throws ConfigError naming the first invalid setting (environment variable and flag)
  */
@@ -165,6 +190,7 @@ export function compileEvaluatorConfig(raw: RawEvaluatorOptions): EvaluatorConfi
   if (!SHARD_SET_FORMAT.test(shardSet)) fail("shardSet", `expected "namespace/name", got "${shardSet}"`);
   const [namespace = "", shardSetName = ""] = shardSet.split("/");
   const databaseUrl = url(raw, "databaseUrl", ["postgres:", "postgresql:"]);
+  const directDatabaseUrl = url(raw, "directDatabaseUrl", ["postgres:", "postgresql:"], databaseUrl);
   const valkeyUrl = url(raw, "valkeyUrl", ["redis:", "rediss:"]);
 
   const intervalSeconds = decimal(raw, "tickIntervalSeconds", 60, 0.1, 86_400);
@@ -201,6 +227,10 @@ export function compileEvaluatorConfig(raw: RawEvaluatorOptions): EvaluatorConfi
       `expected one of ${PG_SYNCHRONOUS_COMMIT.join(", ")}, got "${pgSynchronousCommit}"`,
     );
   }
+  const pgPoolMode = present(raw, "pgPoolMode") ?? "session";
+  if (!(PG_POOL_MODES as readonly string[]).includes(pgPoolMode)) {
+    fail("pgPoolMode", `expected one of ${PG_POOL_MODES.join(", ")}, got "${pgPoolMode}"`);
+  }
   // Sized on the largest tenant the product runs (see DEFAULT_TENANT_LIMITS).
   const tenantLimits = Object.freeze({
     maxPairs: integer(raw, "tenantMaxPairs", DEFAULT_TENANT_LIMITS.maxPairs, 1, 100_000_000),
@@ -224,6 +254,8 @@ export function compileEvaluatorConfig(raw: RawEvaluatorOptions): EvaluatorConfi
     breaker: Object.freeze({ failureThreshold, cooldownMs }),
     valkeyCommandTimeoutMs,
     pgSynchronousCommit: pgSynchronousCommit as PgSynchronousCommit,
+    pgPoolMode: pgPoolMode as PgPoolMode,
+    directDatabaseUrl,
     tenantLimits,
   });
 }

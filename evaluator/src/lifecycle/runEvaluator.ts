@@ -15,6 +15,7 @@ import { createEvaluatorMetrics } from "../metrics.ts";
 import { readRebuiltState } from "../state/rebuild.ts";
 import { ValkeyState } from "../state/valkeyState.ts";
 import { createPgStore } from "../store/pgStore.ts";
+import { withoutStatementNames } from "../store/unnamedStatements.ts";
 import { CircuitBreaker } from "../tick/circuitBreaker.ts";
 import type { EvaluatorFaults } from "../tick/evaluatorFaults.ts";
 import { IngestListener } from "../tick/ingestListener.ts";
@@ -22,7 +23,7 @@ import { isValkeyOutage } from "../tick/outages.ts";
 import { shardOffsetMs } from "../tick/slotSchedule.ts";
 import { TickRunner } from "../tick/tickRunner.ts";
 import { TickScheduler } from "../tick/tickScheduler.ts";
-import { createLiveness, createReadiness } from "./probes.ts";
+import { createLiveness, createReadiness, createTickWatchdog, tickStuckAfterMs } from "./probes.ts";
 import { Releasers } from "./releasers.ts";
 
 /** The clients the evaluator talks through, built by the entry point (the only place that does). */
@@ -76,6 +77,8 @@ export async function runEvaluator(config: EvaluatorConfig, deps: RunEvaluatorDe
     log.info(
       {
         database: redactUrl(config.databaseUrl),
+        pgPoolMode: config.pgPoolMode,
+        directDatabase: redactUrl(config.directDatabaseUrl),
         valkey: redactUrl(config.valkeyUrl),
         intervalMs: config.intervalMs,
         minIntervalMs: config.minIntervalMs,
@@ -119,11 +122,21 @@ export async function runEvaluator(config: EvaluatorConfig, deps: RunEvaluatorDe
       await valkey.quit().catch(() => valkey.disconnect());
     });
 
-    const store = createPgStore(db);
+    // Through transaction or statement pooling no statement may stay prepared on a connection: the
+    // client's next one may run on another server connection (README, "Through PgBouncer").
+    const queryable = config.pgPoolMode === "session" ? db : withoutStatementNames(db);
+    const store = createPgStore(queryable, { synchronousCommit: config.pgSynchronousCommit });
     const state = new ValkeyState(valkey);
 
     const liveness = createLiveness(Math.max(30_000, 2 * config.intervalMs));
     releasers.push("liveness", liveness.stop);
+    // Liveness never asks PostgreSQL or Valkey (an outage of either must not restart every shard);
+    // it fails when the event loop stalls or the tick loop stops turning.
+    const tickLoop = createTickWatchdog({
+      clock,
+      stuckAfterMs: tickStuckAfterMs(config.intervalMs),
+      draining: () => draining,
+    });
     const ready = createReadiness({
       clock,
       checks: [() => store.ping(), () => valkey.ping()],
@@ -135,7 +148,9 @@ export async function runEvaluator(config: EvaluatorConfig, deps: RunEvaluatorDe
       { host: config.metricsHost, port: config.metricsPort },
       {
         registry,
-        healthy: liveness.healthy,
+        healthy: () => ({
+          reasons: [...(liveness.healthy() ? [] : ["event loop stalled"]), ...tickLoop.reasons()],
+        }),
         ready,
       },
     );
@@ -149,12 +164,13 @@ export async function runEvaluator(config: EvaluatorConfig, deps: RunEvaluatorDe
       settings: config,
       store,
       state,
-      rebuild: (plan, fence, wallNow) => readRebuiltState(db, plan, fence, wallNow),
+      rebuild: (plan, fence, wallNow) => readRebuiltState(queryable, plan, fence, wallNow),
       clock,
       log,
       metrics,
       breakers,
       token,
+      onEvaluation: tickLoop.beat,
       ...(deps.faults ? { faults: deps.faults } : {}),
     });
     const stop = new AbortController();
@@ -162,6 +178,7 @@ export async function runEvaluator(config: EvaluatorConfig, deps: RunEvaluatorDe
       clock,
       config: { intervalMs: config.intervalMs, offsetMs, minIntervalMs: config.minIntervalMs },
       runTick: async (tick) => {
+        tickLoop.beat();
         const summary = await runner.runTick(tick, stop.signal);
         if (summary.durationMs > config.intervalMs) {
           log.warn(
@@ -177,17 +194,24 @@ export async function runEvaluator(config: EvaluatorConfig, deps: RunEvaluatorDe
       onTickError: (err) => log.error({ err: errorMessage(err) }, "tick_failed"),
     });
 
-    const listener = new IngestListener({
-      newClient: clients.newListenClient,
-      onNotify: () => {
-        metrics.wakeups.inc();
-        scheduler.wake();
-      },
-      log,
-      clock,
-    });
-    listener.start();
-    releasers.push("listen connection", () => listener.close());
+    if (config.pgPoolMode !== "session" && config.directDatabaseUrl === config.databaseUrl) {
+      // LISTEN belongs to a session: made through a transaction or statement pooler it would never
+      // hear a NOTIFY, and would leave its registration on a pooled server connection. Without a
+      // direct URL the timer alone drives the ticks.
+      log.warn({ poolMode: config.pgPoolMode, reason: "DIRECT_DATABASE_URL is not set" }, "listen_disabled");
+    } else {
+      const listener = new IngestListener({
+        newClient: clients.newListenClient,
+        onNotify: () => {
+          metrics.wakeups.inc();
+          scheduler.wake();
+        },
+        log,
+        clock,
+      });
+      listener.start();
+      releasers.push("listen connection", () => listener.close());
+    }
 
     const onShutdown = () => {
       draining = true;

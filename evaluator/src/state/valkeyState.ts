@@ -75,9 +75,11 @@ export interface ValkeyStateOptions {
  * Default bound of one state call: 5,000 pairs read, or 5,000 ops written. A script blocks the
  * whole server (every shard's calls) while it runs; on the development machine (Redis 7.0) a call
  * of 5,000 pairs takes about 9 ms of script time, against about 60 ms for 50,000 pairs (the
- * default tenant pair limit, `TENANT_MAX_PAIRS`), which is thus at most 10 calls a side. Tenants
- * the size of the benchmark's (400 pairs) and the product's (2,000 sensors × 2 rules) keep their
- * one call.
+ * default tenant pair limit, `TENANT_MAX_PAIRS`), which is thus read in at most 10 calls; its
+ * writes take one call per 5,000 ops, and a pair has up to four (a buffer, its lifecycle,
+ * statistics or last-seen field, a cooldown). A tenant the size of the benchmark's (400 pairs)
+ * keeps one call each way; the product's largest (2,000 sensors × 2 rules) reads in one call, and
+ * writes in one unless a write has more than 5,000 ops.
  */
 export const STATE_CALL_MAX_PAIRS = 5_000;
 

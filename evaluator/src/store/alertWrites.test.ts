@@ -86,6 +86,11 @@ describe("buildAlertWrites", () => {
     expect(tenant.upserts).toEqual([]);
     expect(tenant.resolves).toHaveLength(1);
     expect(tenant.suppressedByMaintenance).toBe(2);
+    // Only the held-back fire is a suppression (a `suppressed` alert event); the still-firing
+    // ticks of the same incident are not.
+    expect(tenant.suppressions?.map((x) => [x.deviceId, x.fingerprint])).toEqual([
+      ["d1", alertFingerprint("t1", "r1", "d1")],
+    ]);
   });
 
   it("resolves an open alert whose condition is false even without a lifecycle resolve; unknown never resolves", () => {

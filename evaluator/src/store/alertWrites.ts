@@ -36,11 +36,26 @@ export interface AlertUpsert {
   readonly escalated: boolean;
 }
 
+/** A `fire` held back by a maintenance window: no alert row, but a `suppressed` alert event. */
+export interface AlertSuppression {
+  readonly ruleId: string;
+  readonly deviceId: string;
+  readonly fingerprint: string;
+  readonly severity: Severity;
+  readonly value: number | null;
+  readonly message: string;
+}
+
 /** Everything one tenant writes to `alerts` this tick. */
 export interface AlertWrites {
   readonly upserts: readonly AlertUpsert[];
   /** Fingerprints of open alerts to resolve. */
   readonly resolves: readonly string[];
+  /**
+   * The `fire` actions a maintenance window held back (one per incident: the lifecycle fires once,
+   * the ticks after it are `still-firing`), for the alert-event outbox. Absent: none.
+   */
+  readonly suppressions?: readonly AlertSuppression[];
   /** Decided actions by kind (after suppression): what `evaluator_alerts_total` counts. */
   readonly counts: { readonly fire: number; readonly stillFiring: number; readonly resolve: number };
   /** fire/still-firing actions held back by a maintenance window. */
@@ -93,6 +108,7 @@ export function buildAlertWrites(
 ): AlertWrites {
   const upserts: AlertUpsert[] = [];
   const resolves: string[] = [];
+  const suppressions: AlertSuppression[] = [];
   const resolvedPairs = new Set<string>();
   let fire = 0;
   let stillFiring = 0;
@@ -104,11 +120,21 @@ export function buildAlertWrites(
       resolvedPairs.add(pairKey(ev.ruleId, ev.deviceId));
       continue;
     }
+    const rule = rulesById.get(ev.ruleId);
     if (underMaintenance(maintenance, ev.deviceId)) {
       suppressedByMaintenance++;
+      if (ev.action === "fire") {
+        suppressions.push({
+          ruleId: ev.ruleId,
+          deviceId: ev.deviceId,
+          fingerprint,
+          severity: ev.severity,
+          value: ev.value,
+          message: rule ? alertMessage(rule, ev) : "",
+        });
+      }
       continue;
     }
-    const rule = rulesById.get(ev.ruleId);
     upserts.push({
       ruleId: ev.ruleId,
       deviceId: ev.deviceId,
@@ -145,6 +171,7 @@ export function buildAlertWrites(
   return {
     upserts,
     resolves,
+    suppressions,
     counts: { fire, stillFiring, resolve: resolves.length },
     suppressedByMaintenance,
   };

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import type { PgSynchronousCommit } from "../config/evaluatorConfig.ts";
 import { pairKey } from "../rules/planTenant.ts";
 import type { Reading } from "../rules/types.ts";
 import type { AlertWrites, Maintenance } from "./alertWrites.ts";
@@ -89,6 +90,8 @@ export interface WriteResult {
   readonly opened: number;
   readonly updated: number;
   readonly resolved: number;
+  /** Rows appended to the alert-event outbox (`alert_events`, migration 000009). */
+  readonly events: number;
 }
 
 /** What a commit needs besides the alert writes. */
@@ -122,7 +125,8 @@ export interface EvaluatorStore {
   /**
    * Commits one tenant's evaluation in one statement (atomic): moves the fence from
    * `commit.fence.seq` to the next seq and the judged snapshot to `commit.fence.readSnapshot`, and makes
-   * the alert writes — or, when a newer evaluation committed first, nothing (`applied: false`).
+   * the alert writes and appends their alert events — or, when a newer evaluation committed first,
+   * nothing (`applied: false`).
    */
   commitEvaluation(tenantId: string, writes: AlertWrites, commit: EvaluationCommit): Promise<WriteResult>;
   /** A trivial round trip (readiness probe). */
@@ -163,8 +167,23 @@ function readingsOf(json: string | undefined): () => Reading[] {
     }));
 }
 
+/** Options of {@link createPgStore}. */
+export interface PgStoreOptions {
+  /**
+   * Append one `alert_events` row per change of an alert's state in each commit, and NOTIFY
+   * `alert_events` (default true). false: the outbox is left alone (the statement is the same).
+   */
+  readonly alertEvents?: boolean;
+  /**
+   * `synchronous_commit` of each commit's transaction, set inside it (SET LOCAL), so that it holds
+   * through a transaction pooler too (default: the session's).
+   */
+  readonly synchronousCommit?: PgSynchronousCommit;
+}
+
 /** The PostgreSQL implementation of {@link EvaluatorStore}; queries live in `./sql/*.sql`. */
-export function createPgStore(db: Queryable): EvaluatorStore {
+export function createPgStore(db: Queryable, options: PgStoreOptions = {}): EvaluatorStore {
+  const alertEvents = options.alertEvents ?? true;
   const sql = loadSql(SQL_FILES);
   const stmt = (name: (typeof SQL_FILES)[number], values: unknown[]): Statement => ({
     name: `eo_${name}`,
@@ -261,6 +280,7 @@ export function createPgStore(db: Queryable): EvaluatorStore {
         opened: number;
         updated: number;
         resolved: number;
+        events: number;
       }>(
         stmt("commit_evaluation", [
           tenantId,
@@ -278,6 +298,9 @@ export function createPgStore(db: Queryable): EvaluatorStore {
           commit.fence.seq,
           commit.fence.readSnapshot,
           commit.evaluator,
+          alertEvents,
+          ...suppressionArrays(writes),
+          options.synchronousCommit ?? null,
         ]),
       );
       const r = rows[0];
@@ -286,6 +309,7 @@ export function createPgStore(db: Queryable): EvaluatorStore {
         opened: r?.opened ?? 0,
         updated: r?.updated ?? 0,
         resolved: r?.resolved ?? 0,
+        events: r?.events ?? 0,
       };
     },
 
@@ -297,6 +321,19 @@ export function createPgStore(db: Queryable): EvaluatorStore {
       for (const id of deviceLists.keys()) if (!tenantIds.has(id)) deviceLists.delete(id);
     },
   };
+}
+
+/** The suppressed fires of `writes` as the commit statement's parallel arrays ($17-$22). */
+function suppressionArrays(writes: AlertWrites): unknown[][] {
+  const s = writes.suppressions ?? [];
+  return [
+    s.map((x) => x.ruleId),
+    s.map((x) => x.deviceId),
+    s.map((x) => x.fingerprint),
+    s.map((x) => x.severity),
+    s.map((x) => x.value),
+    s.map((x) => x.message),
+  ];
 }
 
 function groupBy<T>(rows: readonly T[], key: (row: T) => string): Map<string, T[]> {

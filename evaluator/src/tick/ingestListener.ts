@@ -9,6 +9,8 @@ const INGEST_CHANNEL = "telemetry_ingest";
 export interface IngestListenerOptions {
   /** A new, unconnected client; called again for every reconnect. */
   readonly newClient: () => pg.Client;
+  /** The channel to LISTEN on (default {@link INGEST_CHANNEL}; the alert-event relay listens on `alert_events`). */
+  readonly channel?: string;
   readonly onNotify: () => void;
   readonly log: Logger;
   readonly clock: Clock;
@@ -59,15 +61,16 @@ export class IngestListener {
     // Without an 'error' listener a dropped connection would crash the process.
     client.on("error", onLost);
     client.on("end", () => onLost());
+    const channel = this.#o.channel ?? INGEST_CHANNEL;
     client.on("notification", (msg) => {
-      if (msg.channel === INGEST_CHANNEL) this.#o.onNotify();
+      if (msg.channel === channel) this.#o.onNotify();
     });
     try {
       await client.connect();
-      await client.query(`LISTEN ${INGEST_CHANNEL}`);
+      await client.query(`LISTEN ${channel}`);
       if (lost || this.#closed) return;
       this.#delayMs = this.#o.backoff?.minMs ?? 500;
-      this.#o.log.info({ channel: INGEST_CHANNEL }, "listen_started");
+      this.#o.log.info({ channel }, "listen_started");
       // Notifications sent while disconnected are gone; one wake-up covers them.
       if (this.#everConnected) this.#o.onNotify();
       this.#everConnected = true;

@@ -80,9 +80,9 @@ function harness(opts: { load?: LoadMode; write?: "ok" | "outage" | "defect" | "
         throw Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" });
       if (opts.write === "defect") throw Object.assign(new Error("violates check"), { code: "23514" });
       calls.commits.push(commit);
-      if (opts.write === "refused") return { applied: false, opened: 0, updated: 0, resolved: 0 };
+      if (opts.write === "refused") return { applied: false, opened: 0, updated: 0, resolved: 0, events: 0 };
       calls.writes.push(writes);
-      return { applied: true, opened: writes.upserts.length, updated: 0, resolved: 0 };
+      return { applied: true, opened: writes.upserts.length, updated: 0, resolved: 0, events: 0 };
     },
   };
   const breaker = (isOutage: (e: unknown) => boolean) =>

@@ -123,30 +123,34 @@ The leader-election Lease name; the Lease Role grants get/update on this name on
 
 {{/*
 The operator's rules on the objects it manages, shared by the ClusterRole (all namespaces) and the
-per-namespace Roles (watchNamespaces). Each rule is there for one call of the operator:
-- evaluatorshardsets get/list/watch: the informer cache and the read-back of its own status write;
-- evaluatorshardsets/status get/patch/update: status is written through the status subresource;
+per-namespace Roles (watchNamespaces). Exactly the calls the operator makes (test/e2e/rbac.test.ts
+compares them with the apiserver's audit log of a run under these rules):
+- evaluatorshardsets list/watch: the informer cache (it never gets a set: it reads the cache);
+- evaluatorshardsets/status patch: status is written through the status subresource (a JSON Patch);
 - evaluatorshardsets/finalizers update: shard Deployments carry an owner reference with
   blockOwnerDeletion, which the OwnerReferencesPermissionEnforcement admission plugin allows only
-  to who may update the owner's finalizers;
-- deployments: one Deployment per shard, applied server-side (create/patch), pruned (delete);
-- secrets get: only to read the database URL named in spec.database.secretRef, for the tenant
-  reassignment in PostgreSQL (dropped with assignments.enabled: false);
-- events create/patch: Events on the EvaluatorShardSet (core/v1 Events).
+  to who may update the owner's finalizers (checked inside the Deployment's write, not a call);
+- deployments list/watch/patch/create/delete: the informer cache; one Deployment per shard,
+  server-side applied (a patch, which the apiserver also authorizes as create when the Deployment
+  does not exist yet); pruned (delete);
+- secrets get: only to read the Secrets a set names in spec.database.secretRef (the tenant
+  reassignment in PostgreSQL) and spec.autoscaling.prometheus.authSecretRef; dropped with
+  assignments.enabled: false, which leaves a Prometheus behind authSecretRef unreadable;
+- events create: Events on the EvaluatorShardSet (core/v1 Events, one create per Event).
 */}}
 {{- define "evaluator-operator.managerRules" -}}
 - apiGroups: ["evaluator.iot.dev"]
   resources: ["evaluatorshardsets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["evaluator.iot.dev"]
   resources: ["evaluatorshardsets/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["evaluator.iot.dev"]
   resources: ["evaluatorshardsets/finalizers"]
   verbs: ["update"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 {{- if .Values.assignments.enabled }}
 - apiGroups: [""]
   resources: ["secrets"]
@@ -154,7 +158,7 @@ per-namespace Roles (watchNamespaces). Each rule is there for one call of the op
 {{- end }}
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
 
 {{/*

@@ -40,6 +40,14 @@ export function createPgTenantAssignments(pool: pg.Pool, shardSet: string): Tena
 
   async function inTransaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await pool.connect();
+    // A checked-out client has no 'error' listener of its own (the pool removes its idle one): a
+    // connection lost mid-transaction (a restart, a pooler that refuses transactions) would crash
+    // the process. The pending query rejects as well, and that is what the caller sees.
+    let broken: Error | undefined;
+    const onError = (err: Error) => {
+      broken = err;
+    };
+    client.on("error", onError);
     try {
       await client.query("BEGIN");
       await client.query(sql("upsert_shard_set"), [shardSet]);
@@ -51,7 +59,9 @@ export function createPgTenantAssignments(pool: pg.Pool, shardSet: string): Tena
       await client.query("ROLLBACK").catch(() => undefined);
       throw err;
     } finally {
-      client.release();
+      client.removeListener("error", onError);
+      // A broken connection is destroyed, not returned to the pool.
+      client.release(broken);
     }
   }
 

@@ -65,6 +65,41 @@ describe("evaluator-operator run", () => {
     expect(defaults.config()).toMatchObject({ namespaces: [], logLevel: "info" });
   });
 
+  it("takes the shard pod policy from --allowed-image-prefixes (or ALLOWED_IMAGE_PREFIXES) and --no-service-account-passthrough", async () => {
+    const text = (await help(["run"])).replace(/\s+/g, " ");
+    expect(text).toContain("--allowed-image-prefixes <list>");
+    expect(text).toContain("--no-service-account-passthrough");
+    expect(text).toContain("never registry.example.com/team-evil/x");
+    expect(await help(["run"])).toMatch(/^ {2}ALLOWED_IMAGE_PREFIXES /m);
+
+    const fromEnv = program({ ALLOWED_IMAGE_PREFIXES: "registry.example.com/team/" });
+    await expect(fromEnv.p.parseAsync(["run"], { from: "user" })).rejects.toBeInstanceOf(Stop);
+    expect(fromEnv.config()).toMatchObject({
+      allowedImagePrefixes: ["registry.example.com/team/"],
+      serviceAccountPassthrough: true,
+    });
+
+    const fromFlags = program({ ALLOWED_IMAGE_PREFIXES: "registry.example.com/team/" });
+    await expect(
+      fromFlags.p.parseAsync(
+        [
+          "run",
+          "--allowed-image-prefixes=ghcr.io/example/,quay.io/example/",
+          "--no-service-account-passthrough",
+        ],
+        { from: "user" },
+      ),
+    ).rejects.toBeInstanceOf(Stop);
+    expect(fromFlags.config()).toMatchObject({
+      allowedImagePrefixes: ["ghcr.io/example/", "quay.io/example/"],
+      serviceAccountPassthrough: false,
+    });
+
+    const defaults = program();
+    await expect(defaults.p.parseAsync(["run"], { from: "user" })).rejects.toBeInstanceOf(Stop);
+    expect(defaults.config()).toMatchObject({ allowedImagePrefixes: [], serviceAccountPassthrough: true });
+  });
+
   it("refuses a setting that would hurt before running anything, as a ConfigError", async () => {
     const { p, config } = program();
     await expect(p.parseAsync(["run", "--resync-period=0s"], { from: "user" })).rejects.toBeInstanceOf(

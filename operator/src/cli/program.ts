@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { registerShardsCommand } from "../assignments/cli.ts";
 import { compileOperatorConfig, type RawOperatorOptions } from "../config/operatorConfig.ts";
+import { registerEventsCommand } from "../events/cli.ts";
 import { registerMigrateCommand } from "../migrate/cli.ts";
 import type { FaultPoint } from "../reconcile/reconcileShardSet.ts";
 import { runOperator } from "../runOperator.ts";
@@ -19,15 +20,21 @@ export interface ProgramDeps {
 /** The settings `run` reads from the environment, some of them only there (the Downward API's). */
 const RUN_ENVIRONMENT_HELP = `
 Environment (a flag wins over its variable):
-  KUBECONFIG        kubeconfig file, when --kubeconfig is not given
-  WATCH_NAMESPACES  --namespaces, when the flag is not given
-  LOG_LEVEL         --log-level, when the flag is not given
-  POD_NAMESPACE     namespace of the leader Lease, when --leader-election-namespace is not given
-  POD_NAME          this replica's identity in the leader Lease (no flag; default: the host name)
+  KUBECONFIG              kubeconfig file, when --kubeconfig is not given
+  WATCH_NAMESPACES        --namespaces, when the flag is not given
+  LOG_LEVEL               --log-level, when the flag is not given
+  ALLOWED_IMAGE_PREFIXES  --allowed-image-prefixes, when the flag is not given
+  POD_NAMESPACE           namespace of the leader Lease, when --leader-election-namespace is not given
+  POD_NAME                this replica's identity in the leader Lease (no flag; default: the host name)
 
 Durations: 500ms, 15s, 2m, 1h (at most 596h). --resync-period and --autoscale-interval are at least
 1s, --leader-election-retry-period at least 100ms, and with leader election
 lease-duration > renew-deadline > 1.2 × retry-period (as client-go).
+Image prefixes match the image as written in the set, on a boundary: a prefix ending in "/", ":" or
+"@" matches what starts with it; registry.example.com/team allows registry.example.com/team/x and
+registry.example.com/team:1, never registry.example.com/team-evil/x; a registry host alone
+(registry.example.com) allows registry.example.com/... only. A refused set reports Degraded and
+Ready False with reason ImageNotAllowed and a Warning Event, and nothing of it is applied.
 Exit codes: 0 after a graceful stop, 2 for bad usage or an invalid setting, 1 for any other failure.`;
 
 /** Builds the `evaluator-operator` CLI; tests drive it with their own deps (no process globals). */
@@ -71,6 +78,15 @@ export function createProgram(deps: ProgramDeps): Command {
     .option("--scale-up-timeout <d>", "Degraded after new shards stay unavailable this long", "5m")
     .option("--drain-slack <d>", "extra time removed shards keep running after one tick interval", "5s")
     .option("--autoscale-interval <d>", "how often an autoscaled set reads its metrics and decides", "15s")
+    .option(
+      "--allowed-image-prefixes <list>",
+      "comma-separated prefixes a set's evaluator image must start with; other sets are refused " +
+        "(default: $ALLOWED_IMAGE_PREFIXES, else every image)",
+    )
+    .option(
+      "--no-service-account-passthrough",
+      "ignore spec.evaluator.serviceAccountName: shard pods run as their namespace's default ServiceAccount",
+    )
     .addHelpText("after", RUN_ENVIRONMENT_HELP)
     .action(async (opts: Record<string, unknown>) => {
       const raw: RawOperatorOptions = {
@@ -91,6 +107,9 @@ export function createProgram(deps: ProgramDeps): Command {
         scaleUpTimeout: opts["scaleUpTimeout"] as string,
         drainSlack: opts["drainSlack"] as string,
         autoscaleInterval: opts["autoscaleInterval"] as string,
+        allowedImagePrefixes:
+          (opts["allowedImagePrefixes"] as string | undefined) ?? env("ALLOWED_IMAGE_PREFIXES") ?? "",
+        serviceAccountPassthrough: opts["serviceAccountPassthrough"] as boolean,
       };
       const config = compileOperatorConfig(raw, deps.env);
       await (deps.run ?? runOperator)(config, {
@@ -101,5 +120,6 @@ export function createProgram(deps: ProgramDeps): Command {
 
   registerMigrateCommand(program, { env: deps.env, stdout: deps.stdout });
   registerShardsCommand(program, { env: deps.env, stdout: deps.stdout });
+  registerEventsCommand(program, { env: deps.env, stdout: deps.stdout, shutdownSignal: deps.shutdownSignal });
   return program;
 }

@@ -6,12 +6,20 @@ const SCHEMES = ["postgres:", "postgresql:"];
 export const DATABASE_URL_FLAG =
   "PostgreSQL connection string (default: $DATABASE_URL; prefer the variable: a flag shows in ps)";
 
-/** Help shown under each command that takes `--database-url`. */
-export const DATABASE_URL_HELP = `
+/**
+ * Help shown under a command that takes `--database-url`; `more` adds lines about other variables of
+ * that command, indented as the DATABASE_URL one.
+ */
+export function databaseUrlHelp(more = ""): string {
+  return `
 Environment:
   DATABASE_URL  PostgreSQL connection string (postgres:// or postgresql://), when --database-url is
-                not given. Prefer it to the flag: a flag's value, password included, shows in ps.
+                not given. Prefer it to the flag: a flag's value, password included, shows in ps.${more}
 Exit codes: 0 on success, 2 for bad usage or an invalid setting, 1 for any other failure.`;
+}
+
+/** Help shown under each command that takes `--database-url` (and no other connection string). */
+export const DATABASE_URL_HELP = databaseUrlHelp();
 
 /**
  * Checks a PostgreSQL connection string given to a command (`--database-url` or `DATABASE_URL`):

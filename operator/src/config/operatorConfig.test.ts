@@ -94,6 +94,34 @@ describe("compileOperatorConfig", () => {
     );
   });
 
+  it("compiles the shard pod policy: image prefixes (none: every image) and the ServiceAccount passthrough", () => {
+    const defaults = compileOperatorConfig(raw, {});
+    expect(defaults.allowedImagePrefixes).toEqual([]);
+    expect(defaults.serviceAccountPassthrough).toBe(true);
+    const set = compileOperatorConfig(
+      {
+        ...raw,
+        allowedImagePrefixes: " registry.example.com/team/, ghcr.io/example/evaluator ,,",
+        serviceAccountPassthrough: false,
+      },
+      {},
+    );
+    expect(set.allowedImagePrefixes).toEqual(["registry.example.com/team/", "ghcr.io/example/evaluator"]);
+    expect(set.serviceAccountPassthrough).toBe(false);
+  });
+
+  it.each([
+    ["registry.example.com/team/ ghcr.io/example/", "holds a blank"],
+    // A registry host ending in ":" would allow registry.example.com:anything, a Docker Hub image.
+    ["registry.example.com:", 'ends in ":" but names no repository'],
+    ["registry.example.com@", 'ends in "@" but names no repository'],
+  ])("refuses the image prefix %j", (prefixes, says) => {
+    const compile = () => compileOperatorConfig({ ...raw, allowedImagePrefixes: prefixes }, {});
+    expect(compile).toThrow(ConfigError);
+    expect(compile).toThrow(`--allowed-image-prefixes: "${prefixes.split(" ")[0]}`);
+    expect(compile).toThrow(says);
+  });
+
   it("parses durations", () => {
     expect(parseDuration("500ms", "x")).toBe(500);
     expect(parseDuration("2m", "x")).toBe(120_000);

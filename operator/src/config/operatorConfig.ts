@@ -25,6 +25,10 @@ export interface RawOperatorOptions {
   drainSlack: string;
   /** How often an autoscaled set reads its metrics (default 15s, as the HPA's sync period). */
   autoscaleInterval?: string;
+  /** Comma-separated prefixes an evaluator image must start with (empty: every image). */
+  allowedImagePrefixes?: string;
+  /** Pass spec.evaluator.serviceAccountName on to the shard pods (default true). */
+  serviceAccountPassthrough?: boolean;
 }
 
 /** The compiled, validated, read-only configuration the rest of the operator sees. */
@@ -51,6 +55,17 @@ export interface OperatorConfig {
   readonly scaleUpTimeoutMs: number;
   readonly drainSlackMs: number;
   readonly autoscaleIntervalMs: number;
+  /**
+   * Prefixes a set's evaluator image must start with, on a boundary of the reference (see
+   * reconcile/imagePolicy.ts); a set with another image is refused and nothing of it is applied.
+   * Empty: every image is allowed.
+   */
+  readonly allowedImagePrefixes: readonly string[];
+  /**
+   * Whether shard pods run as spec.evaluator.serviceAccountName. False: they run as the namespace's
+   * `default` ServiceAccount whatever the set says.
+   */
+  readonly serviceAccountPassthrough: boolean;
 }
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"];
@@ -103,6 +118,30 @@ function positiveInt(raw: string, setting: string): number {
     throw new ConfigError(`${setting}: expected a positive integer, got "${raw}"`);
   }
   return n;
+}
+
+/**
+ * `--allowed-image-prefixes`: a comma-separated list, blanks dropped. A prefix may not hold blanks,
+ * and one that ends in `:` or `@` must name a repository (hold a `/`): `registry.example.com:` would
+ * allow `registry.example.com:anything`, an image of Docker Hub's library.
+ */
+function imagePrefixes(raw: string): string[] {
+  const prefixes = raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const p of prefixes) {
+    if (/\s/.test(p)) {
+      throw new ConfigError(`--allowed-image-prefixes: "${p}" holds a blank; separate prefixes with commas`);
+    }
+    if (/[:@]$/.test(p) && !p.includes("/")) {
+      throw new ConfigError(
+        `--allowed-image-prefixes: "${p}" ends in "${p.at(-1)}" but names no repository; ` +
+          'end a registry host with "/" (for example registry.example.com/)',
+      );
+    }
+  }
+  return prefixes;
 }
 
 function address(raw: string, setting: string): ListenAddress {
@@ -183,5 +222,7 @@ export function compileOperatorConfig(
       "--autoscale-interval",
       DURATION_LIMITS.minAutoscaleIntervalMs,
     ),
+    allowedImagePrefixes: imagePrefixes(raw.allowedImagePrefixes ?? ""),
+    serviceAccountPassthrough: raw.serviceAccountPassthrough ?? true,
   };
 }

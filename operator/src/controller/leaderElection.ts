@@ -1,6 +1,7 @@
 import type * as k8s from "@kubernetes/client-node";
-import { statusCode } from "../../../runtime/errors.ts";
+import { errorMessage, statusCode } from "../../../runtime/errors.ts";
 import type { Logger } from "../log.ts";
+import type { ElectionFacts } from "./probeVerdict.ts";
 
 export interface LeaderElectionOptions {
   coordination: k8s.CoordinationV1Api;
@@ -29,7 +30,9 @@ export function microTime(ms: number): string {
  * Leader election on a coordination.k8s.io/v1 Lease, as client-go does it:
  * - a candidate takes the Lease when it is free (no holder) or when its record has not changed for
  *   leaseDurationSeconds of *local* observation (never comparing clocks across machines);
- * - the holder renews every retryPeriod; failing to renew within renewDeadline, it steps down;
+ * - the holder renews every retryPeriod; failing to renew within renewDeadline, it steps down —
+ *   at the deadline itself, by a timer, even while a renewal hangs (an apiserver that stops
+ *   answering must not keep a leader leading while a standby takes the Lease);
  * - updates carry the read resourceVersion, so two candidates racing get one 409;
  * - `release()` (on SIGTERM) clears the holder so a standby takes over at once.
  */
@@ -38,8 +41,15 @@ export class LeaderElector {
   #leading = false;
   #stopped = false;
   #timer: NodeJS.Timeout | undefined;
+  /** Fires renewDeadline after the last renewal: leadership never outlives it, whatever is in flight. */
+  #deadline: NodeJS.Timeout | undefined;
   #observed: { record: string; at: number } | undefined;
   #lastRenew = 0;
+  #startedAt: number | undefined;
+  #lastAttemptAt: number | undefined;
+  #lastObservedAt: number | undefined;
+  #lastError: string | undefined;
+  #lostReason: string | undefined;
   /** The tick in flight, so release() never races a renewal (it would lose with a 409). */
   #inflight: Promise<void> = Promise.resolve();
 
@@ -54,7 +64,31 @@ export class LeaderElector {
     return this.#leading;
   }
 
+  /**
+   * What the probes judge (see probeVerdict.ts); undefined before {@link start}. Times are epoch
+   * ms: the last completed attempt, the last successful read of the Lease, the last renewal.
+   */
+  snapshot(): ElectionFacts | undefined {
+    if (this.#startedAt === undefined) return undefined;
+    return {
+      state: this.#leading
+        ? "leading"
+        : this.#lostReason !== undefined
+          ? "lost"
+          : this.#stopped
+            ? "released"
+            : "campaigning",
+      startedAt: this.#startedAt,
+      lastAttemptAt: this.#lastAttemptAt,
+      lastObservedAt: this.#lastObservedAt,
+      lastRenewedAt: this.#lastRenew > 0 ? this.#lastRenew : undefined,
+      lastError: this.#lastError,
+      lostReason: this.#lostReason,
+    };
+  }
+
   start(): void {
+    this.#startedAt = Date.now();
     this.#schedule(0);
   }
 
@@ -68,8 +102,13 @@ export class LeaderElector {
     if (this.#stopped) return;
     try {
       const acquired = await this.#tryAcquireOrRenew();
+      // Stepped down (the deadline passed while this attempt hung) or released meanwhile.
+      if (this.#stopped) return;
+      this.#lastAttemptAt = Date.now();
+      this.#lastError = undefined;
       if (acquired) {
         this.#lastRenew = Date.now();
+        this.#armDeadline();
         if (!this.#leading) {
           this.#leading = true;
           this.#o.log.info({ lease: this.#o.name, identity: this.#o.identity }, "Became leader");
@@ -81,6 +120,8 @@ export class LeaderElector {
         return;
       }
     } catch (err) {
+      this.#lastAttemptAt = Date.now();
+      this.#lastError = errorMessage(err);
       this.#o.log.warn({ lease: this.#o.name, err: String(err) }, "Lease update failed");
     }
     if (this.#leading && Date.now() - this.#lastRenew > this.#o.renewDeadlineMs) {
@@ -90,9 +131,21 @@ export class LeaderElector {
     if (!this.#stopped) this.#schedule(this.#o.retryPeriodMs);
   }
 
+  #armDeadline(): void {
+    if (this.#deadline) clearTimeout(this.#deadline);
+    this.#deadline = setTimeout(() => {
+      if (this.#leading && !this.#stopped) {
+        this.#loseLeadership("could not renew the Lease within the renew deadline");
+      }
+    }, this.#o.renewDeadlineMs);
+  }
+
   #loseLeadership(reason: string): void {
+    if (this.#deadline) clearTimeout(this.#deadline);
+    if (this.#timer) clearTimeout(this.#timer);
     this.#leading = false;
     this.#stopped = true;
+    this.#lostReason = reason;
     this.#o.log.error({ lease: this.#o.name, reason }, "Lost leadership");
     this.#o.onLeaderChange?.(false);
     this.#o.onStoppedLeading();
@@ -105,8 +158,11 @@ export class LeaderElector {
     let lease: k8s.V1Lease;
     try {
       lease = await coordination.readNamespacedLease({ name, namespace });
+      this.#lastObservedAt = Date.now();
     } catch (err) {
       if (statusCode(err) !== 404) throw err;
+      // No Lease is an answer too: this replica sees the apiserver and may take it.
+      this.#lastObservedAt = Date.now();
       await coordination.createNamespacedLease({
         namespace,
         body: {
@@ -154,6 +210,9 @@ export class LeaderElector {
   async release(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
+    if (this.#deadline) clearTimeout(this.#deadline);
+    // Stepped down already: nothing to hand back, and the attempt in flight may hang.
+    if (this.#lostReason !== undefined) return;
     await this.#inflight;
     if (!this.#leading) return;
     this.#leading = false;

@@ -4,6 +4,7 @@ import { type EvaluatorShardSet, GROUP, LABELS, MANAGED_BY, PLURAL, VERSION } fr
 import type { Logger } from "../log.ts";
 import type { OperatorMetrics } from "../metrics.ts";
 import { type ReconcileDeps, reconcileShardSet } from "../reconcile/reconcileShardSet.ts";
+import type { ControllerFacts } from "./probeVerdict.ts";
 import { WorkQueue } from "./workQueue.ts";
 
 export interface ShardSetControllerOptions {
@@ -21,6 +22,8 @@ export interface ShardSetControllerOptions {
 export interface RunningController {
   /** Resolves once both caches hold their initial lists and the workers run. */
   readonly started: Promise<void>;
+  /** What the probes judge: caches synced, workers alive, the reconcile running longest. */
+  health(): ControllerFacts;
   /** Stops taking work, lets running reconciles finish, stops the informers. */
   stop(): Promise<void>;
 }
@@ -148,9 +151,13 @@ export function startShardSetController(opts: ShardSetControllerOptions): Runnin
   const deps: ReconcileDeps = { ...opts.reconcile, sets, deployments };
   let resyncTimer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
+  let synced = false;
+  let stopping = false;
+  let workersEnded = false;
 
   const started = (async () => {
     await Promise.all(all.map((i) => i.synced));
+    synced = true;
     log.info({ namespaces: opts.namespaces.length ? opts.namespaces : "all" }, "Caches synced; reconciling");
     resyncAll();
     resyncTimer = setInterval(resyncAll, opts.resyncMs);
@@ -176,11 +183,24 @@ export function startShardSetController(opts: ShardSetControllerOptions): Runnin
           "Reconcile failed; retrying with backoff",
         ),
     );
+    // The worker loops end only at stop(); ending otherwise, nothing would reconcile again.
+    const ended = (err?: unknown) => {
+      workersEnded = true;
+      if (stopping) return;
+      log.error({ err: err === undefined ? undefined : String(err) }, "Reconcile workers ended");
+    };
+    running.then(() => ended(), ended);
   })();
 
   return {
     started,
+    health: () => ({
+      synced,
+      workersAlive: !workersEnded,
+      oldestReconcile: queue.oldestInFlight(),
+    }),
     async stop() {
+      stopping = true;
       if (resyncTimer) clearInterval(resyncTimer);
       queue.shutDown();
       await running;

@@ -85,6 +85,43 @@ describe("WorkQueue", () => {
     expect(gaps[2]).toBeGreaterThanOrEqual(19);
   });
 
+  it("reports the handler running longest and when it started, until it returns", async () => {
+    let now = 1_000;
+    const q = new WorkQueue({
+      clock: { now: () => now, setTimeout: (fn, ms) => setTimeout(fn, ms), clearTimeout: () => {} },
+    });
+    const gates = { "ns/a": deferred(), "ns/b": deferred() };
+    const started: string[] = [];
+    const startedB = deferred();
+    expect(q.oldestInFlight()).toBeUndefined();
+    q.add("ns/a");
+    const done = q.run(
+      2,
+      async (key) => {
+        started.push(key);
+        if (key === "ns/b") startedB.resolve();
+        await gates[key as keyof typeof gates].promise;
+        return undefined;
+      },
+      () => {},
+    );
+    await new Promise((r) => setImmediate(r));
+    expect(q.oldestInFlight()).toEqual({ key: "ns/a", since: 1_000 });
+    now = 5_000;
+    q.add("ns/b");
+    await startedB.promise;
+    expect(q.oldestInFlight()).toEqual({ key: "ns/a", since: 1_000 });
+    gates["ns/a"].resolve();
+    await new Promise((r) => setImmediate(r));
+    expect(q.oldestInFlight()).toEqual({ key: "ns/b", since: 5_000 });
+    gates["ns/b"].resolve();
+    await new Promise((r) => setImmediate(r));
+    expect(q.oldestInFlight()).toBeUndefined();
+    q.shutDown();
+    await done;
+    expect(started).toEqual(["ns/a", "ns/b"]);
+  });
+
   it("caps the backoff", () => {
     const q = new WorkQueue({ baseDelayMs: 100, maxDelayMs: 1000 });
     const delays = Array.from({ length: 8 }, () => q.addRateLimited("k"));

@@ -29,7 +29,8 @@ export interface WorkQueueOptions {
 export class WorkQueue {
   readonly #queue: string[] = [];
   readonly #queued = new Set<string>();
-  readonly #processing = new Set<string>();
+  /** Keys being processed, with when their handler started (the clock's ms). */
+  readonly #processing = new Map<string, number>();
   readonly #dirty = new Set<string>();
   readonly #failures = new Map<string, number>();
   readonly #timers = new Map<string, { handle: unknown; due: number }>();
@@ -50,6 +51,18 @@ export class WorkQueue {
   /** Number of keys waiting (not counting those in flight or delayed). */
   get length(): number {
     return this.#queue.length;
+  }
+
+  /**
+   * The key whose handler has been running longest and when it started (the clock's ms), or
+   * undefined when none runs: the liveness probe's view of a reconcile that never returns.
+   */
+  oldestInFlight(): { key: string; since: number } | undefined {
+    let oldest: { key: string; since: number } | undefined;
+    for (const [key, since] of this.#processing) {
+      if (!oldest || since < oldest.since) oldest = { key, since };
+    }
+    return oldest;
   }
 
   /** Enqueues `key` now (deduplicated; cancels nothing already delayed). */
@@ -158,7 +171,7 @@ export class WorkQueue {
       const key = this.#queue.shift();
       if (key !== undefined) {
         this.#queued.delete(key);
-        this.#processing.add(key);
+        this.#processing.set(key, this.#clock.now());
         this.#metrics?.depth(this.#queue.length);
         return key;
       }

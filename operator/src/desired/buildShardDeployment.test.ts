@@ -4,7 +4,12 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { SETTINGS } from "../../../evaluator/src/config/evaluatorConfig.ts";
 import { ANNOTATIONS, type EvaluatorShardSet } from "../api/types.ts";
-import { buildShardDeployment, RESERVED_ENV } from "./buildShardDeployment.ts";
+import {
+  buildShardDeployment,
+  DEFAULT_SHARD_DEPLOYMENT_CONFIG,
+  DEFAULT_SHARD_RESOURCES,
+  RESERVED_ENV,
+} from "./buildShardDeployment.ts";
 
 function shardSet(overrides: Partial<EvaluatorShardSet["spec"]> = {}): EvaluatorShardSet {
   return {
@@ -134,6 +139,25 @@ describe("buildShardDeployment", () => {
     expect(env(d).find((e) => e.name === "TICK_INTERVAL_SECONDS")?.value).toBe("30");
     expect(spec?.terminationGracePeriodSeconds).toBe(17);
   });
+
+  it("runs the set's ServiceAccount only with the passthrough on; off, the namespace's default one", () => {
+    const withSa = shardSet({
+      evaluator: { ...shardSet().spec.evaluator, serviceAccountName: "cloud-admin" },
+    });
+    const sa = (d: k8s.V1Deployment) => d.spec?.template.spec?.serviceAccountName;
+    expect(sa(buildShardDeployment(withSa, 0))).toBe("cloud-admin");
+    const on = { ...DEFAULT_SHARD_DEPLOYMENT_CONFIG, serviceAccountPassthrough: true };
+    expect(sa(buildShardDeployment(withSa, 0, on))).toBe("cloud-admin");
+    // Unset is named `default`: a name removed from the set does not linger in the deprecated alias.
+    expect(sa(buildShardDeployment(shardSet(), 0))).toBe("default");
+
+    const off = { ...DEFAULT_SHARD_DEPLOYMENT_CONFIG, serviceAccountPassthrough: false };
+    const d = buildShardDeployment(withSa, 0, off);
+    expect(sa(d)).toBe("default");
+    expect(d.spec?.template.spec?.automountServiceAccountToken).toBe(false);
+    // Whatever the set names, the pod template (and so its hash) is the same.
+    expect(buildShardDeployment(shardSet(), 0, off)).toEqual(d);
+  });
 });
 
 /** The part of an OpenAPI schema these tests walk. */
@@ -216,5 +240,63 @@ describe("RESERVED_ENV", () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("the evaluator container's resources", () => {
+  const resources = (r: EvaluatorShardSet["spec"]["evaluator"]["resources"]) =>
+    buildShardDeployment(shardSet({ evaluator: { ...shardSet().spec.evaluator, resources: r } }), 0).spec
+      ?.template.spec?.containers[0]?.resources;
+
+  it("defaults to requests (cpu, memory) and a memory limit, no cpu limit, when the resource sets none", () => {
+    const defaults = { requests: { cpu: "100m", memory: "512Mi" }, limits: { memory: "1Gi" } };
+    expect(DEFAULT_SHARD_RESOURCES).toEqual(defaults);
+    // Unset, empty, or with empty maps: never a BestEffort pod.
+    for (const r of [undefined, {}, { requests: {} }, { requests: {}, limits: {} }]) {
+      expect(resources(r)).toEqual(defaults);
+    }
+    // The defaults are copied, never shared with (or changed through) a built Deployment.
+    expect(resources(undefined)?.requests).not.toBe(DEFAULT_SHARD_RESOURCES.requests);
+  });
+
+  it("takes the resource's requests and limits as they are once it sets any", () => {
+    const requestsOnly = { requests: { cpu: "2", memory: "4Gi" } };
+    expect(resources(requestsOnly)).toEqual(requestsOnly);
+    const limitsOnly = { limits: { memory: "2Gi" } };
+    expect(resources(limitsOnly)).toEqual(limitsOnly);
+    const both = { requests: { cpu: "250m" }, limits: { cpu: "1", memory: 2_147_483_648 } };
+    expect(resources(both)).toEqual(both);
+  });
+
+  it("are documented with their values in the CRD's description of spec.evaluator.resources", () => {
+    const crd = k8s.loadYaml<{ spec: { versions: { schema: { openAPIV3Schema: Schema } }[] } }>(
+      readFileSync(
+        new URL("../../../crds/evaluator.iot.dev_evaluatorshardsets.yaml", import.meta.url),
+        "utf8",
+      ),
+    );
+    const field = crd.spec.versions[0]?.schema.openAPIV3Schema.properties?.["spec"]?.properties?.["evaluator"]
+      ?.properties?.["resources"] as (Schema & { description?: string }) | undefined;
+    const text = (field?.description ?? "").replace(/\s+/g, " ");
+    expect(text).toContain("cpu 100m and memory 512Mi requested, memory 1Gi limit, no cpu limit");
+  });
+
+  it("lets extraEnv set the evaluator's tenant limits (not reserved)", () => {
+    const d = buildShardDeployment(
+      shardSet({
+        evaluator: {
+          ...shardSet().spec.evaluator,
+          extraEnv: [
+            { name: "TENANT_MAX_PAIRS", value: "200000" },
+            { name: "TENANT_MAX_READINGS", value: "500000" },
+          ],
+        },
+      }),
+      0,
+    );
+    expect(env(d).slice(-2)).toEqual([
+      { name: "TENANT_MAX_PAIRS", value: "200000" },
+      { name: "TENANT_MAX_READINGS", value: "500000" },
+    ]);
   });
 });

@@ -15,6 +15,12 @@ import { shardDeploymentName } from "./names.ts";
 export interface ShardDeploymentConfig {
   /** Port of the evaluator's /metrics, /healthz and /readyz. */
   readonly metricsPort: number;
+  /**
+   * Whether the shard pods run as spec.evaluator.serviceAccountName (default true). False
+   * (`--no-service-account-passthrough`): they run as the namespace's `default` ServiceAccount,
+   * whatever the set says.
+   */
+  readonly serviceAccountPassthrough?: boolean;
 }
 
 export const DEFAULT_SHARD_DEPLOYMENT_CONFIG: ShardDeploymentConfig = { metricsPort: 9464 };
@@ -61,6 +67,43 @@ export type ReservedEnvName = keyof typeof OPERATOR_ENV;
 export const RESERVED_ENV: readonly ReservedEnvName[] = Object.freeze(
   Object.keys(OPERATOR_ENV) as ReservedEnvName[],
 );
+
+/**
+ * Resources of the evaluator container when spec.evaluator.resources sets neither a request nor a
+ * limit (a pod without any is BestEffort: evicted first, and free to take all of a node's memory).
+ * Sized on the benchmark (evaluator README: 1,000 tenants × 200 devices × 2 rules, 400,000 pairs a
+ * 60 s tick): 1.65–2.1 CPU-seconds a tick, about 30m on average, in bursts of a few seconds, and a
+ * peak RSS of 580–750 MiB (benchmark harness included).
+ * - cpu request 100m: several times that average, so the scheduler spreads shards; a tick's burst
+ *   runs on the node's idle CPU above it.
+ * - no cpu limit: CFS throttling would stretch every tick's burst, and tick latency is what the
+ *   autoscaler reads as load.
+ * - memory limit 1Gi: above that peak, with room for the largest tenants the default tenant limits
+ *   let through (a 50,000-pair plan takes 15–25 MB, 200,000 readings about 70 MB of heap, up to
+ *   CONCURRENCY of them at once), so only a leak or a far larger shard reaches it.
+ * - memory request 512Mi: half the limit (Burstable), so a node is not reserved for peaks that the
+ *   shards on it seldom reach together.
+ * Any request or limit set in the resource replaces all of these: a partial merge could put a
+ * default limit below a request the resource sets, which the apiserver refuses.
+ */
+export const DEFAULT_SHARD_RESOURCES: Readonly<k8s.V1ResourceRequirements> = Object.freeze({
+  requests: Object.freeze({ cpu: "100m", memory: "512Mi" }),
+  limits: Object.freeze({ memory: "1Gi" }),
+});
+
+/** The evaluator container's resources: the resource's, or {@link DEFAULT_SHARD_RESOURCES} when it sets none. */
+function shardResources(
+  resources: EvaluatorShardSet["spec"]["evaluator"]["resources"],
+): k8s.V1ResourceRequirements {
+  const given = (m: Record<string, unknown> | undefined) => m !== undefined && Object.keys(m).length > 0;
+  if (resources && (given(resources.requests) || given(resources.limits))) {
+    return resources as k8s.V1ResourceRequirements;
+  }
+  return {
+    requests: { ...DEFAULT_SHARD_RESOURCES.requests },
+    limits: { ...DEFAULT_SHARD_RESOURCES.limits },
+  };
+}
 
 /**
  * The whole desired Deployment of shard `index`: labels, owner reference, pod template and an
@@ -125,7 +168,7 @@ export function buildShardDeployment(
         startupProbe: probe("/healthz", 2, 30),
         livenessProbe: probe("/healthz", 10, 3),
         readinessProbe: probe("/readyz", 5, 2),
-        ...(ev.resources ? { resources: ev.resources as k8s.V1ResourceRequirements } : {}),
+        resources: shardResources(ev.resources),
         securityContext: {
           allowPrivilegeEscalation: false,
           readOnlyRootFilesystem: true,
@@ -142,7 +185,11 @@ export function buildShardDeployment(
   if (ev.tolerations) podSpec.tolerations = ev.tolerations as k8s.V1Toleration[];
   if (ev.affinity) podSpec.affinity = ev.affinity as k8s.V1Affinity;
   if (ev.priorityClassName) podSpec.priorityClassName = ev.priorityClassName;
-  if (ev.serviceAccountName) podSpec.serviceAccountName = ev.serviceAccountName;
+  // Always named, `default` when the set names none or passthrough is off: a name applied earlier
+  // would otherwise linger in the template's deprecated `serviceAccount` alias, which the apiserver
+  // reads when serviceAccountName is empty (removing it from the set would change nothing).
+  podSpec.serviceAccountName =
+    cfg.serviceAccountPassthrough !== false && ev.serviceAccountName ? ev.serviceAccountName : "default";
 
   const deployment: k8s.V1Deployment = {
     apiVersion: "apps/v1",

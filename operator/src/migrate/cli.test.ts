@@ -64,10 +64,33 @@ describe("registerMigrateCommand", () => {
     }
   });
 
+  it("connects to DIRECT_DATABASE_URL when it is given (the lock needs a session), refusing a bad one by its name", async () => {
+    for (const [env, args] of [
+      [{ DATABASE_URL: "postgres://db/app", DIRECT_DATABASE_URL: "mysql://app:secret@db/app" }, []],
+      [{ DATABASE_URL: "postgres://db/app" }, ["--direct-database-url", "mysql://app:secret@db/app"]],
+    ] as const) {
+      const { p } = program(env);
+      const run = p.parseAsync(["migrate", "up", ...args], { from: "user" });
+      await expect(run).rejects.toThrow(
+        'DIRECT_DATABASE_URL (--direct-database-url): unsupported scheme "mysql:"',
+      );
+      await expect(run).rejects.not.toThrow("secret");
+    }
+    // Without it, DATABASE_URL is the one (and an empty variable is none).
+    const { p } = program({ DATABASE_URL: "mysql://db/app", DIRECT_DATABASE_URL: "" });
+    await expect(p.parseAsync(["migrate", "status"], { from: "user" })).rejects.toThrow(
+      "DATABASE_URL (--database-url): unsupported scheme",
+    );
+  });
+
   it("prefers DATABASE_URL to --database-url in its help (a flag's value shows in ps)", async () => {
     const { p, output } = program({});
     await expect(p.parseAsync(["migrate", "status", "--help"], { from: "user" })).rejects.toThrow();
-    expect(output()).toContain("prefer the variable: a flag shows in ps");
+    expect(output().replace(/\s+/g, " ")).toContain("prefer the variable: a flag shows in ps");
     expect(output()).toMatch(/^ {2}DATABASE_URL {2}PostgreSQL connection string/m);
+    expect(output()).toMatch(
+      /^ {2}DIRECT_DATABASE_URL\n {16}A connection string that reaches PostgreSQL without/m,
+    );
+    expect(output()).toContain("--direct-database-url <url>");
   });
 });

@@ -1,12 +1,15 @@
 import type { Command } from "commander";
-import { DATABASE_URL_FLAG, DATABASE_URL_HELP, requirePostgresUrl } from "../config/databaseUrl.ts";
+import { DATABASE_URL_FLAG, databaseUrlHelp, requirePostgresUrl } from "../config/databaseUrl.ts";
 import { formatStatusTable } from "./formatStatusTable.ts";
 import { MigrationError } from "./MigrationError.ts";
 import { type MigrationLog, migrateUp, migrationStatus } from "./runMigrations.ts";
 
 /** What the `migrate` commands need from their surroundings. */
 export interface MigrateCommandDeps {
-  /** Environment to read `DATABASE_URL` from when `--database-url` is not given; read when a command runs. */
+  /**
+   * Environment to read `DIRECT_DATABASE_URL` and `DATABASE_URL` from when their flags are not given;
+   * read when a command runs.
+   */
   readonly env: Readonly<Record<string, string | undefined>>;
   /** Where the human-readable output goes (process.stdout in the binary, a buffer in tests). */
   readonly stdout: { write(text: string): unknown };
@@ -17,8 +20,17 @@ export interface MigrateCommandDeps {
 
 interface MigrateFlags {
   readonly databaseUrl?: string;
+  readonly directDatabaseUrl?: string;
   readonly dir?: string;
 }
+
+/** Help on the direct connection, under each `migrate` command. */
+const DIRECT_DATABASE_URL_HELP = `
+  DIRECT_DATABASE_URL
+                A connection string that reaches PostgreSQL without a transaction- or
+                statement-pooling proxy (PgBouncer), for when DATABASE_URL goes through one: the
+                migration lock belongs to a session. When set, migrate connects there only
+                (--direct-database-url works too). Default: DATABASE_URL.`;
 
 /**
  * Adds `migrate up` and `migrate status` to a commander program. Errors are thrown (commander's
@@ -35,16 +47,23 @@ export function registerMigrateCommand(program: Command, deps: MigrateCommandDep
     command
       // No default value in the option itself: commander would print the URL (and its password) in --help.
       .option("--database-url <url>", DATABASE_URL_FLAG)
+      .option(
+        "--direct-database-url <url>",
+        "PostgreSQL connection string bypassing a transaction pooler (default: $DIRECT_DATABASE_URL, else the database URL)",
+      )
       .option("--dir <path>", "migrations directory (default: the migrations/ shipped with the operator)")
-      .addHelpText("after", DATABASE_URL_HELP);
+      .addHelpText("after", databaseUrlHelp(DIRECT_DATABASE_URL_HELP));
 
   const resolve = (flags: MigrateFlags) => {
     // Refused before any connection: no database, or not a postgres:// one (a mysql:// URL would
     // otherwise fail as a resolver error of its host). A ConfigError: exit code 2.
-    const db = requirePostgresUrl(
-      flags.databaseUrl ?? deps.env["DATABASE_URL"],
-      "DATABASE_URL (--database-url)",
-    );
+    // The runner's lock needs a session: the direct connection when one is given (a database URL
+    // through a transaction pooler is then not used at all).
+    const direct = flags.directDatabaseUrl ?? deps.env["DIRECT_DATABASE_URL"];
+    const db =
+      direct !== undefined && direct.trim() !== ""
+        ? requirePostgresUrl(direct, "DIRECT_DATABASE_URL (--direct-database-url)")
+        : requirePostgresUrl(flags.databaseUrl ?? deps.env["DATABASE_URL"], "DATABASE_URL (--database-url)");
     const dir = flags.dir ?? deps.migrationsDir;
     return {
       db,

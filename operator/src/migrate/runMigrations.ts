@@ -57,7 +57,10 @@ VALUES ($1, $2, $3, (extract(epoch FROM clock_timestamp() - transaction_timestam
  * waits for the first, then finds nothing to do.
  *
  * Refuses (throws {@link MigrationError}, applies nothing) when a file name is invalid, an applied
- * migration was edited, renamed or deleted, or a pending one is numbered below an applied one.
+ * migration was edited, renamed or deleted, or a pending one is numbered below an applied one; and
+ * when its statements do not share one server session, as behind a transaction- or
+ * statement-pooling proxy (PgBouncer), where a session lock guards nothing: the runner needs a
+ * direct connection there (`DIRECT_DATABASE_URL`).
  * A failing migration is rolled back and the error names the file and line; the ones before it stay.
  */
 export async function migrateUp(options: MigrateOptions): Promise<MigrateResult> {
@@ -67,7 +70,7 @@ export async function migrateUp(options: MigrateOptions): Promise<MigrateResult>
   const files = await readMigrations(dir);
 
   return withSession(options.db, async (session) => {
-    await lockMigrations(session.client, log);
+    await lockMigrations(session, log);
     try {
       await session.client.query(CREATE_SCHEMA_TABLE);
       // Read under the lock, so a runner that waited sees what the other one applied.
@@ -81,7 +84,7 @@ export async function migrateUp(options: MigrateOptions): Promise<MigrateResult>
       const alreadyApplied = plan.rows.filter((r) => r.state === "applied").length;
       const applied: string[] = [];
       for (const file of plan.pending) {
-        await applyMigration(session.client, file);
+        await applyMigration(session, file);
         log.info({ migration: file.name, version: file.version }, "Applied migration");
         applied.push(file.name);
       }
@@ -113,6 +116,8 @@ interface Session {
   readonly client: pg.ClientBase;
   /** Set when the connection failed: a pool client is then destroyed instead of reused. */
   broken: Error | undefined;
+  /** The server process the lock was taken in (`pg_backend_pid()`); set by {@link lockMigrations}. */
+  backendPid?: number;
 }
 
 /**
@@ -152,22 +157,62 @@ async function withSession<T>(db: pg.Pool | string, fn: (session: Session) => Pr
   }
 }
 
-async function lockMigrations(client: pg.ClientBase, log: MigrationLog): Promise<void> {
-  const key = MIGRATION_LOCK_KEY.toString();
-  const { rows } = await client.query<{ locked: boolean }>(
-    "SELECT pg_try_advisory_lock($1::bigint) AS locked",
-    [key],
+/**
+ * The error of a runner whose statements ran in different server sessions: its connection goes
+ * through a proxy that pools per transaction or per statement.
+ */
+function notASession(): MigrationError {
+  return new MigrationError(
+    "The migration runner needs a session of its own, and its statements ran on different server " +
+      "connections: the database URL goes through a transaction- or statement-pooling proxy (such as " +
+      "PgBouncer), where the migration lock guards nothing. Give the runner a direct connection: " +
+      "DIRECT_DATABASE_URL (--direct-database-url).",
+    [],
   );
+}
+
+/**
+ * Takes the session lock, in the server process the session started in: each statement names that
+ * process and does nothing in another one, so behind a transaction pooler no lock is taken (and
+ * none is left on a pooled server connection) unless the first two statements shared one.
+ */
+async function lockMigrations(session: Session, log: MigrationLog): Promise<void> {
+  const key = MIGRATION_LOCK_KEY.toString();
+  const { client } = session;
+  const { rows: self } = await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+  const pid = self[0]!.pid;
+  const { rows } = await client.query<{ locked: boolean }>(
+    "SELECT pg_try_advisory_lock($1::bigint) AS locked WHERE pg_backend_pid() = $2",
+    [key, pid],
+  );
+  if (rows.length === 0) throw notASession();
+  session.backendPid = pid;
   if (rows[0]?.locked === true) return;
   // Another runner is migrating this database: wait for it (it releases the lock when done or when
   // its connection ends), then re-read what it applied.
   log.info({ lockKey: key }, "Waiting for the migration lock held by another runner");
-  await client.query("SELECT pg_advisory_lock($1::bigint)", [key]);
+  const waited = await client.query("SELECT pg_advisory_lock($1::bigint) WHERE pg_backend_pid() = $2", [
+    key,
+    pid,
+  ]);
+  if (waited.rows.length === 0) throw notASession();
 }
 
 async function unlockMigrations(session: Session, log: MigrationLog): Promise<void> {
+  if (session.backendPid === undefined) return; // no lock was taken
   try {
-    await session.client.query("SELECT pg_advisory_unlock($1::bigint)", [MIGRATION_LOCK_KEY.toString()]);
+    const { rows } = await session.client.query<{ unlocked: boolean }>(
+      "SELECT pg_advisory_unlock($1::bigint) AS unlocked WHERE pg_backend_pid() = $2",
+      [MIGRATION_LOCK_KEY.toString(), session.backendPid],
+    );
+    if (rows[0]?.unlocked !== true) {
+      // Only behind a transaction pooler (a direct session holds the lock it took): the lock stays
+      // with the pooled server connection that took it until the pooler closes that connection.
+      log.warn(
+        { lockKey: MIGRATION_LOCK_KEY.toString() },
+        "The migration lock was taken on a pooled server connection and could not be released from this one; give the runner a direct connection (DIRECT_DATABASE_URL)",
+      );
+    }
   } catch (error) {
     // The lock lives as long as the connection: destroying it releases the lock.
     session.broken ??= error instanceof Error ? error : new Error(String(error));
@@ -187,10 +232,16 @@ async function selectApplied(client: pg.ClientBase): Promise<AppliedMigration[]>
   }));
 }
 
-async function applyMigration(client: pg.ClientBase, file: MigrationFile): Promise<void> {
+async function applyMigration(session: Session, file: MigrationFile): Promise<void> {
+  const { client } = session;
   await client.query("BEGIN");
   try {
-    const before = await client.query<{ xid: string }>("SELECT pg_current_xact_id()::text AS xid");
+    const before = await client.query<{ xid: string; pid: number }>(
+      "SELECT pg_current_xact_id()::text AS xid, pg_backend_pid() AS pid",
+    );
+    // The transaction's statements share its server session whatever the pooling; it must be the
+    // one holding the lock.
+    if (before.rows[0]?.pid !== session.backendPid) throw notASession();
     try {
       // No parameters: the simple query protocol, so a file may hold many statements.
       await client.query(file.sql);

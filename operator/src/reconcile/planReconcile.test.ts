@@ -8,6 +8,7 @@ import {
 } from "../api/types.ts";
 import type { AssignmentSnapshot, CommitResult } from "../assignments/tenantAssignments.ts";
 import { buildShardDeployment, DEFAULT_SHARD_DEPLOYMENT_CONFIG } from "../desired/buildShardDeployment.ts";
+import { imageAllowed } from "./imagePolicy.ts";
 import {
   type AppliedRecord,
   planFailure,
@@ -597,5 +598,122 @@ describe("planReconcile: the autoscaler's part", () => {
     expect(off.status?.autoscaler).toBeUndefined();
     expect(off.status?.conditions?.map((c) => c.type).sort()).toEqual(["Degraded", "Progressing", "Ready"]);
     expect(off.next).toBe("done");
+  });
+});
+
+describe("planReconcile: the image policy (--allowed-image-prefixes)", () => {
+  it.each([
+    // An empty list allows every image.
+    ["anything:1", [], true],
+    // A prefix ending in "/", ":" or "@" allows whatever starts with it.
+    ["registry.example.com/team/evaluator:1.2", ["registry.example.com/team/"], true],
+    ["registry.example.com/team/sub/evaluator:1", ["registry.example.com/team/"], true],
+    ["registry.example.com/team-evil/evaluator:1", ["registry.example.com/team/"], false],
+    ["registry.example.com/team/evaluator:1.2.3", ["registry.example.com/team/evaluator:"], true],
+    ["registry.example.com/team/evaluator@sha256:0a1b", ["registry.example.com/team/evaluator@"], true],
+    // Any other prefix holding a "/" allows the repository itself, a path below it, a tag, a digest...
+    ["registry.example.com/team/evaluator:1.2", ["registry.example.com/team"], true],
+    ["registry.example.com/team:1", ["registry.example.com/team"], true],
+    ["registry.example.com/team/evaluator", ["registry.example.com/team/evaluator"], true],
+    ["registry.example.com/team/evaluator:1.2", ["registry.example.com/team/evaluator"], true],
+    ["registry.example.com/team/evaluator@sha256:0a1b", ["registry.example.com/team/evaluator"], true],
+    [
+      "registry.example.com/team/evaluator:1.2@sha256:0a1b",
+      ["registry.example.com/team/evaluator:1.2"],
+      true,
+    ],
+    // ...never a sibling that merely shares the characters.
+    ["registry.example.com/team-evil/evaluator:1", ["registry.example.com/team"], false],
+    ["registry.example.com/teamevil:1", ["registry.example.com/team"], false],
+    ["registry.example.com/team/evaluator-evil:1", ["registry.example.com/team/evaluator"], false],
+    ["registry.example.com/team/evaluator:1.2.3", ["registry.example.com/team/evaluator:1.2"], false],
+    ["registry.example.com/team/evaluator:1.2-evil", ["registry.example.com/team/evaluator:1.2"], false],
+    // A registry host alone allows its repositories only: not another host, port or Docker Hub image.
+    ["registry.example.com/team/evaluator:1", ["registry.example.com"], true],
+    ["registry.example.com.evil.io/team/evaluator:1", ["registry.example.com"], false],
+    ["registry.example.com:5000/team/evaluator:1", ["registry.example.com"], false],
+    ["registry.example.com:5000/team/evaluator:1", ["registry.example.com:5000"], true],
+    ["registry.example.com:1", ["registry.example.com"], false],
+    ["registry.example.com", ["registry.example.com"], false],
+    // The image as written: no registry is added, so a short name matches only a short prefix.
+    ["evaluator:1", ["docker.io/library/"], false],
+    ["docker.io/library/evaluator:1", ["docker.io/library/"], true],
+    // Several prefixes: any one of them.
+    ["ghcr.io/example/evaluator:1", ["registry.example.com/team/", "ghcr.io/example/"], true],
+    ["quay.io/example/evaluator:1", ["registry.example.com/team/", "ghcr.io/example/"], false],
+  ] as const)("%s under %j: %s", (image, prefixes, allowed) => {
+    expect(imageAllowed(image, prefixes)).toBe(allowed);
+  });
+
+  const policy: ReconcileConfig = { ...CONFIG, allowedImagePrefixes: ["registry.example.com/team/"] };
+  const refused = (p: ReconcilePlan) => p.step === "refused";
+  const imageMessage =
+    'spec.evaluator.image "evaluator:1" does not start with an allowed prefix (registry.example.com/team/): ' +
+    "nothing is applied until it does";
+
+  it("refuses a new set with another image: nothing applied or moved, Ready False and Degraded True, one Warning Event", () => {
+    const set = shardSet({ shards: 3 });
+    const plan = planReconcile({ ...input(set, { database: db(null, 5, 0) }), config: policy });
+    expect(plan).toMatchObject({ step: "refused", apply: [], delete: [], next: "done" });
+    expect(plan.tenantStep).toBeUndefined();
+    expect(plan.events).toEqual([{ type: "Warning", reason: "ImageNotAllowed", message: imageMessage }]);
+    expect(condition(plan, "Ready")).toMatchObject({
+      status: "False",
+      reason: "ImageNotAllowed",
+      message: imageMessage,
+    });
+    expect(condition(plan, "Degraded")).toMatchObject({ status: "True", reason: "ImageNotAllowed" });
+    expect(plan.status?.reshard).toBeUndefined(); // no reshard started
+
+    // Planned again with the status written: no second Event, nothing to write.
+    const again = planReconcile({
+      ...input(shardSet({ shards: 3 }, plan.status), { database: db(null, 5, 0), now: 30_000 }),
+      config: policy,
+    });
+    expect(again).toMatchObject({ step: "refused", apply: [], delete: [], events: [] });
+    expect(again.status).toBeUndefined();
+  });
+
+  it("leaves a running set's shards as they are (no update, no delete) and its reshard where it was", () => {
+    const inFlight = reshard("ScalingUp", 2, 4);
+    const set = shardSet({ shards: 4 }, { shards: 2, desiredShards: 4, reshard: inFlight });
+    const i = input(set, { shards: [0, 1, 2, 9], database: db(2) });
+    // The image changed since the shards were applied: an allowed image would re-apply all of them.
+    const changed = shardSet(
+      { ...set.spec, evaluator: { ...set.spec.evaluator, image: "evaluator:2" } },
+      set.status,
+    );
+    expect(names(planReconcile({ ...i, set: changed }).apply)).toHaveLength(4);
+    const plan = planReconcile({ ...i, set: changed, config: policy });
+    expect(plan).toMatchObject({ step: "refused", apply: [], delete: [] });
+    expect(plan.tenantStep).toBeUndefined();
+    expect(plan.status).toMatchObject({ shards: 2, desiredShards: 4, reshard: inFlight, readyShards: 4 });
+    expect(condition(plan, "Ready")).toMatchObject({ status: "False", reason: "ImageNotAllowed" });
+    expect(reasons(plan)).toEqual(["ImageNotAllowed"]);
+  });
+
+  it("refuses a paused set too, and tells a new image in a new Event", () => {
+    const first = planReconcile({ ...input(shardSet({ shards: 1, paused: true })), config: policy });
+    expect(refused(first)).toBe(true);
+    const set = shardSet({ shards: 1, paused: true }, first.status);
+    const other = shardSet(
+      { ...set.spec, evaluator: { ...set.spec.evaluator, image: "evaluator:2" } },
+      first.status,
+    );
+    expect(planReconcile({ ...input(set), config: policy }).events).toEqual([]);
+    expect(planReconcile({ ...input(other), config: policy }).events.map((e) => e.message)).toEqual([
+      imageMessage.replace("evaluator:1", "evaluator:2"),
+    ]);
+  });
+
+  it("runs an allowed image as usual, and clears the refusal once the image is fixed", () => {
+    const bad = planReconcile({ ...input(shardSet({ shards: 2 })), config: policy });
+    const fixed = shardSet({ shards: 2 }, bad.status);
+    fixed.spec.evaluator.image = "registry.example.com/team/evaluator:1";
+    const plan = planReconcile({ ...input(fixed), config: policy });
+    expect(plan.step).toBe("awaitShards");
+    expect(names(plan.apply)).toEqual(["alerts-shard-0", "alerts-shard-1"]);
+    expect(condition(plan, "Degraded")).toMatchObject({ status: "False", reason: "AsExpected" });
+    expect(condition(plan, "Ready")?.reason).not.toBe("ImageNotAllowed");
   });
 });

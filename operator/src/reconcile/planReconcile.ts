@@ -8,6 +8,7 @@
  *
  * | step           | when                                            | does                                              |
  * |----------------|-------------------------------------------------|---------------------------------------------------|
+ * | `refused`      | the image is not allowed (--allowed-image-prefixes) | status only: nothing applied, deleted or moved; Ready False, Degraded True, one Warning Event |
  * | `paused`       | spec.paused                                     | status only: no Deployment, no tenant touched     |
  * | `settled`      | no reshard, committed count = target            | apply shards [0, N), delete the rest, place new tenants |
  * | `awaitShards`  | ScalingUp, a new shard is not available yet     | apply [0, max(N, N′)), place new tenants on the N running shards, come back in 5 s (Degraded after the scale-up timeout) |
@@ -33,8 +34,9 @@ import type { AutoscalePlan } from "../autoscale/planAutoscale.ts";
 import { buildShardDeployment, type ShardDeploymentConfig } from "../desired/buildShardDeployment.ts";
 import { stableStringify } from "../desired/hash.ts";
 import { shardIndexOf, shardSetSelector } from "../desired/names.ts";
-import { CONDITION, EVENT_REASON, REASON, setCondition } from "../status/conditions.ts";
+import { CONDITION, EVENT_REASON, findCondition, REASON, setCondition } from "../status/conditions.ts";
 import { type ConditionNote, deriveShardConditions, isAvailable } from "../status/shardConditions.ts";
+import { imageAllowed } from "./imagePolicy.ts";
 
 export interface ReconcileConfig {
   readonly shardDeployment: ShardDeploymentConfig;
@@ -46,6 +48,11 @@ export interface ReconcileConfig {
   readonly resyncMs: number;
   /** How often a set in autoscaling mode Recommend or Auto reads its metrics and decides again. */
   readonly autoscaleIntervalMs: number;
+  /**
+   * Prefixes the evaluator image must start with (imagePolicy.ts); a set with another image is
+   * refused. Undefined or empty: every image is allowed.
+   */
+  readonly allowedImagePrefixes?: readonly string[];
 }
 
 /** How often a reshard waiting for its new shards looks again. */
@@ -87,6 +94,7 @@ export interface ReconcileInput {
 }
 
 export type ReconcileStep =
+  | "refused"
   | "paused"
   | "settled"
   | "awaitShards"
@@ -138,9 +146,31 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
   return { ...plan, next: { requeueAfterMs: next } };
 }
 
+/**
+ * Why the operator will not run this set as specified, or undefined when it will: its evaluator
+ * image does not start with an allowed prefix. The executor reads neither the set's database nor
+ * its metrics then (both would use Secrets the set names).
+ */
+export function refusalOf(
+  set: EvaluatorShardSet,
+  config: Pick<ReconcileConfig, "allowedImagePrefixes">,
+): ConditionNote | undefined {
+  const prefixes = config.allowedImagePrefixes ?? [];
+  const image = set.spec.evaluator.image;
+  if (imageAllowed(image, prefixes)) return undefined;
+  return {
+    reason: REASON.imageNotAllowed,
+    message:
+      `spec.evaluator.image "${image}" does not start with an allowed prefix (${prefixes.join(", ")}): ` +
+      "nothing is applied until it does",
+  };
+}
+
 function planStep(input: ReconcileInput): ReconcilePlan {
   const { set, now, target, config } = input;
   const nowIso = new Date(now).toISOString();
+  const refusal = refusalOf(set, config);
+  if (refusal) return planRefusal(input, refusal, nowIso);
   const status = baseStatus(set, target, input.autoscale, nowIso);
   const snapshot = input.database;
   if (snapshot) {
@@ -339,6 +369,30 @@ export function planFailure(
   };
 }
 
+/**
+ * A set the operator refuses to run as specified: nothing is applied, deleted or moved, so shards
+ * applied before keep running as they are, and a reshard in flight waits in status until the spec
+ * (or the policy) is fixed. Ready turns False and Degraded True with the refusal; the Warning
+ * Event is recorded once, not again while the same refusal stands.
+ */
+function planRefusal(input: ReconcileInput, refusal: ConditionNote, nowIso: string): ReconcilePlan {
+  const { set } = input;
+  // Nothing was decided: the count and the autoscaler's fields stay as last reported.
+  const status = baseStatus(set, set.status?.desiredShards ?? input.target, undefined, nowIso);
+  const ctx: Ctx = { input, status, nowIso };
+  const stored = findCondition(set.status?.conditions, CONDITION.degraded);
+  const told =
+    stored?.status === "True" && stored.reason === refusal.reason && stored.message === refusal.message;
+  return {
+    step: "refused",
+    apply: [],
+    delete: [],
+    events: told ? [] : [{ type: "Warning", ...refusal }],
+    ...settle(ctx, status.shards ?? 0, { degraded: refusal, notReady: refusal }),
+    next: "done",
+  };
+}
+
 interface Ctx {
   readonly input: Pick<ReconcileInput, "set" | "deployments">;
   /** The status being planned (a copy; mutated freely). */
@@ -374,11 +428,19 @@ function baseStatus(
   return status;
 }
 
-/** Fills shards, readyShards and conditions; returns the status only if it differs from the stored one. */
+/**
+ * Fills shards, readyShards and conditions; returns the status only if it differs from the stored
+ * one. `notReady` turns Ready False whatever the shards (the set does not run as specified).
+ */
 function settle(
   ctx: Ctx,
   shards: number,
-  notes: { progressing?: ConditionNote; degraded?: ConditionNote; deleted?: readonly string[] },
+  notes: {
+    progressing?: ConditionNote;
+    degraded?: ConditionNote;
+    notReady?: ConditionNote;
+    deleted?: readonly string[];
+  },
 ): { status?: EvaluatorShardSetStatus } {
   const { input, status } = ctx;
   const deleted = new Set(notes.deleted ?? []);
@@ -393,7 +455,14 @@ function settle(
   });
   status.shards = shards;
   status.readyShards = derived.readyShards;
-  status.conditions = derived.conditions;
+  status.conditions = notes.notReady
+    ? setCondition(
+        derived.conditions,
+        { type: CONDITION.ready, status: "False", ...notes.notReady },
+        ctx.nowIso,
+        input.set.metadata.generation,
+      )
+    : derived.conditions;
   return stableStringify(input.set.status ?? {}) === stableStringify(status) ? {} : { status };
 }
 

@@ -22,6 +22,7 @@ import {
   planReconcile,
   type ReconcileConfig,
   type ReconcilePlan,
+  refusalOf,
   type TenantStepOutcome,
 } from "./planReconcile.ts";
 
@@ -102,10 +103,14 @@ export async function reconcileShardSet(
     .filter((d) => d.metadata?.ownerReferences?.some((r) => r.controller && r.uid === set.metadata.uid));
 
   try {
-    const assignments = deps.assignments ? await deps.assignments(set) : undefined;
+    // A refused set (planReconcile says why) is only reported: its database and metrics, reached
+    // through Secrets it names, are not even read.
+    const refused = refusalOf(set, deps.config) !== undefined;
+    const assignments = deps.assignments && !refused ? await deps.assignments(set) : undefined;
     let database = assignments ? await assignments.read() : undefined;
     const committed = database ? (database.shardCount ?? 0) : (set.status?.shards ?? 0);
-    const readings = readsMetrics(set) && deps.signals ? await deps.signals(set, committed) : undefined;
+    const readings =
+      readsMetrics(set) && deps.signals && !refused ? await deps.signals(set, committed) : undefined;
     const autoscale = planAutoscale({ set, readings, committed, totalLoad: database?.totalLoad, now });
     target = autoscale.target;
     if (autoscale.decision) {

@@ -22,6 +22,8 @@ export const REASON = {
   paused: "Paused",
   asExpected: "AsExpected",
   invalidSpec: "InvalidSpec",
+  /** spec.evaluator.image does not start with an allowed prefix (--allowed-image-prefixes). */
+  imageNotAllowed: "ImageNotAllowed",
   applyFailed: "ApplyFailed",
   databaseUnavailable: "DatabaseUnavailable",
   reconcileError: "ReconcileError",
@@ -48,6 +50,7 @@ export const EVENT_REASON = {
   databaseUnavailable: REASON.databaseUnavailable,
   applyFailed: REASON.applyFailed,
   reconcileError: REASON.reconcileError,
+  imageNotAllowed: REASON.imageNotAllowed,
   metricsUnavailable: REASON.metricsUnavailable,
   metricsAvailable: "MetricsAvailable",
   recommendedShards: "RecommendedShards",

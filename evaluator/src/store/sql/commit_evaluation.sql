@@ -13,11 +13,20 @@
 --             exists (deleted since the tick read them, or a device that reports without being
 --             registered) are skipped instead of failing the foreign keys.
 --   resolved: open alerts whose condition cleared.
--- Fingerprints of the two lists are disjoint (one action per (rule, device)).
+--   events:   when $16, one alert_events row per change of an alert's state, as the writes above
+--             made it (migration 000009): fired (a row inserted), escalated (an open row's
+--             severity rose), resolved, and suppressed (a fire held back by maintenance, $17-$22:
+--             no alert row). A bump of an open alert is no change. Stamped with the seq this
+--             commit moves the fence to and the tick time; then pg_notify('alert_events', tenant)
+--             wakes the relay when the transaction commits.
+-- Fingerprints of the three lists are disjoint (one action per (rule, device)).
 -- $1 tenant id; upserts as parallel arrays: $2 rule ids, $3 device ids, $4 fingerprints,
 -- $5 severities, $6 first seen (ms), $7 last seen (ms), $8 values, $9 messages, $10 escalated;
 -- $11 fingerprints to resolve, $12 tick time (ms); $13 the fence seq the evaluation loaded (0: none),
--- $14 the snapshot it read with (pg_snapshot as text), $15 the evaluator's token
+-- $14 the snapshot it read with (pg_snapshot as text), $15 the evaluator's token; $16 append alert
+-- events; suppressed fires as parallel arrays: $17 rule ids, $18 device ids, $19 fingerprints,
+-- $20 severities, $21 values, $22 messages; $23 synchronous_commit of this transaction (NULL: the
+-- session's), set here rather than on the session so that it holds through a transaction pooler
 WITH fence AS (
   INSERT INTO tenant_fences AS f (tenant_id, seq, judged, eval_ms, evaluator)
   VALUES ($1::text, $13::bigint + 1, $14::pg_snapshot, $12::float8, $15::text)
@@ -56,7 +65,8 @@ upserted AS (
                          THEN excluded.severity ELSE a.severity END,
          escalated_at = CASE WHEN severity_rank(excluded.severity) > severity_rank(a.severity)
                              THEN excluded.last_seen ELSE a.escalated_at END
-  RETURNING (xmax = 0) AS inserted
+  RETURNING a.id, a.rule_id, a.device_id, a.fingerprint, a.severity::text AS severity, a.value, a.message,
+            a.first_seen, a.last_seen, (xmax = 0) AS inserted
 ),
 resolved AS (
   UPDATE alerts
@@ -65,9 +75,66 @@ resolved AS (
      AND state = 'open'
      AND tenant_id = $1::text
      AND EXISTS (SELECT 1 FROM fence)
+  RETURNING id, rule_id, device_id, fingerprint, severity::text AS severity, value, first_seen, last_seen,
+            resolved_at, occurrences
+),
+-- The severities of the upserted fingerprints' open alerts before this statement (its snapshot),
+-- to tell an escalation. Nothing else writes them meanwhile: another commit of the tenant that
+-- committed after this snapshot moved the fence, and then this one's compare-and-set fails.
+prev AS (
+  SELECT a.id, a.severity::text AS severity
+    FROM alerts a
+   WHERE a.fingerprint = ANY ($4::text[])
+     AND a.state = 'open'
+     AND a.tenant_id = $1::text
+     AND $16::boolean
+),
+events AS (
+  INSERT INTO alert_events (tenant_id, rule_id, device_id, kind, severity, alert_id, fingerprint, seq,
+                            tick_at, payload)
+  SELECT $1::text, e.rule_id, e.device_id, e.kind, e.severity, e.alert_id, e.fingerprint, $13::bigint + 1,
+         to_timestamp($12::float8 / 1000), e.payload
+    FROM (
+      SELECT u.rule_id, u.device_id, 'fired' AS kind, u.severity, u.id AS alert_id, u.fingerprint,
+             jsonb_build_object('value', u.value, 'message', u.message, 'first_seen', u.first_seen,
+                                'last_seen', u.last_seen) AS payload
+        FROM upserted u
+       WHERE u.inserted
+      UNION ALL
+      SELECT u.rule_id, u.device_id, 'escalated', u.severity, u.id, u.fingerprint,
+             jsonb_build_object('previous_severity', p.severity, 'value', u.value, 'message', u.message,
+                                'first_seen', u.first_seen, 'last_seen', u.last_seen)
+        FROM upserted u
+        JOIN prev p ON p.id = u.id
+       WHERE NOT u.inserted
+         AND severity_rank(u.severity) > severity_rank(p.severity)
+      UNION ALL
+      SELECT r.rule_id, r.device_id, 'resolved', r.severity, r.id, r.fingerprint,
+             jsonb_build_object('value', r.value, 'first_seen', r.first_seen, 'last_seen', r.last_seen,
+                                'resolved_at', r.resolved_at, 'occurrences', r.occurrences)
+        FROM resolved r
+      UNION ALL
+      -- The same guard as the upsert's: no event about a rule or device that does not exist.
+      SELECT s.rule_id, s.device_id, 'suppressed', s.severity, NULL, s.fingerprint,
+             jsonb_build_object('reason', 'maintenance', 'value', s.value, 'message', s.message)
+        FROM unnest($17::text[], $18::text[], $19::text[], $20::text[], $21::float8[], $22::text[])
+          AS s (rule_id, device_id, fingerprint, severity, value, message)
+       WHERE EXISTS (SELECT 1 FROM fence)
+         AND EXISTS (SELECT 1 FROM alert_rules r WHERE r.tenant_id = $1::text AND r.id = s.rule_id)
+         AND EXISTS (SELECT 1 FROM devices d WHERE d.tenant_id = $1::text AND d.id = s.device_id)
+    ) e
+   WHERE $16::boolean
+   ORDER BY e.rule_id, e.device_id
   RETURNING 1
 )
 SELECT EXISTS (SELECT 1 FROM fence) AS applied,
        (SELECT count(*) FROM upserted WHERE inserted)::int AS opened,
        (SELECT count(*) FROM upserted WHERE NOT inserted)::int AS updated,
-       (SELECT count(*) FROM resolved)::int AS resolved
+       (SELECT count(*) FROM resolved)::int AS resolved,
+       (SELECT count(*) FROM events)::int AS events,
+       -- Delivered at commit, and only then; one per tenant commit that appended events.
+       (SELECT count(*) FROM (SELECT pg_notify('alert_events', $1::text) WHERE EXISTS (SELECT 1 FROM events)) n)::int
+         AS notified,
+       -- SET LOCAL: read when this statement's transaction commits, gone after it.
+       set_config('synchronous_commit', coalesce($23::text, current_setting('synchronous_commit')), true)
+         AS synchronous_commit
