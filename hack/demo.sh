@@ -19,6 +19,8 @@ DB_URL=${DEMO_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/evaluator_demo}
 # Its own Valkey database number, flushed at the start, so a rerun starts from a clean slate.
 VALKEY_URL=${DEMO_VALKEY_URL:-redis://127.0.0.1:6379/11}
 PROM_PORT=${DEMO_PROMETHEUS_PORT:-19090}
+# A NATS server with JetStream of the demo's own (store under the demo folder), for the alert events.
+NATS_PORT=${DEMO_NATS_PORT:-14222}
 TENANTS=${DEMO_TENANTS:-300}
 OPERATOR=("node" "$REPO_DIR/operator/bin/evaluator-operator.ts")
 
@@ -118,6 +120,21 @@ say "letting the evaluators tick for 30 s (tick interval 10 s)"
 sleep 30
 node "$HACK_DIR/demo/alerts.ts" "$DB_URL" >&2
 
+step "Alert events: each alert change is an outbox row, relayed to NATS JetStream (message id = event id)"
+ensure_nats_server
+rm -rf "$DEMO_DIR/nats"
+background nats "$(command -v nats-server || echo /usr/sbin/nats-server)" -js -sd "$DEMO_DIR/nats" -a 127.0.0.1 -p "$NATS_PORT"
+deadline=$((SECONDS + 30))
+until (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null; do
+  (( SECONDS < deadline )) || die "nats-server did not start; see $DEMO_DIR/nats.log"
+  sleep 0.5
+done
+background relay "${OPERATOR[@]}" events relay --database-url "$DB_URL" --nats-url "nats://127.0.0.1:$NATS_PORT" \
+  --http-bind-address 127.0.0.1:18082
+say "letting the relay catch up for 5 s"
+sleep 5
+node "$HACK_DIR/demo/events.ts" "$DB_URL" "nats://127.0.0.1:$NATS_PORT" >&2
+
 step "A resize: the plan first (a dry run), then kubectl scale 3 → 4"
 DATABASE_URL=$DB_URL "${OPERATOR[@]}" shards plan --shard-set "$NS/$SET" --shards 4 >&2
 kubectl scale "ess/$SET" -n "$NS" --replicas=4 >&2
@@ -176,6 +193,7 @@ The system is running. Point kubectl at the local control plane with:
   kubectl get ess -n $NS
   kubectl scale ess/$SET -n $NS --replicas=2
 
+Alert events: node hack/demo/events.ts $DB_URL nats://127.0.0.1:$NATS_PORT
 Prometheus: http://127.0.0.1:$PROM_PORT   Logs: $DEMO_DIR/*.log, $DEMO_DIR/shards/
 Stop everything: npm run demo -- down
 MSG

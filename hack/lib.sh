@@ -39,26 +39,32 @@ ensure_deps() {
 # PostgreSQL. Installs Debian's package when it is missing, without letting the package start its
 # system service (the tests never use it): a temporary policy-rc.d refuses every service start
 # during the install, unless the machine already has one. Fails, never skips, when it cannot.
-ensure_pgbouncer() {
-  if command -v pgbouncer >/dev/null 2>&1 || [[ -x /usr/sbin/pgbouncer ]]; then return; fi
+# ensure_debian_package COMMAND PACKAGE: installs PACKAGE (quietly, never starting its service) unless
+# COMMAND is on PATH or in /usr/sbin; fails clearly when it cannot.
+ensure_debian_package() {
+  local cmd=$1 pkg=$2
+  if command -v "$cmd" >/dev/null 2>&1 || [[ -x /usr/sbin/$cmd ]]; then return; fi
   if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-    die "pgbouncer is not installed and cannot be installed here (needs root and apt-get): run 'apt-get install --no-install-recommends pgbouncer' as root"
+    die "$cmd is not installed and cannot be installed here (needs root and apt-get): run 'apt-get install --no-install-recommends $pkg' as root"
   fi
-  say "installing pgbouncer (Debian package; its service is not started)"
+  say "installing $pkg (Debian package; its service is not started)"
   local policy=/usr/sbin/policy-rc.d own_policy=
   if [[ ! -e $policy ]]; then
     printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
   fi
   local status=0
   {
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pgbouncer >/dev/null 2>&1 ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$pkg" >/dev/null 2>&1 ||
       { apt-get update -q >/dev/null 2>&1 &&
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pgbouncer >/dev/null; }
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$pkg" >/dev/null; }
   } || status=$?
   [[ -n $own_policy ]] && rm -f "$policy"
-  (( status == 0 )) || die "apt-get install pgbouncer failed (exit $status)"
-  [[ -x /usr/sbin/pgbouncer ]] || command -v pgbouncer >/dev/null 2>&1 || die "pgbouncer is still missing after its install"
+  (( status == 0 )) || die "apt-get install $pkg failed (exit $status)"
+  [[ -x /usr/sbin/$cmd ]] || command -v "$cmd" >/dev/null 2>&1 || die "$cmd is still missing after its install"
 }
+
+ensure_pgbouncer() { ensure_debian_package pgbouncer pgbouncer; }
+ensure_nats_server() { ensure_debian_package nats-server nats-server; }
 
 # ensure_toolchain: builds or reuses the cached control-plane binaries and puts them on PATH.
 ensure_toolchain() {

@@ -79,3 +79,14 @@ describe("evaluator_queue_depth_held", () => {
     expect(await registry.metrics()).toMatch(/^evaluator_queue_depth 0$/m);
   });
 });
+
+describe("evaluator_tick_interval_seconds", () => {
+  it("exports the interval the alerting rules compare the tick latency with", async () => {
+    const registry = new Registry();
+    const metrics = createEvaluatorMetrics(registry);
+    metrics.tickInterval.set(60);
+    expect(await registry.metrics()).toMatch(
+      /^# TYPE evaluator_tick_interval_seconds gauge\nevaluator_tick_interval_seconds 60$/m,
+    );
+  });
+});

@@ -156,6 +156,13 @@ export function createEvaluatorMetrics(registry: Registry) {
     help: "Fencing epoch of the shard set, as read from PostgreSQL at the last tick.",
     registers,
   });
+  // What the alerting rules compare the tick latency with (monitoring/alerts.rules.yaml): an
+  // interval set per shard set, so a fixed threshold in the rules would fit only one of them.
+  const tickInterval = new Gauge({
+    name: "evaluator_tick_interval_seconds",
+    help: "Tick interval this evaluator runs at (TICK_INTERVAL_SECONDS).",
+    registers,
+  });
   const breakerOpen = new Gauge({
     name: "evaluator_circuit_breaker_open",
     help: "1 while the circuit breaker of a dependency is open or half-open.",
@@ -196,6 +203,7 @@ export function createEvaluatorMetrics(registry: Registry) {
     tenants,
     shardCount,
     epoch,
+    tickInterval,
     breakerOpen,
   };
 }

@@ -49,6 +49,7 @@ const DESCRIPTIONS: Record<keyof RawEvaluatorOptions, string> = {
     "PostgreSQL connection string without a transaction pooler, for LISTEN (default: DATABASE_URL; prefer the variable)",
   tenantMaxPairs: "(rule, device) pairs above which a tenant is not evaluated this tick (default 50000)",
   tenantMaxReadings: "new readings above which a tenant is not evaluated this tick (default 200000)",
+  alertEvents: "append each alert change to the alert_events outbox: on | off (default on)",
 };
 
 /**

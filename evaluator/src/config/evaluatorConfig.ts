@@ -28,6 +28,7 @@ export interface RawEvaluatorOptions {
   readonly directDatabaseUrl?: string | undefined;
   readonly tenantMaxPairs?: string | undefined;
   readonly tenantMaxReadings?: string | undefined;
+  readonly alertEvents?: string | undefined;
 }
 
 /** The compiled, validated, read-only configuration. */
@@ -66,6 +67,11 @@ export interface EvaluatorConfig {
   readonly directDatabaseUrl: string;
   /** Bounds of one tenant's evaluation; a tenant over one is quarantined for the tick. */
   readonly tenantLimits: TenantLimits;
+  /**
+   * Whether each alert change is appended to the `alert_events` outbox with the commit (default
+   * true). Off: no event is written (for an installation that neither relays nor prunes them).
+   */
+  readonly alertEvents: boolean;
 }
 
 export const PG_SYNCHRONOUS_COMMIT = ["off", "local", "on", "remote_write", "remote_apply"] as const;
@@ -103,6 +109,7 @@ export const SETTINGS = {
   directDatabaseUrl: { flag: "--direct-database-url", env: "DIRECT_DATABASE_URL" },
   tenantMaxPairs: { flag: "--tenant-max-pairs", env: "TENANT_MAX_PAIRS" },
   tenantMaxReadings: { flag: "--tenant-max-readings", env: "TENANT_MAX_READINGS" },
+  alertEvents: { flag: "--alert-events", env: "ALERT_EVENTS" },
 } as const satisfies Record<keyof RawEvaluatorOptions, { flag: string; env: string }>;
 
 type Setting = keyof typeof SETTINGS;
@@ -231,6 +238,10 @@ export function compileEvaluatorConfig(raw: RawEvaluatorOptions): EvaluatorConfi
   if (!(PG_POOL_MODES as readonly string[]).includes(pgPoolMode)) {
     fail("pgPoolMode", `expected one of ${PG_POOL_MODES.join(", ")}, got "${pgPoolMode}"`);
   }
+  const alertEvents = present(raw, "alertEvents") ?? "on";
+  if (alertEvents !== "on" && alertEvents !== "off") {
+    fail("alertEvents", `expected on or off, got "${alertEvents}"`);
+  }
   // Sized on the largest tenant the product runs (see DEFAULT_TENANT_LIMITS).
   const tenantLimits = Object.freeze({
     maxPairs: integer(raw, "tenantMaxPairs", DEFAULT_TENANT_LIMITS.maxPairs, 1, 100_000_000),
@@ -257,5 +268,6 @@ export function compileEvaluatorConfig(raw: RawEvaluatorOptions): EvaluatorConfi
     pgPoolMode: pgPoolMode as PgPoolMode,
     directDatabaseUrl,
     tenantLimits,
+    alertEvents: alertEvents === "on",
   });
 }

@@ -73,6 +73,7 @@ export async function runEvaluator(config: EvaluatorConfig, deps: RunEvaluatorDe
     });
     collectProcessMetrics(registry);
     const metrics = createEvaluatorMetrics(registry);
+    metrics.tickInterval.set(config.intervalMs / 1000);
     const offsetMs = shardOffsetMs(config.shardSet, config.shardIndex, config.intervalMs);
     log.info(
       {
@@ -125,7 +126,10 @@ export async function runEvaluator(config: EvaluatorConfig, deps: RunEvaluatorDe
     // Through transaction or statement pooling no statement may stay prepared on a connection: the
     // client's next one may run on another server connection (README, "Through PgBouncer").
     const queryable = config.pgPoolMode === "session" ? db : withoutStatementNames(db);
-    const store = createPgStore(queryable, { synchronousCommit: config.pgSynchronousCommit });
+    const store = createPgStore(queryable, {
+      synchronousCommit: config.pgSynchronousCommit,
+      alertEvents: config.alertEvents,
+    });
     const state = new ValkeyState(valkey);
 
     const liveness = createLiveness(Math.max(30_000, 2 * config.intervalMs));
