@@ -75,7 +75,8 @@ KC
 start() {
   local name=$1; shift
   if pid_alive "$name"; then return; fi
-  setsid "$@" >"$LOGS/$name.log" 2>&1 < /dev/null &
+  # 9>&-: the daemon must not inherit the lock of `up` (it would hold it for as long as it runs).
+  setsid "$@" >"$LOGS/$name.log" 2>&1 < /dev/null 9>&- &
   echo $! > "$RUN/$name.pid"
   say "started $name (pid $!, log $LOGS/$name.log)"
 }
