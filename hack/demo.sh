@@ -74,6 +74,8 @@ fi
 
 ensure_node
 ensure_deps
+# Here rather than inside cluster.sh up, so that the whole set-up shows before the demo's steps.
+ensure_toolchain
 mkdir -p "$DEMO_DIR"
 
 step "Local Kubernetes control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)"
@@ -114,7 +116,11 @@ DATABASE_URL=$DB_URL "${OPERATOR[@]}" shards status --shard-set "$NS/$SET" >&2
 step "Evaluators: one process per shard Deployment (the shard runner plays the kubelet), Prometheus, telemetry"
 background shard-runner node "$REPO_DIR/hack/shard-runner/main.ts" --kubeconfig "$KUBECONFIG" --namespace "$NS" \
   --shardset "$SET" --file-sd "$DEMO_DIR/file_sd.json" --log-dir "$DEMO_DIR/shards"
-node "$REPO_DIR/hack/prometheus.ts" up --file-sd "$DEMO_DIR/file_sd.json" --port "$PROM_PORT" >&2
+# Prometheus scrapes the operator too (its job name as the alerting rules expect it), so the
+# dashboard (monitoring/dashboards/) has every panel on the demo's data.
+printf '[{"targets":["127.0.0.1:18080"],"labels":{"job":"evaluator-operator"}}]\n' >"$DEMO_DIR/operator_sd.json"
+node "$REPO_DIR/hack/prometheus.ts" up --file-sd "$DEMO_DIR/file_sd.json" --file-sd "$DEMO_DIR/operator_sd.json" \
+  --port "$PROM_PORT" >&2
 background telemetry node "$HACK_DIR/demo/telemetry.ts" "$DB_URL" "$NS/$SET" 5
 say "letting the evaluators tick for 30 s (tick interval 10 s)"
 sleep 30

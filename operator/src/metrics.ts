@@ -1,6 +1,8 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { EvaluatorShardSet } from "./api/types.ts";
 import type { AutoscaleDecision, SignalReadings } from "./autoscale/types.ts";
 import type { QueueMetrics } from "./controller/workQueue.ts";
+import { shardSetSeries } from "./status/shardSetSeries.ts";
 
 /**
  * The operator's own metrics, named like controller-runtime's so existing dashboards work.
@@ -56,11 +58,27 @@ export function createOperatorMetrics(registry: Registry, controller = "evaluato
     labelNames: ["resource"] as const,
     registers: [registry],
   });
+  // Every set of the cache has the two reshard counters from the first scrape, so its first reshard
+  // is an increase (rate() and increase() miss the increment that creates a series).
   const tenantsMoved = new Counter({
     name: "evaluator_operator_tenants_moved_total",
     help: "Tenants whose shard changed in a committed reshard.",
     labelNames: ["namespace", "shardset"] as const,
     registers: [registry],
+    collect() {
+      for (const set of shardSets())
+        this.inc({ namespace: set.metadata.namespace, shardset: set.metadata.name }, 0);
+    },
+  });
+  const reshards = new Counter({
+    name: "evaluator_operator_reshards_total",
+    help: "Reshards committed (the tenant moves of a resize written to PostgreSQL, epoch bumped).",
+    labelNames: ["namespace", "shardset"] as const,
+    registers: [registry],
+    collect() {
+      for (const set of shardSets())
+        this.inc({ namespace: set.metadata.namespace, shardset: set.metadata.name }, 0);
+    },
   });
 
   const signal = new Gauge({
@@ -88,6 +106,73 @@ export function createOperatorMetrics(registry: Registry, controller = "evaluato
     registers: [registry],
   });
 
+  // Status-derived gauges, read from the sets of the leader's informer cache at every scrape
+  // (status/shardSetSeries.ts): a standby, which holds no cache, exports none of them, and a
+  // deleted set's series go with it. They carry what the alerting rules need and the status keeps:
+  // the conditions, a reshard's start (persisted, so a new leader reports its true age) and the
+  // tick interval a reshard's drain waits for.
+  let shardSets: () => readonly EvaluatorShardSet[] = () => [];
+  new Gauge({
+    name: "evaluator_operator_shardset_condition",
+    help: "Conditions of each EvaluatorShardSet's status: 1 while True, 0 while False or Unknown, labelled with the condition's reason.",
+    labelNames: ["namespace", "shardset", "condition", "reason"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of shardSetSeries(shardSets()).conditions) this.set(s.labels, s.value);
+    },
+  });
+  new Gauge({
+    name: "evaluator_operator_reshard_started_timestamp_seconds",
+    help: "When the reshard in flight started (status.reshard.startedAt, Unix time), labelled with its phase; absent when none is in flight.",
+    labelNames: ["namespace", "shardset", "phase"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of shardSetSeries(shardSets()).reshards) this.set(s.labels, s.value);
+    },
+  });
+  // status.shards, desiredShards and readyShards, as kube-state-metrics exports a Deployment's
+  // replicas: what the dashboard's shard panel draws (absent while status lacks the field).
+  for (const [name, field, help] of [
+    ["evaluator_operator_shardset_shards", "shards", "status.shards: the committed shard count (what runs)."],
+    [
+      "evaluator_operator_shardset_desired_shards",
+      "desiredShards",
+      "status.desiredShards: the count the set converges to (spec.shards, or the autoscaler's decision in mode Auto).",
+    ],
+    [
+      "evaluator_operator_shardset_ready_shards",
+      "readyShards",
+      "status.readyShards: shard Deployments available.",
+    ],
+  ] as const) {
+    new Gauge({
+      name,
+      help,
+      labelNames: ["namespace", "shardset"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const set of shardSets()) {
+          const value = set.status?.[field];
+          if (value !== undefined)
+            this.set({ namespace: set.metadata.namespace, shardset: set.metadata.name }, value);
+        }
+      },
+    });
+  }
+  new Gauge({
+    name: "evaluator_operator_shardset_tick_interval_seconds",
+    help: "Tick interval of each EvaluatorShardSet's evaluators (spec.evaluator.tickIntervalSeconds or its default).",
+    labelNames: ["namespace", "shardset"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of shardSetSeries(shardSets()).tickIntervals) this.set(s.labels, s.value);
+    },
+  });
+
   const queue: QueueMetrics = {
     depth: (n) => queueDepth.set({ name: controller }, n),
     added: () => queueAdds.inc({ name: controller }),
@@ -101,14 +186,20 @@ export function createOperatorMetrics(registry: Registry, controller = "evaluato
       reconcileTime.observe({ controller }, seconds);
       if (result === "error") reconcileErrors.inc({ controller });
     },
+    /** Where the status-derived gauges read the sets from at each scrape (the leader's cache). */
+    reportShardSets(source: () => readonly EvaluatorShardSet[]) {
+      shardSets = source;
+    },
     setLeader(name: string, isLeader: boolean) {
       leader.set({ name }, isLeader ? 1 : 0);
     },
     informerRestarted(resource: string) {
       informerRestarts.inc({ resource });
     },
-    tenantsMoved(namespace: string, shardset: string, n: number) {
-      tenantsMoved.inc({ namespace, shardset }, n);
+    /** A reshard committed, moving `moved` tenants. */
+    reshardCommitted(namespace: string, shardset: string, moved: number) {
+      reshards.inc({ namespace, shardset });
+      tenantsMoved.inc({ namespace, shardset }, moved);
     },
     autoscaled(namespace: string, shardset: string, decision: AutoscaleDecision, readings: SignalReadings) {
       recommended.set({ namespace, shardset }, decision.recommended);

@@ -36,6 +36,8 @@ export async function runOperator(config: OperatorConfig, deps: RunDeps): Promis
   const releasers: (() => Promise<void>)[] = [];
 
   let controller: RunningController | undefined;
+  // Only the leader runs a controller, so only the leader exports the sets' status gauges.
+  metrics.reportShardSets(() => controller?.shardSets() ?? []);
   let elector: LeaderElector | undefined;
   let shuttingDown = false;
   const le = config.leaderElection;
@@ -97,7 +99,7 @@ export async function runOperator(config: OperatorConfig, deps: RunDeps): Promis
         onAutoscale: (set, decision, readings) =>
           metrics.autoscaled(set.metadata.namespace, set.metadata.name, decision, readings),
         onTenantsMoved: (set, moved) =>
-          metrics.tenantsMoved(set.metadata.namespace, set.metadata.name, moved),
+          metrics.reshardCommitted(set.metadata.namespace, set.metadata.name, moved),
       },
     });
   };

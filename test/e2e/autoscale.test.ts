@@ -16,7 +16,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -34,8 +34,9 @@ import {
   kubectl,
   loadKubeConfig,
 } from "../support/cluster.ts";
+import { checkDashboardQueries, loadDashboard } from "../support/dashboard.ts";
 import { insertTenants, type RuleSeed } from "../support/evaluatorFixture.ts";
-import { type OperatorProcess, startOperator } from "../support/operator.ts";
+import { msg, type OperatorProcess, startOperator } from "../support/operator.ts";
 import { freePort } from "../support/ports.ts";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
 import { getShardSet } from "../support/shardSets.ts";
@@ -76,6 +77,8 @@ interface World {
   readonly shardSet: string;
   /** Prefix of this world's tenant ids; slow tenants are `<prefix>-slow-<n>`. */
   readonly prefix: string;
+  /** When the world was made (ms): the start of the Prometheus data of this test. */
+  readonly startedAt: number;
   readonly prometheus: () => RunningPrometheus | undefined;
   readonly operator: OperatorProcess;
   /** Folder of the shard processes' logs (`<deployment>.log`). */
@@ -91,11 +94,12 @@ interface World {
 
 /**
  * A namespace with the Secrets, a migrated database, a private Prometheus (1 s scrapes) on the
- * shard runner's file_sd, the shard runner (through the evaluator's test entry point, which honours
- * EVALUATOR_TEST_DELAY_TENANT), the shard set applied from `spec`, and the operator reconciling
- * every 2 s.
+ * shard runner's file_sd and on the operator's /metrics, the shard runner (through the evaluator's
+ * test entry point, which honours EVALUATOR_TEST_DELAY_TENANT), the shard set applied from `spec`,
+ * and the operator reconciling every 2 s.
  */
 async function world(label: string, spec: string): Promise<World> {
+  const startedAt = Date.now();
   const ns = await createTestNamespace(kc, label);
   cleanups.push(() => ns.remove());
   const db = await createTestDatabase(label);
@@ -127,13 +131,16 @@ async function world(label: string, spec: string): Promise<World> {
   const dir = await mkdtemp(join(tmpdir(), `eo-autoscale-${label}-`));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const fileSd = join(dir, "file_sd.json");
+  // The operator's target, written once it listens (no target until then).
+  const operatorSd = join(dir, "operator_sd.json");
+  await writeFile(operatorSd, "[]\n");
   const shardLogs = join(dir, "shards");
   const promDir = join(dir, "prometheus");
   const promPort = await freePort();
   let prometheus: RunningPrometheus | undefined;
   const startProm = async () => {
     prometheus = await startPrometheus({
-      fileSdFiles: [fileSd],
+      fileSdFiles: [fileSd, operatorSd],
       scrapeIntervalSeconds: 1,
       port: promPort,
       dir: promDir,
@@ -166,6 +173,14 @@ async function world(label: string, spec: string): Promise<World> {
     "2s",
   ]);
   cleanups.push(() => operator.kill("SIGKILL"));
+  // No namespace label on the target: the operator's per-set series keep their own (as the chart's
+  // ServiceMonitor, with honorLabels, keeps them on a cluster).
+  const { metricsPort } = await operator.waitForLog(msg("Serving metrics and probes"));
+  await writeFile(
+    `${operatorSd}.tmp`,
+    `${JSON.stringify([{ targets: [`127.0.0.1:${metricsPort}`], labels: { job: "evaluator-operator" } }])}\n`,
+  );
+  await rename(`${operatorSd}.tmp`, operatorSd);
 
   let serial = 0;
   return {
@@ -173,6 +188,7 @@ async function world(label: string, spec: string): Promise<World> {
     db,
     shardSet,
     prefix,
+    startedAt,
     prometheus: () => prometheus,
     operator,
     shardLogs,
@@ -459,6 +475,17 @@ describe("autoscaler (real operator, Prometheus, evaluators, PostgreSQL, Valkey)
       () => w.status(),
       (s) => expect(s.desiredShards).toBe(2),
     );
+
+    // The Grafana dashboard, on this run's data: every panel's query (the set's variables filled
+    // in, $__rate_interval at 1m), its reshard annotation and its variables return data from the
+    // Prometheus that scraped these evaluators and this operator. Failures name the panel.
+    const failures = await checkDashboardQueries(loadDashboard(), w.prometheus()!.url, {
+      namespace: w.ns,
+      shardset: SET,
+      fromMs: w.startedAt,
+      toMs: Date.now(),
+    });
+    expect(failures, failures.join("\n")).toEqual([]);
   });
 
   it("Recommend: the default queries drive status.recommendedShards and a RecommendedShards Event while the Deployments stay at spec.shards; Off then obeys kubectl scale", {

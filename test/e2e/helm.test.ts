@@ -433,9 +433,113 @@ describe("the chart, rendered", () => {
     ]);
     const monitor = only(withApi, "ServiceMonitor");
     expect(monitor["spec"].endpoints).toEqual([
-      { port: "metrics", path: "/metrics", interval: "30s", scrapeTimeout: "10s" },
+      {
+        port: "metrics",
+        path: "/metrics",
+        honorLabels: true,
+        interval: "30s",
+        scrapeTimeout: "10s",
+        // The job the alerting rules select the operator by (monitoring/alerts.rules.yaml).
+        relabelings: [{ targetLabel: "job", replacement: "evaluator-operator" }],
+      },
     ]);
     expect(monitor["spec"].selector.matchLabels).toEqual(only(withApi, "Service")["spec"].selector);
+  });
+
+  it("renders the alerting rules as a PrometheusRule only when enabled and served: the groups of monitoring/alerts.rules.yaml", async () => {
+    interface AlertRule {
+      alert?: string;
+      labels?: Record<string, string>;
+      annotations?: Record<string, string>;
+    }
+    const file = k8s.loadYaml<{ groups: { name: string; rules: AlertRule[] }[] }>(
+      await readFile(join(repo, "monitoring", "alerts.rules.yaml"), "utf8"),
+    );
+    const api = ["--api-versions", "monitoring.coreos.com/v1/PrometheusRule"];
+    expect(kinds(await render(api))).not.toContain("PrometheusRule");
+    expect(kinds(await render(["--set", "prometheusRule.enabled=true"]))).not.toContain("PrometheusRule");
+    const rule = only(await render(["--set", "prometheusRule.enabled=true", ...api]), "PrometheusRule");
+    expect(rule.apiVersion).toBe("monitoring.coreos.com/v1");
+    expect(rule.metadata).toMatchObject({ name: "rel-evaluator-operator", namespace: "evaluator-system" });
+    expect(rule["spec"]).toEqual({ groups: file.groups });
+
+    // Labels for the Prometheus' ruleSelector; labels for every alert, where an alert's own win;
+    // the URL the runbooks are read at.
+    const base = "https://git.example.com/iot/evaluator-operator/blob/main/docs/runbooks.md";
+    const custom = only(
+      await render([
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set",
+        "prometheusRule.labels.release=kube-prometheus-stack",
+        "--set",
+        "prometheusRule.alertLabels.team=iot",
+        "--set",
+        "prometheusRule.alertLabels.severity=info",
+        "--set",
+        `prometheusRule.runbookBaseUrl=${base}`,
+        ...api,
+      ]),
+      "PrometheusRule",
+    );
+    expect(custom.metadata.labels).toMatchObject({ release: "kube-prometheus-stack" });
+    const expected = file.groups.map((g) => ({
+      ...g,
+      rules: g.rules.map((r) =>
+        r.alert
+          ? {
+              ...r,
+              labels: { team: "iot", ...r.labels },
+              annotations: {
+                ...r.annotations,
+                runbook_url: r.annotations!["runbook_url"]!.replace(/^docs\/runbooks\.md/, base),
+              },
+            }
+          : r,
+      ),
+    }));
+    expect(custom["spec"]).toEqual({ groups: expected });
+    expect(custom["spec"].groups[0].rules[0].annotations.runbook_url).toBe(`${base}#evaluatoroperatordown`);
+  });
+
+  it("renders the Grafana dashboard ConfigMap only when enabled, the dashboard byte for byte, with the sidecar's label", async () => {
+    expect(kinds(await render())).not.toContain("ConfigMap");
+    const source = await readFile(join(repo, "monitoring", "dashboards", "evaluator-operator.json"), "utf8");
+    const cm = only(await render(["--set", "grafanaDashboard.enabled=true"]), "ConfigMap");
+    expect(cm.metadata).toMatchObject({
+      name: "rel-evaluator-operator-dashboards",
+      namespace: "evaluator-system",
+      labels: { grafana_dashboard: "1", "app.kubernetes.io/component": "dashboards" },
+    });
+    expect(Object.keys(cm["data"])).toEqual(["evaluator-operator.json"]);
+    expect(
+      cm["data"]["evaluator-operator.json"] === source,
+      "the ConfigMap carries the dashboard as it is",
+    ).toBe(true);
+
+    // Another sidecar label, a folder annotation, the namespace Grafana watches.
+    const custom = only(
+      await render([
+        "--set",
+        "grafanaDashboard.enabled=true",
+        "--set",
+        "grafanaDashboard.namespace=monitoring",
+        "--set",
+        "grafanaDashboard.label=example.com/dashboards",
+        "--set-string",
+        "grafanaDashboard.labelValue=iot",
+        "--set",
+        "grafanaDashboard.annotations.grafana_folder=IoT",
+      ]),
+      "ConfigMap",
+    );
+    expect(custom.metadata.namespace).toBe("monitoring");
+    expect(custom.metadata.labels).toMatchObject({ "example.com/dashboards": "iot" });
+    expect(custom.metadata.labels?.["grafana_dashboard"]).toBeUndefined();
+    expect(custom.metadata.annotations).toEqual({ grafana_folder: "IoT" });
+    expect(
+      await helmFailure(["template", "rel", chart, "--set", "grafanaDashboard.namespace=Not_A_Namespace"]),
+    ).toContain("grafanaDashboard/namespace");
   });
 
   it("renders the migration hook Job only when enabled, with DATABASE_URL from the named Secret", async () => {

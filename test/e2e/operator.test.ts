@@ -125,6 +125,13 @@ describe("EvaluatorShardSet reconcile", () => {
     expect(metrics).toContain("controller_runtime_reconcile_time_seconds_bucket");
     expect(metrics).toContain('workqueue_depth{name="evaluatorshardset"}');
     expect(metrics).toMatch(/^leader_election_master_status\{name="none"\} 1$/m);
+    // The status-derived gauges the alerting rules read (monitoring/alerts.rules.yaml).
+    expect(metrics).toContain(
+      `evaluator_operator_shardset_condition{namespace="${ns}",shardset="alerts",condition="Ready",`,
+    );
+    expect(metrics).toContain(
+      `evaluator_operator_shardset_tick_interval_seconds{namespace="${ns}",shardset="alerts"} `,
+    );
     const lint = await promtoolCheck(metrics);
     expect(lint.output).toBe("");
     expect(lint.code).toBe(0);

@@ -58,6 +58,7 @@ describe("evaluator process", () => {
     expect(metricValue(metrics.body, "evaluator_tenants_evaluated_total")).toBeGreaterThanOrEqual(1);
     expect(metricValue(metrics.body, "evaluator_alerts_total", { action: "fire" })).toBe(1);
     expect(metricValue(metrics.body, "evaluator_queue_depth")).toBe(0);
+    expect(metricValue(metrics.body, "evaluator_tick_interval_seconds")).toBe(1);
 
     expect(await p.get("/healthz")).toMatchObject({ status: 200 });
     expect(await p.get("/readyz")).toMatchObject({ status: 200 });

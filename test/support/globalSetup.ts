@@ -19,7 +19,7 @@ export default async function setup(): Promise<() => Promise<void>> {
   process.stderr.write(
     `${stderr
       .split("\n")
-      .filter((l) => l.startsWith("[cluster]"))
+      .filter((l) => l.startsWith("[cluster]") || l.startsWith("[setup]"))
       .join("\n")}\n`,
   );
   return async () => {

@@ -24,6 +24,8 @@ export interface RunningController {
   readonly started: Promise<void>;
   /** What the probes judge: caches synced, workers alive, the reconcile running longest. */
   health(): ControllerFacts;
+  /** The sets in the cache once it has synced (none before): what the status gauges report. */
+  shardSets(): readonly EvaluatorShardSet[];
   /** Stops taking work, lets running reconciles finish, stops the informers. */
   stop(): Promise<void>;
 }
@@ -199,6 +201,7 @@ export function startShardSetController(opts: ShardSetControllerOptions): Runnin
       workersAlive: !workersEnded,
       oldestReconcile: queue.oldestInFlight(),
     }),
+    shardSets: () => (synced ? sets.list() : []),
     async stop() {
       stopping = true;
       if (resyncTimer) clearInterval(resyncTimer);
