@@ -132,12 +132,12 @@ describe("the chart, rendered", () => {
     expect(out).toContain("1 chart(s) linted, 0 chart(s) failed");
   });
 
-  it("ships a byte-identical copy of crds/ (update it with hack/sync-chart-crds.sh)", async () => {
+  it("ships a byte-identical copy of crds/ (update it with hack/sync-chart.sh)", async () => {
     const source = await readFile(join(repo, "crds", CRD_FILE), "utf8");
     const copy = await readFile(join(chart, "crds", CRD_FILE), "utf8");
     expect(
       copy === source,
-      `helm/evaluator-operator/crds/${CRD_FILE} differs from crds/${CRD_FILE}: run hack/sync-chart-crds.sh`,
+      `helm/evaluator-operator/crds/${CRD_FILE} differs from crds/${CRD_FILE}: run hack/sync-chart.sh`,
     ).toBe(true);
     const withCrds = await render(["--include-crds"]);
     const crd = only(withCrds, "CustomResourceDefinition");

@@ -1,10 +1,9 @@
 import * as k8s from "@kubernetes/client-node";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { EvaluatorShardSet } from "../../operator/src/api/types.ts";
 import { createTestNamespace, eventually, installCrd, kubectl, loadKubeConfig } from "../support/cluster.ts";
 import { msg, type OperatorProcess, startOperator } from "../support/operator.ts";
 import { promtoolCheck } from "../support/promtool.ts";
-import { getShardSet, shardSetManifest } from "../support/shardSets.ts";
+import { getShardSet, settledShardSet, shardSetManifest } from "../support/shardSets.ts";
 
 /**
  * The operator's reconcile core against the real local plane (apiserver, controller-manager, kwok):
@@ -50,28 +49,8 @@ async function shardDeployments(ns: string, set: string): Promise<k8s.V1Deployme
 }
 
 /** Waits until the set reports `shards` shards, all ready, with no reshard in flight. */
-async function settled(
-  ns: string,
-  name: string,
-  shards: number,
-  timeoutMs = 90_000,
-): Promise<EvaluatorShardSet> {
-  return eventually(
-    async () => {
-      const s = await getShardSet(kc, ns, name);
-      const st = s.status;
-      const deployments = await shardDeployments(ns, name);
-      return st?.shards === shards &&
-        st.readyShards === shards &&
-        !st.reshard &&
-        st.observedGeneration === s.metadata.generation &&
-        deployments.length === shards
-        ? s
-        : undefined;
-    },
-    { timeoutMs, what: `${ns}/${name} settled at ${shards} shards` },
-  );
-}
+const settled = (ns: string, name: string, shards: number, timeoutMs = 90_000) =>
+  settledShardSet(kc, ns, name, shards, timeoutMs);
 
 const env = (d: k8s.V1Deployment, n: string) =>
   d.spec?.template.spec?.containers[0]?.env?.find((e) => e.name === n);

@@ -21,7 +21,7 @@ import {
 import { msg, startOperator } from "../support/operator.ts";
 import { createTestDatabase } from "../support/postgres.ts";
 import { type PrivateApiserver, startPrivateApiserver } from "../support/privateApiserver.ts";
-import { getShardSet, shardSetManifest } from "../support/shardSets.ts";
+import { getShardSet, settledShardSet, shardSetManifest } from "../support/shardSets.ts";
 import { seedTenants } from "../support/tenants.ts";
 
 /**
@@ -191,21 +191,7 @@ async function tokenOf(api: PrivateApiserver, namespace: string, serviceAccount:
 }
 
 async function settled(ns: string, shards: number): Promise<void> {
-  const apps = kc.makeApiClient(k8s.AppsV1Api);
-  await eventually(
-    async () => {
-      const s = await getShardSet(kc, ns, "alerts");
-      const ds = await apps.listNamespacedDeployment({ namespace: ns });
-      return s.status?.shards === shards &&
-        s.status.readyShards === shards &&
-        !s.status.reshard &&
-        s.status.observedGeneration === s.metadata.generation &&
-        ds.items.length === shards
-        ? true
-        : undefined;
-    },
-    { timeoutMs: 120_000, what: `settled at ${shards} shards` },
-  );
+  await settledShardSet(kc, ns, "alerts", shards);
 }
 
 describe("the chart's RBAC", () => {

@@ -8,7 +8,7 @@ import { createTestNamespace, eventually, installCrd, kubectl, loadKubeConfig } 
 import { type OperatorProcess, startOperator } from "../support/operator.ts";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
 import { startPrivatePostgres } from "../support/privateServices.ts";
-import { getShardSet, shardSetManifest } from "../support/shardSets.ts";
+import { getShardSet, settledShardSet, shardSetManifest } from "../support/shardSets.ts";
 import { seedTenants } from "../support/tenants.ts";
 
 /**
@@ -61,21 +61,8 @@ function operator(w: World, env: Record<string, string> = {}): OperatorProcess {
   return op;
 }
 
-async function settled(w: World, shards: number): Promise<EvaluatorShardSet> {
-  return eventually(
-    async () => {
-      const s = await getShardSet(kc, w.ns, "alerts");
-      const ds = await apps.listNamespacedDeployment({ namespace: w.ns });
-      return s.status?.shards === shards &&
-        s.status.readyShards === shards &&
-        !s.status.reshard &&
-        s.status.observedGeneration === s.metadata.generation &&
-        ds.items.length === shards
-        ? s
-        : undefined;
-    },
-    { timeoutMs: 120_000, what: `settled at ${shards} shards` },
-  );
+function settled(w: World, shards: number): Promise<EvaluatorShardSet> {
+  return settledShardSet(kc, w.ns, "alerts", shards);
 }
 
 async function assignment(w: World): Promise<Map<string, number | null>> {

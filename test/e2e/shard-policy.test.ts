@@ -5,7 +5,7 @@ import { migrateUp } from "../../operator/src/migrate/runMigrations.ts";
 import { createTestNamespace, eventually, installCrd, kubectl, loadKubeConfig } from "../support/cluster.ts";
 import { msg, startOperator } from "../support/operator.ts";
 import { createTestDatabase } from "../support/postgres.ts";
-import { getShardSet, shardSetManifest } from "../support/shardSets.ts";
+import { getShardSet, settledShardSet, shardSetManifest } from "../support/shardSets.ts";
 import { seedTenants, shardHistogram } from "../support/tenants.ts";
 
 /**
@@ -42,20 +42,7 @@ async function shardDeployments(ns: string, set: string): Promise<k8s.V1Deployme
 const conditionOf = (s: EvaluatorShardSet, type: string) =>
   s.status?.conditions?.find((c) => c.type === type);
 
-async function settled(ns: string, name: string, shards: number): Promise<EvaluatorShardSet> {
-  return eventually(
-    async () => {
-      const s = await getShardSet(kc, ns, name);
-      return s.status?.shards === shards &&
-        s.status.readyShards === shards &&
-        !s.status.reshard &&
-        s.status.observedGeneration === s.metadata.generation
-        ? s
-        : undefined;
-    },
-    { timeoutMs: 120_000, what: `${ns}/${name} settled at ${shards} shards` },
-  );
-}
+const settled = (ns: string, name: string, shards: number) => settledShardSet(kc, ns, name, shards);
 
 describe("--allowed-image-prefixes", () => {
   it("refuses a set with another image: a condition and a Warning Event, no Deployment, no tenant placed; fixing the image runs it", async () => {

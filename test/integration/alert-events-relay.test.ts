@@ -186,15 +186,26 @@ function relay(env: Record<string, string>, args: string[]): RelayProcess {
   return r;
 }
 
+/** Waits until the stream holds `count` messages (polling its count), then reads them all once. */
 async function waitForStream(url: string, count: number, timeoutMs = 30_000): Promise<StreamMessage[]> {
-  return eventually(
-    async () => {
-      const m = await readStream(url, stream).catch(() => []);
-      return m.length >= count ? m : undefined;
-    },
+  await eventually(
+    async () => ((await streamSize(url, stream).catch(() => 0)) >= count ? true : undefined),
     timeoutMs,
     `${count} messages on the stream`,
   );
+  return readStream(url, stream);
+}
+
+/** How many messages `stream` holds (0 while it does not exist). */
+async function streamSize(url: string, stream: string): Promise<number> {
+  const nc = await connect({ servers: url });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info(stream).catch(() => null);
+    return info?.state.messages ?? 0;
+  } finally {
+    await nc.close();
+  }
 }
 
 describe("events relay", () => {

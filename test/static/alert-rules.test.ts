@@ -130,11 +130,11 @@ describe("the alerting rules", () => {
     }
   });
 
-  it("are shipped by the chart as they are (update the copy with hack/sync-chart-rules.sh)", () => {
+  it("are shipped by the chart as they are (update the copy with hack/sync-chart.sh)", () => {
     const copy = readFileSync(join(repo, "helm", "evaluator-operator", "rules", "alerts.rules.yaml"), "utf8");
     expect(
       copy === rulesText,
-      "helm/evaluator-operator/rules/alerts.rules.yaml differs from monitoring/alerts.rules.yaml: run hack/sync-chart-rules.sh",
+      "helm/evaluator-operator/rules/alerts.rules.yaml differs from monitoring/alerts.rules.yaml: run hack/sync-chart.sh",
     ).toBe(true);
   });
 });

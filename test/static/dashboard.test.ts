@@ -22,13 +22,13 @@ const dashboard = loadDashboard();
 const DATASOURCE = { type: "prometheus", uid: "${datasource}" };
 
 describe("the Grafana dashboard", () => {
-  it("is shipped by the chart as it is (update the copy with hack/sync-chart-dashboards.sh)", () => {
+  it("is shipped by the chart as it is (update the copy with hack/sync-chart.sh)", () => {
     const copy = readFileSync(
       join(repo, "helm", "evaluator-operator", "dashboards", "evaluator-operator.json"),
     );
     expect(
       copy.equals(readFileSync(DASHBOARD_FILE)),
-      "helm/evaluator-operator/dashboards/evaluator-operator.json differs from monitoring/dashboards/: run hack/sync-chart-dashboards.sh",
+      "helm/evaluator-operator/dashboards/evaluator-operator.json differs from monitoring/dashboards/: run hack/sync-chart.sh",
     ).toBe(true);
   });
 

@@ -12,7 +12,9 @@
  * another shard (a reshard's commit), ingest readings, hold a reading in an open transaction
  * (committed late), and open a maintenance window. The `alert_events` rows are read with the alerts.
  */
+
 import { randomUUID } from "node:crypto";
+import fc from "fast-check";
 import type { Redis } from "ioredis";
 import pg from "pg";
 import pino from "pino";
@@ -75,6 +77,54 @@ export type Step =
       readonly device: number | null;
       readonly ms: number;
     };
+
+type Weighted = { readonly weight: number; readonly arbitrary: fc.Arbitrary<Step> };
+
+/**
+ * The generated schedules' steps, over 3 pods, 3 tenants and 2 devices each: ticks, time passing,
+ * ingests (some committed late), moves, overruns and their late commits, and restarts with one of
+ * `restartIntervalsMs`; `extra` adds steps of a suite's own (Valkey faults, maintenance windows).
+ */
+export function scheduleStep(
+  restartIntervalsMs: readonly number[],
+  extra: readonly Weighted[] = [],
+): fc.Arbitrary<Step> {
+  const ingest = <K extends "ingest" | "ingestLate">(kind: K) =>
+    fc.record({
+      kind: fc.constant(kind),
+      tenant: fc.nat(2),
+      device: fc.nat(1),
+      value: fc.integer({ min: 0, max: 100 }),
+    });
+  return fc.oneof(
+    { weight: 8, arbitrary: fc.record({ kind: fc.constant("tick" as const), pod: fc.nat(2) }) },
+    {
+      weight: 5,
+      arbitrary: fc.record({
+        kind: fc.constant("advance" as const),
+        ms: fc.integer({ min: 1_000, max: 45_000 }),
+      }),
+    },
+    { weight: 8, arbitrary: ingest("ingest") },
+    { weight: 1, arbitrary: ingest("ingestLate") },
+    { weight: 1, arbitrary: fc.constant({ kind: "commitLate" as const }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({ kind: fc.constant("move" as const), tenant: fc.nat(2), shard: fc.nat(1) }),
+    },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant("overrun" as const), pod: fc.nat(2) }) },
+    { weight: 2, arbitrary: fc.constant({ kind: "release" as const }) },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        kind: fc.constant("restart" as const),
+        pod: fc.nat(2),
+        intervalMs: fc.constantFrom(...restartIntervalsMs),
+      }),
+    },
+    ...extra,
+  );
+}
 
 /** The tenants' default rules: one of each stateful kind and a threshold with a cooldown. */
 export const RULES: readonly Record<string, unknown>[] = [

@@ -4,13 +4,13 @@
  * never touched. The store survives `stop`/`kill` and `start` (same port, same folder), as a
  * restarted server's would.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { mkdtemp } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./ports.ts";
-import { findOnPath, waitFor } from "./privateServices.ts";
+import { findOnPath, superviseProcess } from "./privateServices.ts";
 
 export interface PrivateNats {
   /** `nats://127.0.0.1:<port>` */
@@ -53,55 +53,14 @@ export async function startPrivateNats(): Promise<PrivateNats> {
   const bin = natsServerBinary();
   const dir = await mkdtemp(join(tmpdir(), `eo-nats-${process.pid}-`));
   const port = await freePort();
-  let child: ChildProcess | undefined;
-  let exited: Promise<void> = Promise.resolve();
-  let destroyed = false;
-
-  const start = async (): Promise<void> => {
-    if (destroyed) throw new Error("private nats-server was destroyed");
-    if (child) return;
-    const proc = spawn(bin, ["-js", "-sd", join(dir, "store"), "-p", String(port), "-a", "127.0.0.1"], {
-      stdio: "ignore",
-    });
-    child = proc;
-    exited = new Promise((resolve) => {
-      proc.once("exit", () => {
-        if (child === proc) child = undefined;
-        resolve();
-      });
-    });
-    proc.once("error", () => {
-      // Surfaces as the readiness timeout below.
-    });
-    await waitFor(() => natsInfo(port), { timeoutMs: 10_000, what: `nats-server on port ${port}` });
-  };
-
-  const signal = async (sig: NodeJS.Signals): Promise<void> => {
-    const proc = child;
-    if (!proc) return;
-    proc.kill(sig);
-    await exited;
-  };
-
-  const destroy = async (): Promise<void> => {
-    if (destroyed) return;
-    destroyed = true;
-    await signal("SIGKILL");
-    await rm(dir, { recursive: true, force: true });
-  };
-
-  try {
-    await start();
-  } catch (err) {
-    await destroy();
-    throw err;
-  }
-  return {
-    url: `nats://127.0.0.1:${port}`,
-    port,
-    stop: () => signal("SIGTERM"),
-    kill: () => signal("SIGKILL"),
-    start,
-    destroy,
-  };
+  const server = await superviseProcess({
+    what: `nats-server on port ${port}`,
+    dir,
+    spawnServer: () =>
+      spawn(bin, ["-js", "-sd", join(dir, "store"), "-p", String(port), "-a", "127.0.0.1"], {
+        stdio: "ignore",
+      }),
+    ready: () => natsInfo(port),
+  });
+  return { url: `nats://127.0.0.1:${port}`, port, ...server };
 }

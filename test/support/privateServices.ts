@@ -154,85 +154,41 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   await sweepOrphanedRedis();
   const dir = await makeInstanceDir("redis");
   const port = await freePort();
-  let child: ChildProcess | undefined;
-  let exited: Promise<void> = Promise.resolve();
-  let destroyed = false;
-
-  const start = async (): Promise<void> => {
-    if (destroyed) throw new Error("private redis was destroyed");
-    if (child) return;
-    const proc = spawn(
-      bin,
-      [
-        "--port",
-        String(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        dir,
-        "--pidfile",
-        join(dir, "redis.pid"),
-        "--logfile",
-        join(dir, "redis.log"),
-        "--daemonize",
-        "no",
-      ],
-      { stdio: "ignore" },
-    );
-    child = proc;
-    exited = new Promise((resolve) => {
-      proc.once("exit", () => {
-        if (child === proc) child = undefined;
-        resolve();
-      });
-    });
-    proc.once("error", () => {
-      // Spawn failures surface as the readiness timeout below, with the server's log.
-    });
-    try {
-      await waitFor(() => redisPing(port), { timeoutMs: 10_000, what: `redis-server on port ${port}` });
-    } catch (err) {
-      proc.kill("SIGKILL");
-      await exited;
-      throw new Error(`${String(err)}\n${readTail(join(dir, "redis.log"))}`);
-    }
-  };
-
-  const signal = async (sig: NodeJS.Signals): Promise<void> => {
-    const proc = child;
-    if (!proc) return;
-    proc.kill(sig);
-    await exited;
-  };
-
-  const destroy = async (): Promise<void> => {
-    if (destroyed) return;
-    destroyed = true;
-    await signal("SIGKILL");
-    await rm(dir, { recursive: true, force: true });
-  };
-
-  try {
-    await start();
-  } catch (err) {
-    await destroy();
-    throw err;
-  }
-
+  const server = await superviseProcess({
+    what: `redis-server on port ${port}`,
+    dir,
+    spawnServer: () =>
+      spawn(
+        bin,
+        [
+          "--port",
+          String(port),
+          "--bind",
+          "127.0.0.1",
+          "--save",
+          "",
+          "--appendonly",
+          "no",
+          "--dir",
+          dir,
+          "--pidfile",
+          join(dir, "redis.pid"),
+          "--logfile",
+          join(dir, "redis.log"),
+          "--daemonize",
+          "no",
+        ],
+        { stdio: "ignore" },
+      ),
+    ready: () => redisPing(port),
+    logTail: () => readTail(join(dir, "redis.log")),
+  });
   return {
     url: `redis://127.0.0.1:${port}/0`,
     port,
     dir,
-    pid: () => child?.pid,
-    stop: () => signal("SIGTERM"),
-    kill: () => signal("SIGKILL"),
-    start,
-    destroy,
-    [Symbol.asyncDispose]: destroy,
+    ...server,
+    [Symbol.asyncDispose]: server.destroy,
   };
 }
 
@@ -468,6 +424,88 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
     start,
     destroy,
     [Symbol.asyncDispose]: destroy,
+  };
+}
+
+/** A server process a test can stop, kill and start again (same port, same folder). */
+export interface RestartableProcess {
+  /** Starts the server (no-op while it runs); resolves once `ready` says so. */
+  start(): Promise<void>;
+  /** Graceful stop (SIGTERM); resolves once the process has exited. */
+  stop(): Promise<void>;
+  /** Hard crash (SIGKILL); resolves once the process has exited. */
+  kill(): Promise<void>;
+  /** Kills the server if it runs and removes `dir`. Idempotent. */
+  destroy(): Promise<void>;
+  pid(): number | undefined;
+}
+
+/**
+ * Runs `spawnServer()` and waits for `ready()`, now and at every `start()`; a server that does not
+ * get ready in 10 s is killed and the error names `what` (plus `logTail()`). Started once before it
+ * resolves: a first start that fails removes `dir` and throws.
+ */
+export async function superviseProcess(options: {
+  readonly what: string;
+  readonly dir: string;
+  readonly spawnServer: () => ChildProcess;
+  readonly ready: () => Promise<boolean>;
+  readonly logTail?: () => string;
+}): Promise<RestartableProcess> {
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+  let destroyed = false;
+
+  const start = async (): Promise<void> => {
+    if (destroyed) throw new Error(`${options.what} was destroyed`);
+    if (child) return;
+    const proc = options.spawnServer();
+    child = proc;
+    exited = new Promise((resolve) => {
+      proc.once("exit", () => {
+        if (child === proc) child = undefined;
+        resolve();
+      });
+    });
+    proc.once("error", () => {
+      // Spawn failures surface as the readiness timeout below, with the server's log.
+    });
+    try {
+      await waitFor(options.ready, { timeoutMs: 10_000, what: options.what });
+    } catch (err) {
+      proc.kill("SIGKILL");
+      await exited;
+      const tail = options.logTail?.() ?? "";
+      throw new Error(tail ? `${String(err)}\n${tail}` : String(err));
+    }
+  };
+
+  const signal = async (sig: NodeJS.Signals): Promise<void> => {
+    const proc = child;
+    if (!proc) return;
+    proc.kill(sig);
+    await exited;
+  };
+
+  const destroy = async (): Promise<void> => {
+    if (destroyed) return;
+    destroyed = true;
+    await signal("SIGKILL");
+    await rm(options.dir, { recursive: true, force: true });
+  };
+
+  try {
+    await start();
+  } catch (err) {
+    await destroy();
+    throw err;
+  }
+  return {
+    start,
+    stop: () => signal("SIGTERM"),
+    kill: () => signal("SIGKILL"),
+    destroy,
+    pid: () => child?.pid,
   };
 }
 
