@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { withPoolClient } from "../../../runtime/poolClient.ts";
 import { advisoryLockKey } from "../migrate/advisoryLockKey.ts";
 import {
   type AssignmentPlan,
@@ -38,31 +39,20 @@ export function shardSetLockKey(shardSet: string): bigint {
 export function createPgTenantAssignments(pool: pg.Pool, shardSet: string): TenantAssignments {
   const lockKey = shardSetLockKey(shardSet).toString();
 
-  async function inTransaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await pool.connect();
-    // A checked-out client has no 'error' listener of its own (the pool removes its idle one): a
-    // connection lost mid-transaction (a restart, a pooler that refuses transactions) would crash
-    // the process. The pending query rejects as well, and that is what the caller sees.
-    let broken: Error | undefined;
-    const onError = (err: Error) => {
-      broken = err;
-    };
-    client.on("error", onError);
-    try {
+  function inTransaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return withPoolClient(pool, async (client) => {
       await client.query("BEGIN");
-      await client.query(sql("upsert_shard_set"), [shardSet]);
-      await client.query(sql("lock_shard_set"), [lockKey]);
-      const result = await fn(client);
-      await client.query("COMMIT");
-      return result;
-    } catch (err) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw err;
-    } finally {
-      client.removeListener("error", onError);
-      // A broken connection is destroyed, not returned to the pool.
-      client.release(broken);
-    }
+      try {
+        await client.query(sql("upsert_shard_set"), [shardSet]);
+        await client.query(sql("lock_shard_set"), [lockKey]);
+        const result = await fn(client);
+        await client.query("COMMIT");
+        return result;
+      } catch (err) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        throw err;
+      }
+    });
   }
 
   async function writeMoves(c: pg.PoolClient, plan: AssignmentPlan, oldCount: number): Promise<void> {

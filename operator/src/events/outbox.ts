@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import type pg from "pg";
+import { withPoolClient } from "../../../runtime/poolClient.ts";
 
 /**
  * A read position in the alert-event outbox (migration 000009): the (xid, id) of an event, both as
@@ -135,40 +136,36 @@ export function createPgOutbox(pool: pg.Pool): Outbox {
       await pool.query(sql.save_cursor, [name, position.xid, position.id]);
     },
 
-    async readBatch(after, limit) {
-      const client = await pool.connect();
-      let broken: Error | undefined;
-      try {
+    readBatch(after, limit) {
+      return withPoolClient(pool, async (client) => {
         await client.query("BEGIN");
-        await client.query("SET LOCAL synchronous_commit = on");
-        const { rows } = await client.query<EventRow>(sql.read_batch, [after.xid, after.id, limit]);
-        // A transaction id makes COMMIT write (and, synchronous, flush) a commit record: the WAL
-        // is then flushed past the commits of the events read, which precede it.
-        if (rows.length > 0) await client.query("SELECT pg_current_xact_id()");
-        await client.query("COMMIT");
-        return rows.map((r) => ({
-          id: r.id,
-          xid: r.xid,
-          tenantId: r.tenant_id,
-          ruleId: r.rule_id,
-          deviceId: r.device_id,
-          kind: r.kind,
-          severity: r.severity,
-          alertId: r.alert_id,
-          fingerprint: r.fingerprint,
-          seq: r.seq,
-          tickAt: r.tick_at,
-          payload: r.payload,
-          createdAt: r.created_at,
-        }));
-      } catch (err) {
-        broken = err instanceof Error ? err : new Error(String(err));
-        await client.query("ROLLBACK").catch(() => undefined);
-        throw err;
-      } finally {
-        // A failed connection is discarded rather than handed to the next caller.
-        client.release(broken);
-      }
+        try {
+          await client.query("SET LOCAL synchronous_commit = on");
+          const { rows } = await client.query<EventRow>(sql.read_batch, [after.xid, after.id, limit]);
+          // A transaction id makes COMMIT write (and, synchronous, flush) a commit record: the WAL
+          // is then flushed past the commits of the events read, which precede it.
+          if (rows.length > 0) await client.query("SELECT pg_current_xact_id()");
+          await client.query("COMMIT");
+          return rows.map((r) => ({
+            id: r.id,
+            xid: r.xid,
+            tenantId: r.tenant_id,
+            ruleId: r.rule_id,
+            deviceId: r.device_id,
+            kind: r.kind,
+            severity: r.severity,
+            alertId: r.alert_id,
+            fingerprint: r.fingerprint,
+            seq: r.seq,
+            tickAt: r.tick_at,
+            payload: r.payload,
+            createdAt: r.created_at,
+          }));
+        } catch (err) {
+          await client.query("ROLLBACK").catch(() => undefined);
+          throw err;
+        }
+      });
     },
 
     async backlog(after, cap) {
