@@ -186,8 +186,16 @@ function relay(env: Record<string, string>, args: string[]): RelayProcess {
   return r;
 }
 
-/** Waits until the stream holds `count` messages (polling its count), then reads them all once. */
-async function waitForStream(url: string, count: number, timeoutMs = 30_000): Promise<StreamMessage[]> {
+/**
+ * Waits until the stream holds `count` messages (polling its count), then reads them all once. The
+ * relay publishes one acknowledgement round trip per event, so the default allows 30 ms per event
+ * (a loaded machine), and at least 30 s.
+ */
+async function waitForStream(
+  url: string,
+  count: number,
+  timeoutMs = Math.max(30_000, count * 30),
+): Promise<StreamMessage[]> {
   await eventually(
     async () => ((await streamSize(url, stream).catch(() => 0)) >= count ? true : undefined),
     timeoutMs,
@@ -266,7 +274,9 @@ describe("events relay", () => {
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 
-  it("SIGKILLed mid-stream and restarted — with its cursor behind the stream and the duplicate window over — publishes each event once", async () => {
+  it("SIGKILLed mid-stream and restarted — with its cursor behind the stream and the duplicate window over — publishes each event once", {
+    timeout: 240_000,
+  }, async () => {
     const prefix = `k${db.name}.ev`;
     const env = { DATABASE_URL: db.url, NATS_URL: nats.url };
     let stop = false;
@@ -309,7 +319,9 @@ describe("events relay", () => {
     expect(BigInt(tail.xid) > BigInt(saved.xid) || BigInt(tail.id) > BigInt(saved.id)).toBe(true);
   });
 
-  it("a nats-server stopped and started, then killed and started, loses and duplicates nothing", async () => {
+  it("a nats-server stopped and started, then killed and started, loses and duplicates nothing", {
+    timeout: 240_000,
+  }, async () => {
     const prefix = "alerts.events";
     relay({ DATABASE_URL: db.url, NATS_URL: nats.url }, relayArgs(prefix));
     let stop = false;
@@ -334,7 +346,7 @@ describe("events relay", () => {
       await producer;
     }
     const ids = await allEventIds(db.pool);
-    await waitForStream(nats.url, ids.length, 60_000);
+    await waitForStream(nats.url, ids.length, Math.max(60_000, ids.length * 30));
     await new Promise((resolve) => setTimeout(resolve, 500));
     expectExactlyOnce(await readStream(nats.url, stream), ids);
     expect(
@@ -342,7 +354,7 @@ describe("events relay", () => {
     ).toBeGreaterThan(0);
   });
 
-  it("a PostgreSQL restart loses and duplicates nothing", async () => {
+  it("a PostgreSQL restart loses and duplicates nothing", { timeout: 240_000 }, async () => {
     const pgServer: PrivatePostgres = await startPrivatePostgres();
     privateServers.push(pgServer);
     const pool = new pg.Pool({ connectionString: pgServer.url, max: 2 });
@@ -357,7 +369,7 @@ describe("events relay", () => {
       await pgServer.start();
       for (let i = 0; i < 20; i++) await insertEvents(pool, `tenant-${i % 3}`, 10);
       const ids = await allEventIds(pool);
-      await waitForStream(nats.url, ids.length, 60_000);
+      await waitForStream(nats.url, ids.length, Math.max(60_000, ids.length * 30));
       await new Promise((resolve) => setTimeout(resolve, 500));
       expectExactlyOnce(await readStream(nats.url, stream), ids);
     } finally {

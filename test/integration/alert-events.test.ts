@@ -5,8 +5,8 @@
  * evaluation, a duplicate one and a hand-off between shards append nothing more. Proven by what was
  * judged: the history checker (test/support/history.ts) replays the committed evaluations on one
  * healthy evaluator and compares the events by (tenant, rule, device, kind, seq) and id, over fixed
- * schedules and generated interleavings (EO_EVENTS_RUNS, default 40) with escalations and
- * maintenance windows. The generated interleavings of exactly-once.test.ts check the events too.
+ * schedules and generated interleavings (EO_EVENTS_RUNS, default 40) with escalations, cooldowns,
+ * maintenance windows and Valkey flushes and outages during them. The generated interleavings of exactly-once.test.ts check the events too.
  */
 import fc from "fast-check";
 import type { Redis } from "ioredis";
@@ -142,6 +142,64 @@ describe("one event per change of an alert's state", () => {
   });
 });
 
+describe("a held-back fire, after Valkey lost its lifecycle", () => {
+  const flush: Step = { kind: "flush", tenant: 0 };
+
+  it("a flush mid-window rebuilds the lifecycle as firing: one suppressed event, then fired when the window ends", async () => {
+    const run = await runAndCheck(options([0]), [
+      { kind: "maintenance", tenant: 0, device: null, ms: 150_000 },
+      ingest(80),
+      tick(), // seq 1: suppressed
+      advance(),
+      flush,
+      ingest(85),
+      tick(), // seq 2: rebuilt from the suppression row: firing, still held back
+      advance(),
+      { kind: "valkey", pod: 0, up: false },
+      ingest(90),
+      tick(), // seq 3: Valkey down: rebuilt again, and nothing stored
+      { kind: "valkey", pod: 0, up: true },
+      advance(),
+      ingest(95),
+      tick(), // seq 4: the window has ended: the alert opens
+      advance(),
+      ingest(10),
+      tick(), // seq 5: resolved
+    ]);
+    expect(story(run.check.alertEvents!)).toEqual([
+      ["suppressed", "warning", 1],
+      ["fired", "critical", 4],
+      ["resolved", "critical", 5],
+    ]);
+    const { rows } = await db.pool.query<{ state: string; n: number }>(
+      `SELECT state, count(*)::int AS n FROM alert_suppressions
+        WHERE tenant_id = ANY ($1::text[]) GROUP BY state`,
+      [run.check.tenants],
+    );
+    expect(rows).toEqual([{ state: "ended", n: 1 }]);
+  });
+
+  it("a condition that clears and holds again within the window is two suppressed events, flush or not", async () => {
+    const run = await runAndCheck(options([0]), [
+      { kind: "maintenance", tenant: 0, device: null, ms: 400_000 },
+      ingest(80),
+      tick(), // seq 1: suppressed
+      advance(),
+      flush,
+      ingest(10),
+      tick(), // seq 2: cleared (Valkey had lost the lifecycle: the rebuilt one resolves)
+      advance(),
+      flush,
+      ingest(80),
+      tick(), // seq 3: a new condition: suppressed again
+    ]);
+    expect(story(run.check.alertEvents!)).toEqual([
+      ["suppressed", "warning", 1],
+      ["suppressed", "warning", 3],
+    ]);
+  });
+});
+
 describe("nothing more from a stale evaluation, a duplicate one or a hand-off", () => {
   it("an overrun old owner's late commit, whose writes would resolve the alert, appends no event", async () => {
     const run = await runAndCheck(options([0, 1], [PLAIN]), [
@@ -229,17 +287,16 @@ describe("nothing more from a stale evaluation, a duplicate one or a hand-off", 
 });
 
 /**
- * The exactly-once generator's steps, plus maintenance windows; rules with an escalation. No Valkey
- * flush or outage: a fire held back by maintenance leaves no alert row, so a lifecycle rebuilt
- * from PostgreSQL fires (and is held back) again, which one healthy evaluator would not (the
- * rebuild's documented limit, evaluator/README.md). exactly-once.test.ts runs those steps, without
- * maintenance, with the events checked.
+ * The exactly-once generator's steps, plus maintenance windows, Valkey flushes and outages; rules
+ * with an escalation and with a cooldown. A flush or an outage during a window makes the evaluator
+ * rebuild a lifecycle whose fire was held back: the suppression row (migration 000010) must make
+ * it firing again, so that no second `suppressed` event is written for one condition.
  */
 const step = scheduleStep(
   [I],
   [
     {
-      weight: 1,
+      weight: 2,
       arbitrary: fc.record({
         kind: fc.constant("maintenance" as const),
         tenant: fc.nat(2),
@@ -247,8 +304,22 @@ const step = scheduleStep(
         ms: fc.integer({ min: 10_000, max: 150_000 }),
       }),
     },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant("flush" as const), tenant: fc.nat(2) }) },
+    {
+      weight: 1,
+      arbitrary: fc.record({ kind: fc.constant("valkey" as const), pod: fc.nat(2), up: fc.boolean() }),
+    },
   ],
 );
+
+/** A threshold with a cooldown: its rebuilt cooldown starts at a held-back fire too. */
+const COOL: Record<string, unknown> = {
+  id: "cool",
+  rule_type: "threshold",
+  operator: ">",
+  threshold: 60,
+  cooldown_seconds: 90,
+};
 
 const RUNS = Number(process.env["EO_EVENTS_RUNS"] ?? 40);
 
@@ -256,7 +327,7 @@ describe("generated interleavings", () => {
   it(`append exactly the events one healthy evaluator would, over ${RUNS} schedules (3 pods: shard 0, and shard 1 twice)`, {
     timeout: Math.max(300_000, RUNS * 10_000),
   }, async () => {
-    const rules = [HOT, ...RULES.filter((r) => r["id"] !== "hot")];
+    const rules = [HOT, COOL, ...RULES.filter((r) => r["id"] !== "hot")];
     let events = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(step, { minLength: 10, maxLength: 40 }), async (steps) => {
@@ -267,6 +338,43 @@ describe("generated interleavings", () => {
     );
     // Not vacuous: the schedules changed alerts.
     expect(events).toBeGreaterThan(RUNS);
+  });
+
+  it(`maintenance windows while Valkey loses the lifecycle: one suppressed event per held-back condition, over ${RUNS} schedules of one tenant`, {
+    timeout: Math.max(300_000, RUNS * 10_000),
+  }, async () => {
+    // Each round ingests a reading (mostly above the thresholds) and ticks; flushes, Valkey
+    // outages and windows fall between rounds, so held-back fires meet rebuilt lifecycles often.
+    const round = fc
+      .record({ value: fc.constantFrom(10, 65, 80, 95, 95), device: fc.nat(1) })
+      .map(({ value, device }): Step[] => [ingest(value, device), tick(), advance()]);
+    const fault = fc.oneof(
+      fc.constant<Step[]>([{ kind: "flush", tenant: 0 }]),
+      fc.boolean().map((up): Step[] => [{ kind: "valkey", pod: 0, up }]),
+      fc
+        .record({
+          device: fc.option(fc.nat(1), { nil: null }),
+          ms: fc.integer({ min: 60_000, max: 300_000 }),
+        })
+        .map(({ device, ms }): Step[] => [{ kind: "maintenance", tenant: 0, device, ms }]),
+    );
+    const kinds = new Map<string, number>();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.oneof({ weight: 3, arbitrary: round }, { weight: 2, arbitrary: fault }), {
+          minLength: 8,
+          maxLength: 30,
+        }),
+        async (parts) => {
+          const run = await runAndCheck(options([0], [HOT, COOL]), parts.flat());
+          for (const e of run.check.alertEvents!) kinds.set(e.kind, (kinds.get(e.kind) ?? 0) + 1);
+        },
+      ),
+      { numRuns: RUNS, endOnFailure: true },
+    );
+    // Not vacuous: fires were held back, and alerts opened after their windows.
+    expect(kinds.get("suppressed") ?? 0).toBeGreaterThan(RUNS / 4);
+    expect(kinds.get("fired") ?? 0).toBeGreaterThan(RUNS / 4);
   });
 });
 

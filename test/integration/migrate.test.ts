@@ -91,6 +91,7 @@ describe("migrateUp", () => {
       "alert_event_cursors",
       "alert_events",
       "alert_rules",
+      "alert_suppressions",
       "alerts",
       "devices",
       "maintenance_windows",

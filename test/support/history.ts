@@ -627,6 +627,8 @@ function replayTenant(records: readonly EvaluationRecord[], tenantId: string, or
   const rows: ModelRow[] = [];
   const events: ModelEvent[] = [];
   const open = new Map<string, ModelRow>();
+  /** Fingerprints with an open `alert_suppressions` row. */
+  const suppressing = new Set<string>();
   const snapshot = emptySnapshot();
   for (const i of order) {
     const r = records[i]!;
@@ -693,10 +695,14 @@ function replayTenant(records: readonly EvaluationRecord[], tenantId: string, or
       open.delete(fp);
       event(row.rule_id, row.device_id, "resolved", row.severity);
     }
+    // A suppression opens unless one is open; an upsert or a resolve of its fingerprint ends it.
     for (const s of writes.suppressions ?? []) {
-      if (!ruleIds.has(s.ruleId) || !deviceIds.has(s.deviceId)) continue;
+      if (!ruleIds.has(s.ruleId) || !deviceIds.has(s.deviceId) || suppressing.has(s.fingerprint)) continue;
+      suppressing.add(s.fingerprint);
       event(s.ruleId, s.deviceId, "suppressed", s.severity);
     }
+    for (const u of writes.upserts) suppressing.delete(u.fingerprint);
+    for (const fp of writes.resolves) suppressing.delete(fp);
     applyCommit(snapshot, evaluation.stateUpdates, r.now);
   }
   return { rows, events };

@@ -13,12 +13,15 @@
  *   most R readings, else within a documented bound;
  * - last-seen (`absent` patterns): exact when the pair ever had a reading, else approximate (within
  *   about one interval);
- * - lifecycle: exact from the open alert row; cooldowns from the newest alert row.
+ * - lifecycle: exact from the open alert row, or the open suppression (a fire held back by a
+ *   maintenance window, migration 000010); cooldowns from the newest of either.
  *
  * Limits (documented, not fixed):
- * - a fire held back by a maintenance window writes no alert row, nor does a fire of a device that
- *   reports without being registered (write_alerts skips it): their lifecycle and cooldown are not
- *   rebuilt (the pair looks inactive and cool; the next true condition fires again);
+ * - a fire of a device that reports without being registered writes no alert row (the commit
+ *   skips it): its lifecycle and cooldown are not rebuilt (the pair looks inactive and cool; the
+ *   next true condition fires again, and is skipped again);
+ * - a severity that escalated while its fire was held back by maintenance is rebuilt at the
+ *   suppressed fire's severity; the next tick escalates it again, as it is due;
  * - a fire that landed on an alert still open in PostgreSQL (Valkey had lost the lifecycle) kept
  *   that row's first_seen: the rebuilt `since` and cooldown start at the older time;
  * - cooldowns are exact only on the tick clock (the evaluator's since the cooldowns end `ttl` after
@@ -55,7 +58,10 @@ export interface RebuildRow {
   readonly readings: readonly (readonly [number, number])[] | null;
   /** Absent pairs without readings: the latest of the tenant's first evaluation, device and rule creation (ms). */
   readonly seen_fallback_ms: number | null;
-  /** The pair's newest alert row: state (`open` / `resolved`), severity, first_seen (ms). */
+  /**
+   * The pair's open alert, else its open suppression, else the later-starting of its newest alert
+   * and newest suppression: state (`open` / `resolved` / `ended`), severity, first_seen (ms).
+   */
   readonly alert_state: string | null;
   readonly alert_severity: string | null;
   readonly alert_first_seen_ms: number | null;
@@ -168,10 +174,10 @@ function entriesOf(row: RebuildRow): WindowEntry[] {
  *   time): an `absent` fires that much earlier, or later. None of them → absent (advanceTick seeds
  *   it with this tick's time).
  *   A reading judged with a ts older than a seed it did not move is not told apart either.
- * - lifecycle: an open alert row → firing since its first_seen, with its (possibly escalated)
- *   severity.
- * - cooldown: rules with cooldown_seconds > 0 end it at the newest alert row's first_seen +
- *   cooldown, kept only when after `wallNow`.
+ * - lifecycle: an open alert row, or an open suppression row (a fire held back by maintenance:
+ *   the lifecycle fired, no alert opened) → firing since its first_seen, with its severity.
+ * - cooldown: rules with cooldown_seconds > 0 end it at the newest alert or suppression row's
+ *   first_seen + cooldown, kept only when after `wallNow`.
  *
  * `covered` is every pair of the plan, `seq` and `at` the fence's: the snapshot is the state of that
  * evaluation.

@@ -13,13 +13,19 @@
 --             exists (deleted since the tick read them, or a device that reports without being
 --             registered) are skipped instead of failing the foreign keys.
 --   resolved: open alerts whose condition cleared.
+--   suppressions (migration 000010): a fire held back by maintenance ($17-$22) opens an
+--             alert_suppressions row, unless one is open for its fingerprint already (a lifecycle
+--             Valkey lost and the rebuild could not restore); the open suppression of a fingerprint
+--             that is upserted (its alert opens: the window ended) or resolved (its condition
+--             cleared) ends. Written whether or not events are appended: the rebuild reads them.
 --   events:   when $16, one alert_events row per change of an alert's state, as the writes above
 --             made it (migration 000009): fired (a row inserted), escalated (an open row's
---             severity rose), resolved, and suppressed (a fire held back by maintenance, $17-$22:
---             no alert row). A bump of an open alert is no change. Stamped with the seq this
+--             severity rose), resolved, and suppressed (a suppression opened: no alert row). A bump
+--             of an open alert, or a fire held back again by an open suppression, is no change. Stamped with the seq this
 --             commit moves the fence to and the tick time; then pg_notify('alert_events', tenant)
 --             wakes the relay when the transaction commits.
--- Fingerprints of the three lists are disjoint (one action per (rule, device)).
+-- Fingerprints of the upserts, the resolves and the suppressed fires are disjoint (one action per
+-- (rule, device)).
 -- $1 tenant id; upserts as parallel arrays: $2 rule ids, $3 device ids, $4 fingerprints,
 -- $5 severities, $6 first seen (ms), $7 last seen (ms), $8 values, $9 messages, $10 escalated;
 -- $11 fingerprints to resolve, $12 tick time (ms); $13 the fence seq the evaluation loaded (0: none),
@@ -78,6 +84,32 @@ resolved AS (
   RETURNING id, rule_id, device_id, fingerprint, severity::text AS severity, value, first_seen, last_seen,
             resolved_at, occurrences
 ),
+-- The same guard as the upsert's: no suppression of a rule or device that does not exist.
+held AS (
+  SELECT *
+    FROM unnest($17::text[], $18::text[], $19::text[], $20::text[], $21::float8[], $22::text[])
+      AS s (rule_id, device_id, fingerprint, severity, value, message)
+   WHERE EXISTS (SELECT 1 FROM fence)
+     AND EXISTS (SELECT 1 FROM alert_rules r WHERE r.tenant_id = $1::text AND r.id = s.rule_id)
+     AND EXISTS (SELECT 1 FROM devices d WHERE d.tenant_id = $1::text AND d.id = s.device_id)
+),
+suppressed AS (
+  INSERT INTO alert_suppressions (tenant_id, rule_id, device_id, fingerprint, severity, first_seen)
+  SELECT $1::text, h.rule_id, h.device_id, h.fingerprint, h.severity::alert_severity,
+         to_timestamp($12::float8 / 1000)
+    FROM held h
+  ON CONFLICT (fingerprint) WHERE state = 'open' DO NOTHING
+  RETURNING fingerprint
+),
+unsuppressed AS (
+  UPDATE alert_suppressions
+     SET state = 'ended', ended_at = greatest(first_seen, to_timestamp($12::float8 / 1000))
+   WHERE fingerprint = ANY ($4::text[] || $11::text[])
+     AND state = 'open'
+     AND tenant_id = $1::text
+     AND EXISTS (SELECT 1 FROM fence)
+  RETURNING 1
+),
 -- The severities of the upserted fingerprints' open alerts before this statement (its snapshot),
 -- to tell an escalation. Nothing else writes them meanwhile: another commit of the tenant that
 -- committed after this snapshot moved the fence, and then this one's compare-and-set fails.
@@ -114,14 +146,10 @@ events AS (
                                 'resolved_at', r.resolved_at, 'occurrences', r.occurrences)
         FROM resolved r
       UNION ALL
-      -- The same guard as the upsert's: no event about a rule or device that does not exist.
-      SELECT s.rule_id, s.device_id, 'suppressed', s.severity, NULL, s.fingerprint,
-             jsonb_build_object('reason', 'maintenance', 'value', s.value, 'message', s.message)
-        FROM unnest($17::text[], $18::text[], $19::text[], $20::text[], $21::float8[], $22::text[])
-          AS s (rule_id, device_id, fingerprint, severity, value, message)
-       WHERE EXISTS (SELECT 1 FROM fence)
-         AND EXISTS (SELECT 1 FROM alert_rules r WHERE r.tenant_id = $1::text AND r.id = s.rule_id)
-         AND EXISTS (SELECT 1 FROM devices d WHERE d.tenant_id = $1::text AND d.id = s.device_id)
+      SELECT h.rule_id, h.device_id, 'suppressed', h.severity, NULL, h.fingerprint,
+             jsonb_build_object('reason', 'maintenance', 'value', h.value, 'message', h.message)
+        FROM held h
+        JOIN suppressed s ON s.fingerprint = h.fingerprint
     ) e
    WHERE $16::boolean
    ORDER BY e.rule_id, e.device_id
@@ -132,6 +160,8 @@ SELECT EXISTS (SELECT 1 FROM fence) AS applied,
        (SELECT count(*) FROM upserted WHERE NOT inserted)::int AS updated,
        (SELECT count(*) FROM resolved)::int AS resolved,
        (SELECT count(*) FROM events)::int AS events,
+       (SELECT count(*) FROM suppressed)::int AS suppressions_opened,
+       (SELECT count(*) FROM unsuppressed)::int AS suppressions_ended,
        -- Delivered at commit, and only then; one per tenant commit that appended events.
        (SELECT count(*) FROM (SELECT pg_notify('alert_events', $1::text) WHERE EXISTS (SELECT 1 FROM events)) n)::int
          AS notified,

@@ -16,9 +16,13 @@
 --                       seen is not stored; this approximates it, see state/rebuild.ts).
 --   alert_*             the pair's newest alert row (highest id, any state): while an alert is open
 --                       no newer row of its fingerprint can be inserted, so an open row is always
---                       the newest one. Read for the whole tenant at once: a per-pair lookup has no
---                       index to order by (alerts has (tenant_id, rule_id) only), so this costs a
---                       scan of the tenant's alert history of the plan's rules.
+--                       the newest one; likewise its newest alert_suppressions row (a fire held
+--                       back by maintenance, whose lifecycle is firing too). Of the two: an open
+--                       alert, else an open suppression (state 'open': firing since its
+--                       first_seen), else the later first_seen (the cooldown's start). Read for
+--                       the whole tenant at once: a per-pair lookup has no index to order by (both
+--                       tables have (tenant_id, rule_id) only), so this costs a scan of the
+--                       tenant's alert and suppression history of the plan's rules.
 -- ts are truncated to whole milliseconds, as telemetry.sql does.
 -- $1 tenant id, $2 the judged snapshot (tenant_fences.judged as text; NULL = only rows without
 -- ingest_xid), $3 tick time (ms); pairs as parallel arrays in plan order: $4 rule ids,
@@ -37,6 +41,20 @@ newest_alerts AS (
    WHERE a.tenant_id = $1::text
      AND a.rule_id = ANY (ARRAY(SELECT DISTINCT r FROM unnest($4::text[]) AS r))
    ORDER BY a.rule_id, a.device_id, a.id DESC
+),
+newest_suppressions AS (
+  SELECT DISTINCT ON (s.rule_id, s.device_id) s.rule_id, s.device_id, s.state, s.severity, s.first_seen
+    FROM alert_suppressions s
+   WHERE s.tenant_id = $1::text
+     AND s.rule_id = ANY (ARRAY(SELECT DISTINCT r FROM unnest($4::text[]) AS r))
+   ORDER BY s.rule_id, s.device_id, s.id DESC
+),
+-- The pair's lifecycle: an open alert, else an open suppression, else the newer of the two ended
+-- ones (its first_seen is when the cooldown started).
+newest AS (
+  SELECT DISTINCT ON (x.rule_id, x.device_id) x.rule_id, x.device_id, x.state, x.severity, x.first_seen
+    FROM (SELECT * FROM newest_alerts UNION ALL SELECT * FROM newest_suppressions) x
+   ORDER BY x.rule_id, x.device_id, (x.state = 'open') DESC, x.first_seen DESC
 )
 SELECT p.pair,
        r.readings,
@@ -66,5 +84,5 @@ SELECT p.pair,
              ORDER BY t.ts DESC
              LIMIT p.take) t
   ) r ON true
-  LEFT JOIN newest_alerts na ON na.rule_id = p.rule_id AND na.device_id = p.device_id
+  LEFT JOIN newest na ON na.rule_id = p.rule_id AND na.device_id = p.device_id
  WHERE r.readings IS NOT NULL OR na.state IS NOT NULL OR p.last_seen
