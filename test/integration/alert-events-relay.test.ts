@@ -19,6 +19,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { tenantOfToken } from "../../operator/src/events/subject.ts";
 import { migrateUp } from "../../operator/src/migrate/runMigrations.ts";
 import { eventually, type LogLine } from "../support/evaluatorProcess.ts";
+import { startPrivatePgbouncer } from "../support/pgbouncer.ts";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
 import { type PrivateNats, startPrivateNats } from "../support/privateNats.ts";
 import { type PrivatePostgres, startPrivatePostgres } from "../support/privateServices.ts";
@@ -375,6 +376,43 @@ describe("events relay", () => {
     } finally {
       await pool.end();
     }
+  });
+});
+
+describe("through PgBouncer", () => {
+  it("transaction pooling: reads, cursor and retention through the pooler, LISTEN on the direct URL; each event once, woken by NOTIFY", async () => {
+    const bouncer = await startPrivatePgbouncer({ poolMode: "transaction", poolSize: 3 });
+    privateServers.push(bouncer);
+    const pooled = bouncer.through(db.url);
+    await bouncer.warm(pooled, 3);
+    // Old enough for the retention: deleted through the pooler once published.
+    await insertEvents(db.pool, "old", 5);
+    await db.pool.query("UPDATE alert_events SET created_at = now() - interval '3 hours'");
+    const oldIds = await allEventIds(db.pool);
+    const r = relay({ DATABASE_URL: pooled, DIRECT_DATABASE_URL: db.url, NATS_URL: nats.url }, [
+      ...relayArgs(`b${db.name}.ev`, ["--retention", "1h", "--prune-interval", "1s"]),
+      // Only a NOTIFY (through the direct connection's LISTEN) can wake it in time.
+      "--poll-interval",
+      "10m",
+    ]);
+    await r.waitForLog((l) => l.msg === "listen_started");
+    await r.waitForLog((l) => l.msg === "relay_resumed");
+    for (let i = 0; i < 10; i++) {
+      await insertEvents(db.pool, `tenant-${i % 3}`, 10);
+      await db.pool.query("SELECT pg_notify('alert_events', 'tenant')");
+    }
+    const ids = [...oldIds, ...(await allEventIds(db.pool)).filter((id) => !oldIds.includes(id))];
+    expect(ids.length).toBe(105);
+    await waitForStream(nats.url, ids.length);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expectExactlyOnce(await readStream(nats.url, stream), ids);
+    await r.waitForLog((l) => l.msg === "events_pruned" && l["deleted"] === 5);
+    // The cursor was saved through the pooler.
+    const { rows } = await db.pool.query<{ event_id: string }>(
+      "SELECT event_id::text FROM alert_event_cursors WHERE name = 'default'",
+    );
+    expect(rows).toEqual([{ event_id: ids.at(-1) }]);
+    expect(r.logs.filter((l) => l.msg === "relay_failed")).toEqual([]);
   });
 });
 
