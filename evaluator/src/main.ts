@@ -86,14 +86,15 @@ export function connectClients(config: EvaluatorConfig, log: Logger): EvaluatorC
  * SIGTERM/SIGINT drains (no new tick, running tenants finish, leases of unevaluated tenants are
  * released, clients closed) and exits 0; a second one forces the exit.
  *
- * `extra.faults` are test-only hooks, given by a test entry point (test/support/evaluatorWithFaults.ts);
- * the product's entry point (evaluator/bin/evaluator.ts) passes none.
+ * `extra.faults` (and a skewed `extra.clock`) are test-only hooks, given by a test entry point
+ * (test/support/evaluatorWithFaults.ts); the product's entry point (evaluator/bin/evaluator.ts)
+ * passes none.
  *
  * @returns the process exit code (2 for an invalid configuration or usage)
  */
 export async function main(
   argv: readonly string[],
-  extra: Pick<ProgramDeps, "faults"> = {},
+  extra: Pick<ProgramDeps, "faults" | "clock"> = {},
 ): Promise<number> {
   const shutdown = handleShutdownSignals({
     onForce: (sig) => {

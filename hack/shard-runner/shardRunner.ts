@@ -7,7 +7,10 @@
  * - a Deployment with replicas ≥ 1 gets exactly one process; replicas 0 or deletion stops it
  *   (SIGTERM, then SIGKILL after the pod's terminationGracePeriodSeconds, capped);
  * - a changed pod template (hash of `.spec.template`) replaces the process, like a rollout; any other
- *   change (replicas 1→2, status, labels) leaves it alone;
+ *   change (replicas 1→2, status, labels) leaves it alone. With the RollingUpdate strategy the
+ *   operator sets (maxSurge ≥ 1, maxUnavailable 0) the new process starts first and the old one is
+ *   stopped once the new one answers /readyz (or after 60 s), so for a while two processes of one
+ *   shard run, as two pods of one Deployment do during a rollout; otherwise the old one stops first;
  * - a process that exits unexpectedly is restarted with exponential backoff (a CrashLoopBackOff);
  * - METRICS_PORT is overridden with a free port per process (all of them share one host), and
  *   every change rewrites a Prometheus file_sd file listing the processes.
@@ -168,6 +171,31 @@ async function pickPort(preferred?: number): Promise<number> {
   return port;
 }
 
+/** True when the Deployment rolls out by surging: maxSurge ≥ 1 (or a non-zero percentage) and maxUnavailable 0. */
+export function surges(d: Deployment): boolean {
+  const strategy = d.spec?.strategy;
+  if (strategy?.type === "Recreate") return false;
+  const zero = (v: number | string | undefined) => v === 0 || v === "0" || v === "0%";
+  const surge = strategy?.rollingUpdate?.maxSurge ?? "25%";
+  const unavailable = strategy?.rollingUpdate?.maxUnavailable ?? "25%";
+  return !zero(surge) && zero(unavailable);
+}
+
+/** True when the evaluator on `port` answers /readyz with 200. */
+function answersReady(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: "127.0.0.1", port, path: "/readyz", timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on("error", () => resolve(false));
+    req.on("timeout", () => {
+      req.destroy();
+      resolve(false);
+    });
+  });
+}
+
 /** Resolves once the child runs, rejects when it could not be spawned (e.g. ENOENT). */
 function spawned(child: ChildProcess): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -242,6 +270,8 @@ export function startShardRunner(opts: ShardRunnerOptions): ShardRunner {
   const core = kc.makeApiClient(k8s.CoreV1Api);
 
   const slots = new Map<string, Slot>();
+  /** Previous processes of a surge rollout, still running until their successor is ready. */
+  const retiring = new Map<RunningProcess, Slot>();
   let stopped = false;
   let lastFileSd: string | undefined;
   let wakeTimer: NodeJS.Timeout | undefined;
@@ -360,7 +390,20 @@ export function startShardRunner(opts: ShardRunnerOptions): ShardRunner {
       slots.set(name, slot);
     }
     if (slot.templateHash !== hash) {
-      // A new pod template is a rollout: replace the process at once, with a fresh backoff.
+      // A new pod template is a rollout: replace the process, with a fresh backoff.
+      const old = slot.proc;
+      if (old && surges(d)) {
+        // Surge: the old process goes on until the new one is ready.
+        slot.proc = undefined;
+        retiring.set(old, slot);
+        slot.templateHash = hash;
+        slot.failures = 0;
+        slot.notBefore = 0;
+        slot.shard = shardOf(d);
+        await startProcess(slot, d);
+        void retire(slot, old, slot.proc, slot.port);
+        return;
+      }
       await stopProcess(slot, "pod template changed");
       slot.templateHash = hash;
       slot.failures = 0;
@@ -478,9 +521,30 @@ export function startShardRunner(opts: ShardRunnerOptions): ShardRunner {
     trigger();
   }
 
+  /** Stops `old` (a surge rollout's previous process) once `next` answers /readyz, or after 60 s. */
+  async function retire(
+    slot: Slot,
+    old: RunningProcess,
+    next: RunningProcess | undefined,
+    port: number | undefined,
+  ): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    while (next && port !== undefined && !stopped && Date.now() < deadline && slot.proc === next) {
+      if (await answersReady(port)) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    await stopRunning(slot, old, "pod template changed (rolled out)");
+    retiring.delete(old);
+  }
+
   async function stopProcess(slot: Slot, reason: string): Promise<void> {
     const proc = slot.proc;
     if (!proc) return;
+    await stopRunning(slot, proc, reason);
+    if (slot.proc === proc) slot.proc = undefined;
+  }
+
+  async function stopRunning(slot: Slot, proc: RunningProcess, reason: string): Promise<void> {
     proc.stopping = true;
     let forced = false;
     if (proc.child.exitCode === null && proc.child.signalCode === null) {
@@ -492,7 +556,6 @@ export function startShardRunner(opts: ShardRunnerOptions): ShardRunner {
       await proc.exited;
       clearTimeout(timer);
     }
-    slot.proc = undefined;
     log.info(
       {
         deployment: slot.deployment,
@@ -565,7 +628,10 @@ export function startShardRunner(opts: ShardRunnerOptions): ShardRunner {
       if (wakeTimer) clearTimeout(wakeTimer);
       await informer.stop();
       while (running) await running.catch(() => undefined);
-      await Promise.all([...slots.values()].map((s) => stopProcess(s, "shard runner stopped")));
+      await Promise.all([
+        ...[...slots.values()].map((s) => stopProcess(s, "shard runner stopped")),
+        ...[...retiring].map(([p, slot]) => stopRunning(slot, p, "shard runner stopped")),
+      ]);
       slots.clear();
       await publishFileSd();
     },

@@ -296,6 +296,45 @@ describe("shard runner", () => {
     );
   });
 
+  it("with maxSurge 1 and maxUnavailable 0 (the operator's strategy), starts the new process before it stops the old one", async () => {
+    await kubectl([
+      "-n",
+      ns.name,
+      "patch",
+      "deployment/alerts-shard-1",
+      "--type=merge",
+      "-p",
+      JSON.stringify({
+        spec: { strategy: { type: "RollingUpdate", rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } } },
+      }),
+    ]);
+    const before = (await workerView("alerts-shard-1"))!;
+    await kubectl(["-n", ns.name, "set", "env", "deployment/alerts-shard-1", "LOG_LEVEL=warn"]);
+    const after = await eventually(
+      async () => {
+        const w = await workerView("alerts-shard-1");
+        return w && w.pid !== before.pid ? w : undefined;
+      },
+      { what: "shard 1 to run with its surged template" },
+    );
+    expect(after.env["LOG_LEVEL"]).toBe("warn");
+    const stopped = await eventually(
+      async () =>
+        logs.findIndex(
+          (l) =>
+            l.msg === "Stopped shard process" &&
+            l.pid === before.pid &&
+            (l as { reason?: string }).reason === "pod template changed (rolled out)",
+        ) + 1 || undefined,
+      { what: "the old process stopped after the rollout" },
+    );
+    const started = logs.findIndex((l) => l.msg === "Started shard process" && l.pid === after.pid) + 1;
+    expect(started).toBeGreaterThan(0);
+    // The new one started while the old one still ran.
+    expect(started).toBeLessThan(stopped);
+    expect(isProcessAlive(before.pid)).toBe(false);
+  });
+
   it("restarts a process that dies", async () => {
     const before = (await workerView("alerts-shard-0"))!;
     process.kill(before.pid, "SIGKILL");

@@ -11,6 +11,8 @@
  * before the budget check, like a real slow or crashing evaluation.
  */
 
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { ConfigError } from "../../evaluator/src/config/evaluatorConfig.ts";
 import { sleep } from "../../evaluator/src/tick/clock.ts";
 import type { EvaluatorFaults } from "../../evaluator/src/tick/evaluatorFaults.ts";
@@ -18,6 +20,33 @@ import type { Clock } from "../../runtime/clock.ts";
 
 export const DELAY_TENANT_ENV = "EVALUATOR_TEST_DELAY_TENANT";
 export const POISON_RULE_ENV = "EVALUATOR_TEST_POISON_RULE";
+export const CLOCK_SKEW_DIR_ENV = "EVALUATOR_TEST_CLOCK_SKEW_DIR";
+
+/**
+ * `EVALUATOR_TEST_CLOCK_SKEW_DIR=<dir>`: when `<dir>/shard-<SHARD_INDEX>` exists at start, it holds
+ * a number of milliseconds this process's clock runs ahead (negative: behind). The chaos run writes
+ * it, then restarts the shard's process, to skew one process's clock. 0 when unset or absent.
+ */
+export function clockSkewMs(env: Readonly<Record<string, string | undefined>>): number {
+  const dir = env[CLOCK_SKEW_DIR_ENV]?.trim();
+  const shard = env["SHARD_INDEX"]?.trim();
+  if (!dir || !shard) return 0;
+  let raw: string;
+  try {
+    raw = readFileSync(join(dir, `shard-${shard}`), "utf8").trim();
+  } catch {
+    return 0;
+  }
+  const ms = Number(raw);
+  if (!Number.isFinite(ms))
+    throw new ConfigError(`${CLOCK_SKEW_DIR_ENV}: shard-${shard} holds "${raw}", not a number of ms`);
+  return ms;
+}
+
+/** `clock` running `skewMs` ahead (its timers are unchanged: only the time it reads is off). */
+export function skewedClock(clock: Clock, skewMs: number): Clock {
+  return { ...clock, now: () => clock.now() + skewMs };
+}
 
 /** One entry of {@link DELAY_TENANT_ENV}. */
 export interface TenantDelay {

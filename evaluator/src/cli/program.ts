@@ -1,7 +1,7 @@
 import { Command, Option } from "commander";
 import type { DestinationStream } from "pino";
 import { Registry } from "prom-client";
-import { systemClock } from "../../../runtime/clock.ts";
+import { type Clock, systemClock } from "../../../runtime/clock.ts";
 import {
   compileEvaluatorConfig,
   type EvaluatorConfig,
@@ -24,6 +24,8 @@ export interface ProgramDeps {
   readonly onListening?: (port: number) => void;
   /** Test-only fault hooks, given by a test entry point only (test/support/evaluatorWithFaults.ts). */
   readonly faults?: EvaluatorFaults;
+  /** The clock ticks, budgets and tick times read (default: the system clock; a test entry point may skew it). */
+  readonly clock?: Clock;
 }
 
 const DESCRIPTIONS: Record<keyof RawEvaluatorOptions, string> = {
@@ -102,7 +104,7 @@ Exit codes: 0 after a graceful stop, 2 for bad usage or an invalid setting, 1 fo
       clients,
       log,
       registry: new Registry(),
-      clock: systemClock,
+      clock: deps.clock ?? systemClock,
       shutdownSignal: deps.shutdownSignal,
       ...(deps.onListening ? { onListening: deps.onListening } : {}),
       ...(deps.faults ? { faults: deps.faults } : {}),
