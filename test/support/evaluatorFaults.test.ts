@@ -1,8 +1,18 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../evaluator/src/config/evaluatorConfig.ts";
 import { thresholdRule } from "../../evaluator/src/rules/fixtures.ts";
 import { ManualClock } from "../../evaluator/src/tick/clock.ts";
-import { createEvaluatorFaults, delayOf, parseEvaluatorFaults } from "./evaluatorFaults.ts";
+import {
+  CLOCK_SKEW_DIR_ENV,
+  clockSkewMs,
+  createEvaluatorFaults,
+  delayOf,
+  parseEvaluatorFaults,
+  skewedClock,
+} from "./evaluatorFaults.ts";
 
 const parseError = (env: Record<string, string>): string => {
   try {
@@ -117,5 +127,30 @@ describe("createEvaluatorFaults", () => {
     await expect(faults.beforeEvaluate({ tenantId: "t1", rules: rules("r1", "r9") }, signal)).rejects.toThrow(
       "test fault: rule r9 is poisoned",
     );
+  });
+});
+
+describe("clockSkewMs and skewedClock", () => {
+  it("reads shard-<SHARD_INDEX> of the skew folder; 0 without the folder or the file; a non-number is refused", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "eo-skew-"));
+    try {
+      writeFileSync(join(dir, "shard-2"), "20000\n");
+      writeFileSync(join(dir, "shard-3"), "soon");
+      expect(clockSkewMs({ [CLOCK_SKEW_DIR_ENV]: dir, SHARD_INDEX: "2" })).toBe(20_000);
+      expect(clockSkewMs({ [CLOCK_SKEW_DIR_ENV]: dir, SHARD_INDEX: "1" })).toBe(0);
+      expect(clockSkewMs({ SHARD_INDEX: "2" })).toBe(0);
+      expect(() => clockSkewMs({ [CLOCK_SKEW_DIR_ENV]: dir, SHARD_INDEX: "3" })).toThrow(
+        /shard-3 holds "soon"/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a skewed clock reads ahead by the skew and keeps the timers of the clock it wraps", () => {
+    const base = { now: () => 1_000, setTimeout: () => "handle", clearTimeout: () => undefined };
+    const skewed = skewedClock(base, -250);
+    expect(skewed.now()).toBe(750);
+    expect(skewed.setTimeout(() => undefined, 5)).toBe("handle");
   });
 });
