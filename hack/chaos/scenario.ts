@@ -371,6 +371,8 @@ export interface Outage {
   readonly kind: OutageKind;
   readonly fromMs: number;
   readonly toMs: number;
+  /** A killed, paused or skewed evaluator's shard: only its tenants are excused. */
+  readonly shard?: number;
 }
 
 /**
@@ -388,13 +390,18 @@ export interface Outage {
 export function outageIntervals(s: Scenario): Outage[] {
   const recoveryMs = resolvedBounds(s).recoverySeconds * 1000;
   const outages: Outage[] = [];
-  const add = (kind: OutageKind, at: number, lastsSeconds: number) =>
-    outages.push({ kind, fromMs: at * 1000, toMs: (at + lastsSeconds) * 1000 + recoveryMs });
+  const add = (kind: OutageKind, at: number, lastsSeconds: number, shard?: number) =>
+    outages.push({
+      kind,
+      fromMs: at * 1000,
+      toMs: (at + lastsSeconds) * 1000 + recoveryMs,
+      ...(shard === undefined ? {} : { shard }),
+    });
   for (const a of s.timeline) {
     if (a.kind === "stop") add(a.service, a.at, a.seconds);
-    else if (a.kind === "pause") add("pause", a.at, a.seconds);
-    else if (a.kind === "kill" && a.target === "evaluator") add("kill", a.at, 0);
-    else if (a.kind === "skew") add("skew", a.at, Math.abs(a.seconds));
+    else if (a.kind === "pause") add("pause", a.at, a.seconds, a.shard);
+    else if (a.kind === "kill" && a.target === "evaluator") add("kill", a.at, 0, a.shard);
+    else if (a.kind === "skew") add("skew", a.at, Math.abs(a.seconds), a.shard);
   }
   return outages.sort((a, b) => a.fromMs - b.fromMs);
 }

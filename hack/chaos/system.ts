@@ -114,7 +114,15 @@ export async function startChaosSystem(scenario: Scenario, log: pino.Logger): Pr
     cleanups.push(() => postgres.destroy());
     const valkey = await startPrivateRedis();
     cleanups.push(() => valkey.destroy());
-    const pool = new pg.Pool({ connectionString: postgres.url, max: 6, connectionTimeoutMillis: 3000 });
+    // Telemetry is written with synchronous commit, as a durable ingest side writes it: a reading
+    // PostgreSQL acknowledged survives its immediate shutdown (the instance runs with it off, as
+    // the evaluator's commits do by default).
+    const pool = new pg.Pool({
+      connectionString: postgres.url,
+      max: 6,
+      connectionTimeoutMillis: 3000,
+      options: "-c synchronous_commit=on",
+    });
     pool.on("error", () => undefined);
     cleanups.push(() => pool.end());
     await migrateUp({ db: pool });

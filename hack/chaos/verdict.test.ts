@@ -105,7 +105,7 @@ function cleanHistory(): VerdictInput {
         tenantId: tenant,
         seq,
         evalMs: now,
-        evaluator: `shard-${t % 3}`,
+        evaluator: `unit/set#${t % 3}#host#token`,
         observedAtMs: now + 300,
       });
     }
@@ -410,6 +410,20 @@ describe("computeVerdict finds each kind of violation, in its check only", () =>
     expect(excused.summary.episodesExcused).toBe(computeVerdict(CLEAN).summary.episodesExcused + 1);
   });
 
+  it("expected-alerts: a killed, paused or skewed evaluator excuses only the tenants its shard evaluated", () => {
+    const input = history();
+    const a = alertsOf(input, T1, D1)[0]!;
+    input.alerts.splice(input.alerts.indexOf(a), 1);
+    input.alertIdsSeen.splice(input.alertIdsSeen.indexOf(a.id), 1);
+    const shardOfT1 = Number(input.fenceObservations.find((o) => o.tenantId === T1)!.evaluator.split("#")[1]);
+    const other = (shardOfT1 + 1) % 3;
+    const around = { fromMs: a.firstSeenMs - 1000, toMs: a.firstSeenMs };
+    input.outages.push({ kind: "kill", ...around, shard: other });
+    expect(failing(computeVerdict(input))).toEqual(["expected-alerts"]);
+    input.outages.push({ kind: "pause", ...around, shard: shardOfT1 });
+    expect(computeVerdict(input).ok).toBe(true);
+  });
+
   it("expected-alerts: an alert resolved before the first low reading after its episode", () => {
     const input = history();
     const a = alertsOf(input, T1, D1)[0]!;
@@ -454,6 +468,38 @@ describe("computeVerdict finds each kind of violation, in its check only", () =>
       outages: [{ kind: "skew", fromMs: a.firstSeenMs, toMs: a.firstSeenMs + 30_000 }],
     });
     expect(v.checks.map((c) => [c.name, c.count])).toEqual(CHECKS.map((name) => [name, 0]));
+  });
+
+  it("duplicate-alerts: an alert stamped late by a clock running ahead and resolved late is its own episode's, not the next one's", () => {
+    const input = history();
+    const [first, second] = alertsOf(input, T1, D1);
+    expect(second).toBeDefined();
+    // Fired by an evaluator 20 s ahead (its first_seen lands within the skew of the next episode's
+    // start) and resolved only when the next episode had begun (an outage delayed its low readings).
+    const late = {
+      ...first!,
+      firstSeenMs: second!.firstSeenMs - 12_000,
+      lastSeenMs: second!.firstSeenMs - 5_000,
+      resolvedAtMs: second!.firstSeenMs,
+    };
+    input.alerts[input.alerts.indexOf(first!)] = late;
+    const skewed = parseScenario(
+      { ...structuredClone(CLEAN.scenario), timeline: [{ at: 10, kind: "skew", shard: 1, seconds: 20 }] },
+      "unit.json",
+    );
+    const outages = [{ kind: "skew", fromMs: START, toMs: END }];
+    const v = computeVerdict({ ...input, scenario: skewed, outages });
+    expect(v.checks.find((c) => c.name === "duplicate-alerts")!.violations).toEqual([]);
+    // A second row for the second episode, after its first one resolved, is still a duplicate.
+    const again = {
+      ...second!,
+      id: 999_999,
+      firstSeenMs: second!.resolvedAtMs! + 1000,
+      lastSeenMs: second!.resolvedAtMs! + 1000,
+      resolvedAtMs: second!.resolvedAtMs! + 2000,
+    };
+    const dup = computeVerdict({ ...input, alerts: [...input.alerts, again], scenario: skewed, outages });
+    expect(dup.checks.find((c) => c.name === "duplicate-alerts")!.count).toBeGreaterThan(0);
   });
 
   it("expected-alerts: an alert that never resolved after its first low reading", () => {

@@ -32,6 +32,8 @@ export interface OutageInterval {
   readonly kind: string;
   readonly fromMs: number;
   readonly toMs: number;
+  /** A killed, paused or skewed evaluator's shard: it excuses only the tenants that shard evaluated around it. */
+  readonly shard?: number;
 }
 
 /** An `alerts` row at the end of the run, times in epoch ms. */
@@ -219,7 +221,8 @@ export const MAX_KEPT_VIOLATIONS = 1000;
 const MAX_EXAMPLES = 10;
 
 type Report = (check: CheckName, kind: string, message: string, detail: Record<string, unknown>) => void;
-type Excuse = (fromMs: number, toMs: number) => OutageInterval | undefined;
+/** The first outage that overlaps [fromMs, toMs] and excuses `tenant` (every tenant when omitted). */
+type Excuse = (fromMs: number, toMs: number, tenant?: string) => OutageInterval | undefined;
 
 interface Context {
   readonly input: VerdictInput;
@@ -243,7 +246,25 @@ export function computeVerdict(input: VerdictInput): Verdict {
   };
   // Prometheus being down only blinds the autoscaler: evaluations must go on.
   const excusing = input.outages.filter((o) => o.kind !== "prometheus");
-  const excuse: Excuse = (fromMs, toMs) => excusing.find((o) => o.fromMs <= toMs && o.toMs >= fromMs);
+  // A shard's outage excuses the tenants that shard evaluated from a gap before it to a gap after
+  // it (the evaluator token names the shard: `<set>#<shard>#<host>#<random>`).
+  const shardsOf = new Map<string, { at: number; shard: number }[]>();
+  for (const o of input.fenceObservations) {
+    const shard = Number(o.evaluator.split("#")[1]);
+    if (!Number.isInteger(shard)) continue;
+    const list = shardsOf.get(o.tenantId) ?? [];
+    list.push({ at: o.observedAtMs, shard });
+    shardsOf.set(o.tenantId, list);
+  }
+  const reach = input.bounds.maxGapMs;
+  const concerns = (o: OutageInterval, tenant: string | undefined) =>
+    o.shard === undefined ||
+    tenant === undefined ||
+    (shardsOf.get(tenant) ?? []).some(
+      (e) => e.shard === o.shard && e.at >= o.fromMs - reach && e.at <= o.toMs + reach,
+    );
+  const excuse: Excuse = (fromMs, toMs, tenant) =>
+    excusing.find((o) => o.fromMs <= toMs && o.toMs >= fromMs && concerns(o, tenant));
   const at = (ms: number) => relative(ms, input.runStartMs);
   const ctx: Context = { input, report, excuse, at };
 
@@ -371,6 +392,13 @@ function checkAlerts(
   ctx: Context,
   inserted: InsertedIndex,
 ): { checked: number; excused: number; offSchedule: number } {
+  // For a failing episode's report: the tenant's evaluations around it (what was judged when).
+  const fencesByTenant = groupBy(ctx.input.fenceObservations, (o) => o.tenantId);
+  const evaluationsAround = (tenant: string, ep: ObservedEpisode) => {
+    const from = ep.startTs - 2 * ctx.input.scenario.tickSeconds * 1000;
+    const to = (ep.endTs ?? ctx.input.runEndMs) + ctx.input.bounds.alertLatencyMs;
+    return (fencesByTenant.get(tenant) ?? []).filter((o) => o.observedAtMs >= from && o.observedAtMs <= to);
+  };
   const { input, report, excuse, at } = ctx;
   const { scenario, runStartMs, runEndMs } = input;
   const latency = input.bounds.alertLatencyMs;
@@ -418,16 +446,19 @@ function checkAlerts(
     offSchedule += observed.offSchedule;
     const eps = observed.episodes;
 
-    // Each alert belongs to the latest episode that began before it fired.
+    // Each alert belongs to the latest episode that began before it fired. A clock running behind
+    // stamps first_seen early (so an episode may begin up to that skew after it), one running ahead
+    // stamps it late (so it may come up to that skew after the episode's window); an alert resolved
+    // before an episode began is an earlier episode's whatever its first_seen says.
     const alerts = [...(alertsByDevice.get(key) ?? [])].sort(
       (a, b) => a.firstSeenMs - b.firstSeenMs || a.id - b.id,
     );
-    let e = -1;
     for (const a of alerts) {
-      const tolerance = skewTolerance(a.firstSeenMs);
-      while (e + 1 < eps.length && eps[e + 1]!.startTs - earlyMs - tolerance <= a.firstSeenMs) e++;
-      const ep = e >= 0 ? eps[e]! : undefined;
-      if (ep && a.firstSeenMs <= (ep.endTs ?? runEndMs) + latency + tolerance) {
+      const { behind, ahead } = skewTolerance(a.firstSeenMs);
+      let k = eps.findLastIndex((x) => x.startTs - earlyMs - behind <= a.firstSeenMs);
+      while (k > 0 && a.resolvedAtMs !== null && a.resolvedAtMs < eps[k]!.startTs - earlyMs) k--;
+      const ep = k >= 0 ? eps[k]! : undefined;
+      if (ep && a.firstSeenMs <= (ep.endTs ?? runEndMs) + latency + ahead) {
         ep.alerts.push(a);
         continue;
       }
@@ -449,10 +480,15 @@ function checkAlerts(
           "duplicate-alerts",
           "episode-rows",
           `${name}: ${ep.alerts.length} alert rows (#${ep.alerts.map((a) => a.id).join(", #")}) for one high episode (${span})`,
-          { tenantId: tenant, deviceId: device, episode: episodeDetail(ep) },
+          {
+            tenantId: tenant,
+            deviceId: device,
+            episode: episodeDetail(ep),
+            evaluations: evaluationsAround(tenant, ep),
+          },
         );
       }
-      const outage = excuse(ep.startTs, end);
+      const outage = excuse(ep.startTs, end, tenant);
       const judgeable = ep.startTs + latency <= runEndMs;
       if (outage || !judgeable) excused++;
       else checked++;
@@ -463,26 +499,42 @@ function checkAlerts(
             tenantId: tenant,
             deviceId: device,
             episode: episodeDetail(ep),
+            evaluations: evaluationsAround(tenant, ep),
           });
         } else if (first.firstSeenMs > ep.startTs + latency) {
           report(
             "expected-alerts",
             "late-alert",
             `${name}: alert #${first.id} fired at ${at(first.firstSeenMs)}, ${(first.firstSeenMs - ep.startTs) / 1000}s after the episode began at ${at(ep.startTs)} (bound ${latency / 1000}s)`,
-            { tenantId: tenant, deviceId: device, episode: episodeDetail(ep) },
+            {
+              tenantId: tenant,
+              deviceId: device,
+              episode: episodeDetail(ep),
+              evaluations: evaluationsAround(tenant, ep),
+            },
           );
         }
       }
       // The row open when the low reading came is the one that must resolve.
       const last = ep.alerts.at(-1);
       if (!last) continue;
-      if (ep.endTs !== null && ep.endTs + latency <= runEndMs && !excuse(ep.endTs, ep.endTs + latency)) {
+      if (
+        ep.endTs !== null &&
+        ep.endTs + latency <= runEndMs &&
+        !excuse(ep.endTs, ep.endTs + latency, tenant)
+      ) {
         if (last.resolvedAtMs === null || last.resolvedAtMs > ep.endTs + latency) {
           report(
             "expected-alerts",
             "late-resolve",
             `${name}: alert #${last.id} ${last.resolvedAtMs === null ? "never resolved" : `resolved at ${at(last.resolvedAtMs)}`}; first low reading at ${at(ep.endTs)} (bound ${latency / 1000}s)`,
-            { tenantId: tenant, deviceId: device, alert: last, episode: episodeDetail(ep) },
+            {
+              tenantId: tenant,
+              deviceId: device,
+              alert: last,
+              episode: episodeDetail(ep),
+              evaluations: evaluationsAround(tenant, ep),
+            },
           );
         }
       }
@@ -490,13 +542,19 @@ function checkAlerts(
       if (
         resolved !== null &&
         resolved < (ep.endTs ?? Number.POSITIVE_INFINITY) - earlyMs &&
-        !excuse(resolved, ep.endTs ?? runEndMs)
+        !excuse(resolved, ep.endTs ?? runEndMs, tenant)
       ) {
         report(
           "expected-alerts",
           "early-resolve",
           `${name}: alert #${last.id} resolved at ${at(resolved)}, ${ep.endTs === null ? "with no low reading after its episode" : `before the first low reading at ${at(ep.endTs)}`}`,
-          { tenantId: tenant, deviceId: device, alert: last, episode: episodeDetail(ep) },
+          {
+            tenantId: tenant,
+            deviceId: device,
+            alert: last,
+            episode: episodeDetail(ep),
+            evaluations: evaluationsAround(tenant, ep),
+          },
         );
       }
     }
@@ -508,13 +566,17 @@ function checkAlerts(
  * An evaluator with a skewed clock stamps its alerts off by the skew: near a skew outage, an
  * alert's first_seen is matched to episodes that much more loosely.
  */
-function skewToleranceFor(input: VerdictInput): (ms: number) => number {
-  const skewMs = Math.max(
-    0,
-    ...input.scenario.timeline.map((a) => (a.kind === "skew" ? Math.abs(a.seconds) * 1000 : 0)),
-  );
+/** Near a skew outage, how far a clock ran behind and ahead (ms, both ≥ 0); elsewhere 0 and 0. */
+function skewToleranceFor(input: VerdictInput): (ms: number) => { behind: number; ahead: number } {
+  const seconds = input.scenario.timeline.flatMap((a) => (a.kind === "skew" ? [a.seconds] : []));
+  const behind = Math.max(0, ...seconds.map((s) => -s * 1000));
+  const ahead = Math.max(0, ...seconds.map((s) => s * 1000));
+  const reach = Math.max(behind, ahead);
   const skews = input.outages.filter((o) => o.kind === "skew");
-  return (ms) => (skews.some((o) => o.fromMs <= ms + skewMs && o.toMs >= ms - skewMs) ? skewMs : 0);
+  return (ms) =>
+    skews.some((o) => o.fromMs <= ms + reach && o.toMs >= ms - reach)
+      ? { behind, ahead }
+      : { behind: 0, ahead: 0 };
 }
 
 function episodeDetail(ep: ObservedEpisode): Record<string, unknown> {
@@ -611,7 +673,7 @@ function checkEvaluations({ input, report, excuse, at }: Context): number {
       what: string,
       detail: Record<string, unknown>,
     ) => {
-      if (toMs - fromMs <= maxGap || excuse(fromMs, toMs)) return;
+      if (toMs - fromMs <= maxGap || excuse(fromMs, toMs, tenant)) return;
       report(
         "missed-evaluations",
         kind,
