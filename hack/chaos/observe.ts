@@ -25,9 +25,13 @@ export class FencePoller {
   #polls = 0;
   #failures = 0;
 
-  constructor(pool: pg.Pool, tenantPrefix: string) {
+  readonly #alertPollEvery: number;
+
+  /** `alertPollEvery`: read the alert ids every that many polls (the table grows with the run). */
+  constructor(pool: pg.Pool, tenantPrefix: string, alertPollEvery = 5) {
     this.#pool = pool;
     this.#prefix = tenantPrefix;
+    this.#alertPollEvery = alertPollEvery;
   }
 
   get failures(): number {
@@ -59,7 +63,7 @@ export class FencePoller {
           observedAtMs: now,
         });
       }
-      if (this.#polls % 5 === 0) {
+      if (this.#polls % this.#alertPollEvery === 0) {
         const alerts = await this.#pool.query<{ id: string }>(
           "SELECT id::text FROM alerts WHERE tenant_id LIKE $1",
           [`${this.#prefix}%`],

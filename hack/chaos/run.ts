@@ -150,7 +150,11 @@ async function main(): Promise<number> {
     const readingMs = scenario.readingSeconds * 1000;
     const runStartMs = Math.ceil(Date.now() / readingMs) * readingMs;
     const runEndMs = runStartMs + scenario.durationSeconds * 1000;
-    const fences = new FencePoller(sys.pool, TENANT_PREFIX);
+    const fences = new FencePoller(
+      sys.pool,
+      TENANT_PREFIX,
+      Math.max(5, Math.round(scenario.tickSeconds / 2)),
+    );
     const resources = new ResourceSampler();
     let active = scenario.tenants;
     const activeSince = new Map<number, number>(ids.map((_, i) => [i, runStartMs]));
