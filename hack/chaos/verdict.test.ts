@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseScenario, resolvedBounds } from "./scenario.ts";
-import { deviceId, RULE, slotTs, THRESHOLD, tenantId, valueAt } from "./telemetry.ts";
+import { deviceId, episodes, RULE, slotTs, THRESHOLD, tenantId, valueAt } from "./telemetry.ts";
 import {
   type AlertObservation,
   CHECKS,
@@ -408,6 +408,35 @@ describe("computeVerdict finds each kind of violation, in its check only", () =>
     const excused = computeVerdict(input);
     expect(excused.ok).toBe(true);
     expect(excused.summary.episodesExcused).toBe(computeVerdict(CLEAN).summary.episodesExcused + 1);
+  });
+
+  it("an episode left without its alert (excused) does not pull the next episode's alert back to it", () => {
+    // A device whose second episode's alert fired within the latency of the first episode's end:
+    // the windows overlap, so matching by "earliest free episode" would move it back.
+    // A latency bound as generous as the chaos runs' own (two ticks + a reading + 10 s, and more).
+    const latency = 45_000;
+    const slots = SCENARIO.durationSeconds / SCENARIO.readingSeconds;
+    let found: { tenant: string; device: string; i: number } | undefined;
+    for (let t = 0; t < 3 && !found; t++) {
+      for (let d = 0; d < SCENARIO.devicesPerTenant && !found; d++) {
+        const eps = episodes(tenantId(t), deviceId(d), 0, slots);
+        const alerts = alertsOf(CLEAN, tenantId(t), deviceId(d));
+        if (alerts.length !== eps.length) continue;
+        for (let i = 0; i + 1 < eps.length && !found; i++) {
+          const end = slotTs(START, SCENARIO.readingSeconds, eps[i]!.endSlot);
+          if (alerts[i + 1]!.firstSeenMs <= end + latency)
+            found = { tenant: tenantId(t), device: deviceId(d), i };
+        }
+      }
+    }
+    expect(found).toBeDefined();
+    const input = history();
+    const a = alertsOf(input, found!.tenant, found!.device)[found!.i]!;
+    input.alerts.splice(input.alerts.indexOf(a), 1);
+    input.alertIdsSeen.splice(input.alertIdsSeen.indexOf(a.id), 1);
+    input.outages.push({ kind: "postgres", fromMs: a.firstSeenMs - 1000, toMs: a.firstSeenMs });
+    const v = computeVerdict({ ...input, bounds: { ...input.bounds, alertLatencyMs: latency } });
+    expect(v.checks.map((c) => [c.name, c.count])).toEqual(CHECKS.map((name) => [name, 0]));
   });
 
   it("expected-alerts: a killed, paused or skewed evaluator excuses only the tenants its shard evaluated", () => {
