@@ -6,14 +6,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import type pg from "pg";
 import type { WatchedProcess } from "./system.ts";
-
-export interface FenceObservation {
-  readonly tenantId: string;
-  readonly seq: number;
-  readonly evalMs: number;
-  readonly evaluator: string;
-  readonly observedAtMs: number;
-}
+import type { FenceObservation } from "./verdict.ts";
 
 /** Polls `tenant_fences` of tenants `prefix%`; records each tenant's seq changes. */
 export class FencePoller {

@@ -225,15 +225,7 @@ async function main(): Promise<number> {
           ]);
           return `scaled to ${a.shards}`;
         case "mode":
-          await kubectl([
-            "patch",
-            "-n",
-            sys.namespace,
-            `evaluatorshardsets/${SET_NAME}`,
-            "--type=merge",
-            "-p",
-            JSON.stringify({ spec: { autoscaling: { mode: a.mode } } }),
-          ]);
+          await patchSet({ spec: { autoscaling: { mode: a.mode } } });
           return `mode ${a.mode}`;
         case "load": {
           const now = Date.now();
@@ -315,18 +307,23 @@ async function main(): Promise<number> {
         }
         case "roll": {
           const stamp = String(Date.now());
-          await kubectl([
-            "patch",
-            "-n",
-            sys.namespace,
-            `evaluatorshardsets/${SET_NAME}`,
-            "--type=merge",
-            "-p",
-            JSON.stringify({ spec: { evaluator: { extraEnv: [{ name: "CHAOS_ROLLOUT", value: stamp }] } } }),
-          ]);
+          await patchSet({ spec: { evaluator: { extraEnv: [{ name: "CHAOS_ROLLOUT", value: stamp }] } } });
           return `pod template changed (CHAOS_ROLLOUT=${stamp})`;
         }
       }
+    }
+
+    /** A merge patch of the set, as a user (or GitOps) would apply it. */
+    async function patchSet(patch: unknown): Promise<void> {
+      await kubectl([
+        "patch",
+        "-n",
+        sys.namespace,
+        `evaluatorshardsets/${SET_NAME}`,
+        "--type=merge",
+        "-p",
+        JSON.stringify(patch),
+      ]);
     }
 
     function shardProcess(shard: number): number | undefined {

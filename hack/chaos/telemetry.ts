@@ -13,6 +13,7 @@
  *
  * Pure: no I/O, no clock, no `Math.random`.
  */
+import { fmix32 } from "../../operator/src/sharding/hashing.ts";
 
 /** The threshold of {@link RULE}. */
 export const THRESHOLD = 50;
@@ -132,15 +133,4 @@ function deviceSeed(tenant: string, device: string): number {
 /** The n-th pseudo-random 32-bit draw of a seed (counter-based: no state to carry). */
 function draw(seed: number, n: number): number {
   return fmix32(seed ^ fmix32(n + 0x9e3779b9));
-}
-
-/** MurmurHash3's finaliser: a bijective 32-bit mix. */
-function fmix32(x: number): number {
-  let h = x >>> 0;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
