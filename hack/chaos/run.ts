@@ -14,7 +14,7 @@
  * report, exit 1 on any violation (2 when the run itself could not be made).
  */
 
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, fstatSync, mkdirSync, openSync, readSync, rmSync, writeFileSync } from "node:fs";
 import { writeFile as writeFileAsync } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -106,6 +106,28 @@ async function insertSlot(
     );
   }
   await sys.pool.query("SELECT pg_notify('telemetry_ingest', $1)", [sys.shardSet]);
+}
+
+/** `tick_start` or `tick_done`/`tick_failed`: the last tick line in the tail of a shard's log. */
+function lastTickLine(file: string): string | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, "r");
+    const size = fstatSync(fd).size;
+    const length = Math.min(size, 16_384);
+    const buf = Buffer.alloc(length);
+    readSync(fd, buf, 0, length, size - length);
+    const text = buf.toString("utf8");
+    const at = (m: string) => text.lastIndexOf(`"msg":"${m}"`);
+    const start = at("tick_start");
+    const end = Math.max(at("tick_done"), at("tick_failed"));
+    if (start < 0 && end < 0) return undefined;
+    return start > end ? "tick_start" : "tick_done";
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }
 
 async function main(): Promise<number> {
@@ -256,10 +278,10 @@ async function main(): Promise<number> {
             await sys.killOperator(a.signal);
             return `operator ${a.signal} ${caught}`;
           }
-          const proc = shardProcess(a.shard);
+          const proc = await midTick(a.shard);
           if (!proc) return `no process of shard ${a.shard} running`;
-          process.kill(proc, a.signal);
-          return `shard ${a.shard} pid ${proc} ${a.signal}`;
+          process.kill(proc.pid, a.signal);
+          return `shard ${a.shard} pid ${proc.pid} ${a.signal} ${proc.where}`;
         }
         case "stop": {
           const back = async () => {
@@ -275,8 +297,9 @@ async function main(): Promise<number> {
           return `${a.service} stopped for ${a.seconds}s`;
         }
         case "pause": {
-          const pid = shardProcess(a.shard);
-          if (!pid) return `no process of shard ${a.shard} running`;
+          const proc = await midTick(a.shard);
+          if (!proc) return `no process of shard ${a.shard} running`;
+          const pid = proc.pid;
           process.kill(pid, "SIGSTOP");
           restores.push(
             (async () => {
@@ -288,7 +311,7 @@ async function main(): Promise<number> {
               }
             })(),
           );
-          return `shard ${a.shard} pid ${pid} paused for ${a.seconds}s`;
+          return `shard ${a.shard} pid ${pid} paused for ${a.seconds}s ${proc.where}`;
         }
         case "skew": {
           const file = join(sys.skewDir, `shard-${a.shard}`);
@@ -324,6 +347,26 @@ async function main(): Promise<number> {
         "-p",
         JSON.stringify(patch),
       ]);
+    }
+
+    /**
+     * The shard's process once it is inside a tick (its log's last tick line is `tick_start`), so a
+     * kill or a pause lands mid-tick; after two intervals without catching one, the process as it is.
+     */
+    async function midTick(shard: number): Promise<{ pid: number; where: string } | undefined> {
+      const deadline = Date.now() + 2 * scenario.tickSeconds * 1000;
+      while (Date.now() < deadline) {
+        const p = sys.runner.processes().find((x) => x.shard === String(shard) && x.pid !== undefined);
+        if (
+          p?.pid !== undefined &&
+          lastTickLine(join(sys.dir, "shards", `${p.deployment}.log`)) === "tick_start"
+        ) {
+          return { pid: p.pid, where: "mid-tick" };
+        }
+        await sleep(10);
+      }
+      const pid = shardProcess(shard);
+      return pid === undefined ? undefined : { pid, where: "(no tick caught in two intervals)" };
     }
 
     function shardProcess(shard: number): number | undefined {

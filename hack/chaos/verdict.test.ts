@@ -404,7 +404,11 @@ describe("computeVerdict finds each kind of violation, in its check only", () =>
       new RegExp(`^${T1}/${D1}: no alert for the high episode`),
     );
 
+    // Neither Prometheus nor Valkey being down excuses it: evaluations go on without them.
     input.outages.push({ kind: "valkey", fromMs: a.firstSeenMs - 1000, toMs: a.firstSeenMs });
+    input.outages.push({ kind: "prometheus", fromMs: a.firstSeenMs - 1000, toMs: a.firstSeenMs });
+    expect(failing(computeVerdict(input))).toEqual(["expected-alerts"]);
+    input.outages.push({ kind: "postgres", fromMs: a.firstSeenMs - 1000, toMs: a.firstSeenMs });
     const excused = computeVerdict(input);
     expect(excused.ok).toBe(true);
     expect(excused.summary.episodesExcused).toBe(computeVerdict(CLEAN).summary.episodesExcused + 1);
@@ -529,6 +533,24 @@ describe("computeVerdict finds each kind of violation, in its check only", () =>
     };
     const dup = computeVerdict({ ...input, alerts: [...input.alerts, again], scenario: skewed, outages });
     expect(dup.checks.find((c) => c.name === "duplicate-alerts")!.count).toBeGreaterThan(0);
+  });
+
+  it("expected-alerts: an evaluator paused mid-tick stamps its alerts up to the pause early", () => {
+    const input = history();
+    const a = alertsOf(input, T1, D1)[0]!;
+    // Its tick began 8 s before the high reading it judged after the pause.
+    input.alerts[input.alerts.indexOf(a)] = { ...a, firstSeenMs: a.firstSeenMs - 8000 };
+    expect(failing(computeVerdict(input))).toContain("unjustified-alerts");
+    const paused = parseScenario(
+      { ...structuredClone(CLEAN.scenario), timeline: [{ at: 10, kind: "pause", shard: 1, seconds: 10 }] },
+      "unit.json",
+    );
+    const v = computeVerdict({
+      ...input,
+      scenario: paused,
+      outages: [{ kind: "pause", fromMs: a.firstSeenMs - 10_000, toMs: a.firstSeenMs + 20_000 }],
+    });
+    expect(v.checks.map((c) => [c.name, c.count])).toEqual(CHECKS.map((name) => [name, 0]));
   });
 
   it("expected-alerts: an alert that never resolved after its first low reading", () => {

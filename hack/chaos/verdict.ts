@@ -244,8 +244,9 @@ export function computeVerdict(input: VerdictInput): Verdict {
     if (r.violations.length < MAX_KEPT_VIOLATIONS)
       r.violations.push({ kind, message, detail: { kind, ...detail } });
   };
-  // Prometheus being down only blinds the autoscaler: evaluations must go on.
-  const excusing = input.outages.filter((o) => o.kind !== "prometheus");
+  // Prometheus being down only blinds the autoscaler, and Valkey being down only makes the
+  // evaluators rebuild their state from PostgreSQL: evaluations and alerts must go on as usual.
+  const excusing = input.outages.filter((o) => o.kind !== "prometheus" && o.kind !== "valkey");
   // A shard's outage excuses the tenants that shard evaluated from a gap before it to a gap after
   // it (the evaluator token names the shard: `<set>#<shard>#<host>#<random>`).
   const shardsOf = new Map<string, { at: number; shard: number }[]>();
@@ -563,20 +564,36 @@ function checkAlerts(
 }
 
 /**
- * An evaluator with a skewed clock stamps its alerts off by the skew: near a skew outage, an
- * alert's first_seen is matched to episodes that much more loosely.
+ * Near a skew or a pause, how far an evaluator's tick times may run behind and ahead of the
+ * readings they judge (ms, both ≥ 0); elsewhere 0 and 0. A skewed clock is off by its skew either
+ * way. A tick's time is when it started: an evaluator paused mid-tick reads, once resumed, readings
+ * newer than that time and stamps them with it, so its alerts may come up to the pause early.
  */
-/** Near a skew outage, how far a clock ran behind and ahead (ms, both ≥ 0); elsewhere 0 and 0. */
 function skewToleranceFor(input: VerdictInput): (ms: number) => { behind: number; ahead: number } {
-  const seconds = input.scenario.timeline.flatMap((a) => (a.kind === "skew" ? [a.seconds] : []));
-  const behind = Math.max(0, ...seconds.map((s) => -s * 1000));
-  const ahead = Math.max(0, ...seconds.map((s) => s * 1000));
-  const reach = Math.max(behind, ahead);
-  const skews = input.outages.filter((o) => o.kind === "skew");
-  return (ms) =>
-    skews.some((o) => o.fromMs <= ms + reach && o.toMs >= ms - reach)
-      ? { behind, ahead }
-      : { behind: 0, ahead: 0 };
+  const seconds = (kind: "skew" | "pause") =>
+    input.scenario.timeline.flatMap((a) => (a.kind === kind ? [a.seconds * 1000] : []));
+  const pauseBehind = Math.max(0, ...seconds("pause"));
+  const skewBehind = Math.max(0, ...seconds("skew").map((s) => -s));
+  const skewAhead = Math.max(0, ...seconds("skew"));
+  const spans = input.outages.flatMap((o) =>
+    o.kind === "pause"
+      ? [{ from: o.fromMs, to: o.toMs, behind: pauseBehind, ahead: 0 }]
+      : o.kind === "skew"
+        ? [{ from: o.fromMs, to: o.toMs, behind: skewBehind, ahead: skewAhead }]
+        : [],
+  );
+  return (ms) => {
+    let behind = 0;
+    let ahead = 0;
+    for (const s of spans) {
+      const reach = Math.max(s.behind, s.ahead);
+      if (s.from <= ms + reach && s.to >= ms - reach) {
+        behind = Math.max(behind, s.behind);
+        ahead = Math.max(ahead, s.ahead);
+      }
+    }
+    return { behind, ahead };
+  };
 }
 
 function episodeDetail(ep: ObservedEpisode): Record<string, unknown> {
