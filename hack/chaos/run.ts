@@ -219,20 +219,31 @@ async function main(): Promise<number> {
     })();
 
     const restores: Promise<void>[] = [];
+    const carryOut = async (action: Action) => {
+      const startedMs = Date.now();
+      let result = "done";
+      try {
+        result = await perform(action);
+      } catch (err) {
+        result = `failed: ${err instanceof Error ? err.message : String(err)}`;
+        notes.push(`action at ${action.at}s (${action.kind}) ${result}`);
+      }
+      executed.push({ at: action.at, action, startedMs, result });
+      log.info({ at: action.at, action, result }, "chaos_action");
+    };
     const timeline = (async () => {
+      // Kills that wait for a reshard phase wait beside the timeline (one after another), so the
+      // actions after them still come at their own times.
+      let phaseKills = Promise.resolve();
       for (const action of scenario.timeline) {
         await sleep(runStartMs + action.at * 1000 - Date.now());
-        const startedMs = Date.now();
-        let result = "done";
-        try {
-          result = await perform(action);
-        } catch (err) {
-          result = `failed: ${err instanceof Error ? err.message : String(err)}`;
-          notes.push(`action at ${action.at}s (${action.kind}) ${result}`);
+        if (action.kind === "kill" && action.target === "operator" && action.phase !== undefined) {
+          phaseKills = phaseKills.then(() => carryOut(action));
+        } else {
+          await carryOut(action);
         }
-        executed.push({ at: action.at, action, startedMs, result });
-        log.info({ at: action.at, action, result }, "chaos_action");
       }
+      await phaseKills;
     })();
 
     async function perform(a: Action): Promise<string> {
