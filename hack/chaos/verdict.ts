@@ -231,6 +231,8 @@ interface Context {
   readonly excuse: Excuse;
   /** `t+12.5s`. */
   readonly at: (ms: number) => string;
+  /** The fence observations of each tenant, in input order (grouped once; readers sort copies). */
+  readonly fencesByTenant: ReadonlyMap<string, readonly FenceObservation[]>;
 }
 
 /** Judges one chaos run (see the module comment). */
@@ -249,25 +251,21 @@ export function computeVerdict(input: VerdictInput): Verdict {
   const excusing = input.outages.filter((o) => o.kind !== "prometheus" && o.kind !== "valkey");
   // A shard's outage excuses the tenants that shard evaluated from a gap before it to a gap after
   // it (the evaluator token names the shard: `<set>#<shard>#<host>#<random>`).
-  const shardsOf = new Map<string, { at: number; shard: number }[]>();
-  for (const o of input.fenceObservations) {
-    const shard = Number(o.evaluator.split("#")[1]);
-    if (!Number.isInteger(shard)) continue;
-    const list = shardsOf.get(o.tenantId) ?? [];
-    list.push({ at: o.observedAtMs, shard });
-    shardsOf.set(o.tenantId, list);
-  }
+  const fencesByTenant = groupBy(input.fenceObservations, (o) => o.tenantId);
   const reach = input.bounds.maxGapMs;
   const concerns = (o: OutageInterval, tenant: string | undefined) =>
     o.shard === undefined ||
     tenant === undefined ||
-    (shardsOf.get(tenant) ?? []).some(
-      (e) => e.shard === o.shard && e.at >= o.fromMs - reach && e.at <= o.toMs + reach,
+    (fencesByTenant.get(tenant) ?? []).some(
+      (e) =>
+        Number(e.evaluator.split("#")[1]) === o.shard &&
+        e.observedAtMs >= o.fromMs - reach &&
+        e.observedAtMs <= o.toMs + reach,
     );
   const excuse: Excuse = (fromMs, toMs, tenant) =>
     excusing.find((o) => o.fromMs <= toMs && o.toMs >= fromMs && concerns(o, tenant));
   const at = (ms: number) => relative(ms, input.runStartMs);
-  const ctx: Context = { input, report, excuse, at };
+  const ctx: Context = { input, report, excuse, at, fencesByTenant };
 
   const inserted = groupReadings(input);
   const episodeCounts = checkAlerts(ctx, inserted);
@@ -394,7 +392,7 @@ function checkAlerts(
   inserted: InsertedIndex,
 ): { checked: number; excused: number; offSchedule: number } {
   // For a failing episode's report: the tenant's evaluations around it (what was judged when).
-  const fencesByTenant = groupBy(ctx.input.fenceObservations, (o) => o.tenantId);
+  const { fencesByTenant } = ctx;
   const evaluationsAround = (tenant: string, ep: ObservedEpisode) => {
     const from = ep.startTs - 2 * ctx.input.scenario.tickSeconds * 1000;
     const to = (ep.endTs ?? ctx.input.runEndMs) + ctx.input.bounds.alertLatencyMs;
@@ -667,14 +665,16 @@ function checkFiredEvents({ input, report }: Context): void {
  * evaluations between happened, the once-a-second poll just missed them. Returns the number of
  * evaluations seen.
  */
-function checkEvaluations({ input, report, excuse, at }: Context): number {
+function checkEvaluations({ input, report, excuse, at, fencesByTenant }: Context): number {
   const maxGap = input.bounds.maxGapMs;
-  const byTenant = groupBy(input.fenceObservations, (o) => o.tenantId);
+  const byTenant = new Map(
+    [...fencesByTenant].map(([tenant, obs]) => [
+      tenant,
+      [...obs].sort((a, b) => a.seq - b.seq || a.observedAtMs - b.observedAtMs),
+    ]),
+  );
   let evaluations = 0;
-  for (const obs of byTenant.values()) {
-    obs.sort((a, b) => a.seq - b.seq || a.observedAtMs - b.observedAtMs);
-    evaluations += obs.at(-1)!.seq - obs[0]!.seq;
-  }
+  for (const obs of byTenant.values()) evaluations += obs.at(-1)!.seq - obs[0]!.seq;
 
   const activation = new Map<string, number>();
   for (const a of input.activeTenants) {
@@ -722,9 +722,8 @@ function checkEvaluations({ input, report, excuse, at }: Context): number {
 }
 
 /** Per tenant: seq only rises as polled, and the tick time never falls as the seq rises. */
-function checkFences({ input, report, at }: Context): void {
-  const byTenant = groupBy(input.fenceObservations, (o) => o.tenantId);
-  for (const [tenant, obs] of [...byTenant].sort(([a], [b]) => cmp(a, b))) {
+function checkFences({ report, at, fencesByTenant }: Context): void {
+  for (const [tenant, obs] of [...fencesByTenant].sort(([a], [b]) => cmp(a, b))) {
     const polled = [...obs].sort((a, b) => a.observedAtMs - b.observedAtMs);
     for (let i = 1; i < polled.length; i++) {
       const a = polled[i - 1]!;
