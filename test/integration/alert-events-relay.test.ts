@@ -405,13 +405,15 @@ describe("through PgBouncer", () => {
     expect(ids.length).toBe(105);
     await waitForStream(nats.url, ids.length);
     await new Promise((resolve) => setTimeout(resolve, 500));
-    expectExactlyOnce(await readStream(nats.url, stream), ids);
+    const messages = await readStream(nats.url, stream);
+    expectExactlyOnce(messages, ids);
     await r.waitForLog((l) => l.msg === "events_pruned" && l["deleted"] === 5);
-    // The cursor was saved through the pooler.
+    // A cursor was saved through the pooler, at an event it published.
     const { rows } = await db.pool.query<{ event_id: string }>(
       "SELECT event_id::text FROM alert_event_cursors WHERE name = 'default'",
     );
-    expect(rows).toEqual([{ event_id: ids.at(-1) }]);
+    expect(rows).toHaveLength(1);
+    expect(messages.map((m) => m.id)).toContain(rows[0]!.event_id);
     expect(r.logs.filter((l) => l.msg === "relay_failed")).toEqual([]);
   });
 });
