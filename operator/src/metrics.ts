@@ -173,6 +173,25 @@ export function createOperatorMetrics(registry: Registry, controller = "evaluato
     },
   });
 
+  // client-go's name and buckets (rest_client_rate_limiter_duration_seconds), so its dashboards
+  // read it; labelled with the limiter's lane too (the leader Lease's requests go first).
+  const limiterWait = new Histogram({
+    name: "rest_client_rate_limiter_duration_seconds",
+    help: "Time requests to the kube-apiserver waited for the client-side rate limiter (--kube-api-qps, --kube-api-burst); its count is the number of requests sent.",
+    labelNames: ["verb", "lane"] as const,
+    buckets: [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60],
+    registers: [registry],
+  });
+  let limiterWaiting: () => number = () => 0;
+  new Gauge({
+    name: "evaluator_operator_kube_rate_limiter_waiting_requests",
+    help: "Requests to the kube-apiserver waiting for a token of the client-side rate limiter now.",
+    registers: [registry],
+    collect() {
+      this.set(limiterWaiting());
+    },
+  });
+
   const queue: QueueMetrics = {
     depth: (n) => queueDepth.set({ name: controller }, n),
     added: () => queueAdds.inc({ name: controller }),
@@ -189,6 +208,14 @@ export function createOperatorMetrics(registry: Registry, controller = "evaluato
     /** Where the status-derived gauges read the sets from at each scrape (the leader's cache). */
     reportShardSets(source: () => readonly EvaluatorShardSet[]) {
       shardSets = source;
+    },
+    /** A request to the kube-apiserver got its token after `waitedMs` (kube/rateLimitedKubeConfig.ts). */
+    kubeRequestAdmitted(verb: string, lane: string, waitedMs: number) {
+      limiterWait.observe({ verb, lane }, waitedMs / 1000);
+    },
+    /** Where the waiting-requests gauge reads from at each scrape (the limiter). */
+    reportLimiterWaiting(source: () => number) {
+      limiterWaiting = source;
     },
     setLeader(name: string, isLeader: boolean) {
       leader.set({ name }, isLeader ? 1 : 0);

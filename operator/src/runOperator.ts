@@ -11,7 +11,9 @@ import { type RunningController, startShardSetController } from "./controller/sh
 import { DEFAULT_SHARD_DEPLOYMENT_CONFIG } from "./desired/buildShardDeployment.ts";
 import { createKubeWriter } from "./kube/kubeWriter.ts";
 import { loadKubeConfig } from "./kube/loadKubeConfig.ts";
+import { RateLimitedKubeConfig } from "./kube/rateLimitedKubeConfig.ts";
 import { createSecretReader } from "./kube/secretReader.ts";
+import { TokenBucket } from "./kube/tokenBucket.ts";
 import { createLogger } from "./log.ts";
 import { createOperatorMetrics } from "./metrics.ts";
 import type { FaultPoint } from "./reconcile/reconcileShardSet.ts";
@@ -28,11 +30,18 @@ export interface RunDeps {
  */
 export async function runOperator(config: OperatorConfig, deps: RunDeps): Promise<void> {
   const log = createLogger(config.logLevel);
-  const kc = loadKubeConfig(config.kubeconfig);
 
   const registry = new Registry();
   collectProcessMetrics(registry);
   const metrics = createOperatorMetrics(registry);
+  // One bucket for every request to the kube-apiserver: every client below is made from `kc`.
+  const limiter = new TokenBucket(config.kubeApi);
+  metrics.reportLimiterWaiting(() => limiter.waiting);
+  const kc = RateLimitedKubeConfig.wrap(
+    loadKubeConfig(config.kubeconfig),
+    limiter,
+    metrics.kubeRequestAdmitted,
+  );
   const releasers: (() => Promise<void>)[] = [];
 
   let controller: RunningController | undefined;
@@ -62,6 +71,7 @@ export async function runOperator(config: OperatorConfig, deps: RunDeps): Promis
     await Promise.all([metricsServer.close(), healthServer.close()]);
   });
   log.info({ metricsPort: metricsServer.port, healthPort: healthServer.port }, "Serving metrics and probes");
+  log.info(config.kubeApi, "Rate-limiting requests to the kube-apiserver");
 
   const kube = createKubeWriter(kc);
   const secrets = createSecretReader(kc);
@@ -114,7 +124,7 @@ export async function runOperator(config: OperatorConfig, deps: RunDeps): Promis
     // A standby exposes 0 from the start, not a metric without a sample.
     metrics.setLeader(le.name, false);
     elector = new LeaderElector({
-      coordination: kc.makeApiClient(k8s.CoordinationV1Api),
+      coordination: kc.inLane("lease").makeApiClient(k8s.CoordinationV1Api),
       namespace: le.namespace,
       name: le.name,
       identity: le.identity,

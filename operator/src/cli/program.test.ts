@@ -100,6 +100,34 @@ describe("evaluator-operator run", () => {
     expect(defaults.config()).toMatchObject({ allowedImagePrefixes: [], serviceAccountPassthrough: true });
   });
 
+  it("takes the kube-apiserver rate limit from --kube-api-qps/--kube-api-burst, else KUBE_API_QPS/KUBE_API_BURST, else 20/30", async () => {
+    const text = await help(["run"]);
+    expect(text).toMatch(/^ {2}KUBE_API_QPS /m);
+    expect(text).toMatch(/^ {2}KUBE_API_BURST /m);
+    expect(text.replace(/\s+/g, " ")).toContain("(default: $KUBE_API_QPS, else 20)");
+
+    const defaults = program();
+    await expect(defaults.p.parseAsync(["run"], { from: "user" })).rejects.toBeInstanceOf(Stop);
+    expect(defaults.config()?.kubeApi).toEqual({ qps: 20, burst: 30 });
+
+    const fromEnv = program({ KUBE_API_QPS: "2.5", KUBE_API_BURST: "7" });
+    await expect(fromEnv.p.parseAsync(["run"], { from: "user" })).rejects.toBeInstanceOf(Stop);
+    expect(fromEnv.config()?.kubeApi).toEqual({ qps: 2.5, burst: 7 });
+
+    const fromFlags = program({ KUBE_API_QPS: "2.5", KUBE_API_BURST: "7" });
+    await expect(
+      fromFlags.p.parseAsync(["run", "--kube-api-qps", "100", "--kube-api-burst=150"], { from: "user" }),
+    ).rejects.toBeInstanceOf(Stop);
+    expect(fromFlags.config()?.kubeApi).toEqual({ qps: 100, burst: 150 });
+
+    const bad = program({ KUBE_API_BURST: "lots" });
+    const run = bad.p.parseAsync(["run"], { from: "user" });
+    await expect(run).rejects.toBeInstanceOf(ConfigError);
+    await expect(run).rejects.toThrow(
+      '--kube-api-burst (or $KUBE_API_BURST): expected a whole number of requests between 1 and 10000, got "lots"',
+    );
+  });
+
   it("refuses a setting that would hurt before running anything, as a ConfigError", async () => {
     const { p, config } = program();
     await expect(p.parseAsync(["run", "--resync-period=0s"], { from: "user" })).rejects.toBeInstanceOf(

@@ -1,6 +1,10 @@
 import { Command } from "commander";
 import { registerShardsCommand } from "../assignments/cli.ts";
-import { compileOperatorConfig, type RawOperatorOptions } from "../config/operatorConfig.ts";
+import {
+  compileOperatorConfig,
+  KUBE_API_DEFAULTS,
+  type RawOperatorOptions,
+} from "../config/operatorConfig.ts";
 import { registerEventsCommand } from "../events/cli.ts";
 import { registerMigrateCommand } from "../migrate/cli.ts";
 import type { FaultPoint } from "../reconcile/reconcileShardSet.ts";
@@ -24,6 +28,8 @@ Environment (a flag wins over its variable):
   WATCH_NAMESPACES        --namespaces, when the flag is not given
   LOG_LEVEL               --log-level, when the flag is not given
   ALLOWED_IMAGE_PREFIXES  --allowed-image-prefixes, when the flag is not given
+  KUBE_API_QPS            --kube-api-qps, when the flag is not given
+  KUBE_API_BURST          --kube-api-burst, when the flag is not given
   POD_NAMESPACE           namespace of the leader Lease, when --leader-election-namespace is not given
   POD_NAME                this replica's identity in the leader Lease (no flag; default: the host name)
 
@@ -35,6 +41,10 @@ Image prefixes match the image as written in the set, on a boundary: a prefix en
 registry.example.com/team:1, never registry.example.com/team-evil/x; a registry host alone
 (registry.example.com) allows registry.example.com/... only. A refused set reports Degraded and
 Ready False with reason ImageNotAllowed and a Warning Event, and nothing of it is applied.
+Every request to the kube-apiserver (applies, deletes, status writes, Events, Secret reads, the
+Lease, lists, and each watch once when it opens) takes a token of one bucket: --kube-api-qps per
+second (1 to 10000, fractions allowed), up to --kube-api-burst at once (1 to 10000); the Lease's
+requests go before waiting ones, so a backlog never costs the leadership.
 Exit codes: 0 after a graceful stop, 2 for bad usage or an invalid setting, 1 for any other failure.`;
 
 /** Builds the `evaluator-operator` CLI; tests drive it with their own deps (no process globals). */
@@ -87,6 +97,14 @@ export function createProgram(deps: ProgramDeps): Command {
       "--no-service-account-passthrough",
       "ignore spec.evaluator.serviceAccountName: shard pods run as their namespace's default ServiceAccount",
     )
+    .option(
+      "--kube-api-qps <n>",
+      `requests per second to the kube-apiserver, sustained (default: $KUBE_API_QPS, else ${KUBE_API_DEFAULTS.qps})`,
+    )
+    .option(
+      "--kube-api-burst <n>",
+      `requests to the kube-apiserver that may go at once (default: $KUBE_API_BURST, else ${KUBE_API_DEFAULTS.burst})`,
+    )
     .addHelpText("after", RUN_ENVIRONMENT_HELP)
     .action(async (opts: Record<string, unknown>) => {
       const raw: RawOperatorOptions = {
@@ -110,6 +128,12 @@ export function createProgram(deps: ProgramDeps): Command {
         allowedImagePrefixes:
           (opts["allowedImagePrefixes"] as string | undefined) ?? env("ALLOWED_IMAGE_PREFIXES") ?? "",
         serviceAccountPassthrough: opts["serviceAccountPassthrough"] as boolean,
+        kubeApiQps:
+          (opts["kubeApiQps"] as string | undefined) ?? env("KUBE_API_QPS") ?? String(KUBE_API_DEFAULTS.qps),
+        kubeApiBurst:
+          (opts["kubeApiBurst"] as string | undefined) ??
+          env("KUBE_API_BURST") ??
+          String(KUBE_API_DEFAULTS.burst),
       };
       const config = compileOperatorConfig(raw, deps.env);
       await (deps.run ?? runOperator)(config, {

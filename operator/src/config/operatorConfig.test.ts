@@ -34,6 +34,12 @@ describe("compileOperatorConfig", () => {
     expect(c.metricsAddress).toEqual({ host: "0.0.0.0", port: 8080 });
     expect(c.healthAddress).toEqual({ host: "127.0.0.1", port: 8081 });
     expect(c.scaleUpTimeoutMs).toBe(300_000);
+    // controller-runtime's rate limit when none is given; fractions of a request per second allowed.
+    expect(c.kubeApi).toEqual({ qps: 20, burst: 30 });
+    expect(compileOperatorConfig({ ...raw, kubeApiQps: "1.5", kubeApiBurst: "3" }, {}).kubeApi).toEqual({
+      qps: 1.5,
+      burst: 3,
+    });
   });
 
   it.each([
@@ -56,6 +62,23 @@ describe("compileOperatorConfig", () => {
     [{ leaseDuration: "5s" }, "--leader-election-lease-duration: must be greater than"],
     [{ retryPeriod: "10s" }, "--leader-election-renew-deadline: must be greater than 1.2 ×"],
     [{ retryPeriod: "8500ms" }, "--leader-election-renew-deadline: must be greater than 1.2 ×"],
+    // The apiserver rate limit: a number in [1, 10000] per second, a whole burst in [1, 10000].
+    [
+      { kubeApiQps: "fast" },
+      '--kube-api-qps (or $KUBE_API_QPS): expected a number of requests per second, got "fast"',
+    ],
+    [{ kubeApiQps: "-5" }, "--kube-api-qps (or $KUBE_API_QPS): expected a number"],
+    [{ kubeApiQps: "" }, "--kube-api-qps (or $KUBE_API_QPS): expected a number"],
+    [{ kubeApiQps: "0" }, '--kube-api-qps (or $KUBE_API_QPS): must be between 1 and 10000, got "0"'],
+    [{ kubeApiQps: "0.5" }, "--kube-api-qps (or $KUBE_API_QPS): must be between 1 and 10000"],
+    [{ kubeApiQps: "20000" }, "--kube-api-qps (or $KUBE_API_QPS): must be between 1 and 10000"],
+    [
+      { kubeApiBurst: "0" },
+      "--kube-api-burst (or $KUBE_API_BURST): expected a whole number of requests between 1 and 10000",
+    ],
+    [{ kubeApiBurst: "2.5" }, "--kube-api-burst (or $KUBE_API_BURST): expected a whole number"],
+    [{ kubeApiBurst: "1e3" }, "--kube-api-burst (or $KUBE_API_BURST): expected a whole number"],
+    [{ kubeApiBurst: "10001" }, "--kube-api-burst (or $KUBE_API_BURST): expected a whole number"],
   ])("fails fast naming the setting for %o", (bad, name) => {
     expect(() => compileOperatorConfig({ ...raw, ...bad }, {})).toThrow(name);
     expect(() => compileOperatorConfig({ ...raw, ...bad }, {})).toThrow(ConfigError);

@@ -29,6 +29,10 @@ export interface RawOperatorOptions {
   allowedImagePrefixes?: string;
   /** Pass spec.evaluator.serviceAccountName on to the shard pods (default true). */
   serviceAccountPassthrough?: boolean;
+  /** Requests per second toward the kube-apiserver, sustained (default {@link KUBE_API_DEFAULTS}). */
+  kubeApiQps?: string;
+  /** Requests that may go at once after a quiet spell (default {@link KUBE_API_DEFAULTS}). */
+  kubeApiBurst?: string;
 }
 
 /** The compiled, validated, read-only configuration the rest of the operator sees. */
@@ -66,7 +70,32 @@ export interface OperatorConfig {
    * `default` ServiceAccount whatever the set says.
    */
   readonly serviceAccountPassthrough: boolean;
+  /**
+   * The client-side rate limit of every request to the kube-apiserver (a token bucket shared by
+   * every client the operator builds: kube/rateLimitedKubeConfig.ts).
+   */
+  readonly kubeApi: { readonly qps: number; readonly burst: number };
 }
+
+/**
+ * Defaults of `--kube-api-qps` and `--kube-api-burst`: controller-runtime's (20/30), not client-go's
+ * bare 5/10. client-go's figures suit a command-line client; controller-runtime raised them for
+ * controllers, and an apiserver's API Priority and Fairness is sized for controllers at that rate.
+ * A settled set costs nothing at a resync (a no-op apply is skipped by its input hash and an
+ * unchanged status is not written), so the limit only paces bursts of real work, such as every set
+ * resized at once: at 20/s, 50 sets growing by 16 shards (800 applies plus their status writes and
+ * Events) take about 45 s, where an unlimited operator would send them as fast as the apiserver
+ * answers, starving the other clients of its priority level.
+ */
+export const KUBE_API_DEFAULTS = { qps: 20, burst: 30 } as const;
+
+/**
+ * Bounds of the rate limit. At least 1 request per second: the leader Lease's renewal (a read and
+ * a write) waits at most two token intervals behind a backlog (kube/tokenBucket.ts), 2 s at 1/s,
+ * well within any renew deadline the leader-election checks accept; below that a renewal could miss
+ * it and the leader would step down. At most 10000: beyond, the limit no longer limits anything.
+ */
+export const KUBE_API_LIMITS = { minQps: 1, maxQps: 10_000, maxBurst: 10_000 } as const;
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"];
 
@@ -142,6 +171,33 @@ function imagePrefixes(raw: string): string[] {
     }
   }
   return prefixes;
+}
+
+/** `--kube-api-qps`: a number of requests per second (fractions allowed), within {@link KUBE_API_LIMITS}. */
+function kubeApiQps(raw: string): number {
+  const n = /^\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw) : Number.NaN;
+  if (!Number.isFinite(n)) {
+    throw new ConfigError(
+      `--kube-api-qps (or $KUBE_API_QPS): expected a number of requests per second, got "${raw}"`,
+    );
+  }
+  if (n < KUBE_API_LIMITS.minQps || n > KUBE_API_LIMITS.maxQps) {
+    throw new ConfigError(
+      `--kube-api-qps (or $KUBE_API_QPS): must be between ${KUBE_API_LIMITS.minQps} and ${KUBE_API_LIMITS.maxQps}, got "${raw}"`,
+    );
+  }
+  return n;
+}
+
+/** `--kube-api-burst`: a positive whole number of requests, within {@link KUBE_API_LIMITS}. */
+function kubeApiBurst(raw: string): number {
+  const n = /^\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
+  if (!Number.isInteger(n) || n < 1 || n > KUBE_API_LIMITS.maxBurst) {
+    throw new ConfigError(
+      `--kube-api-burst (or $KUBE_API_BURST): expected a whole number of requests between 1 and ${KUBE_API_LIMITS.maxBurst}, got "${raw}"`,
+    );
+  }
+  return n;
 }
 
 function address(raw: string, setting: string): ListenAddress {
@@ -224,5 +280,9 @@ export function compileOperatorConfig(
     ),
     allowedImagePrefixes: imagePrefixes(raw.allowedImagePrefixes ?? ""),
     serviceAccountPassthrough: raw.serviceAccountPassthrough ?? true,
+    kubeApi: {
+      qps: kubeApiQps(raw.kubeApiQps ?? String(KUBE_API_DEFAULTS.qps)),
+      burst: kubeApiBurst(raw.kubeApiBurst ?? String(KUBE_API_DEFAULTS.burst)),
+    },
   };
 }
