@@ -22,7 +22,17 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { accessSync, constants, readdirSync, readFileSync, statSync } from "node:fs";
-import { appendFile, chown, mkdtemp, readFile, readlink, rm } from "node:fs/promises";
+import {
+  appendFile,
+  chmod,
+  chown,
+  copyFile,
+  mkdtemp,
+  readFile,
+  readlink,
+  rm,
+  writeFile,
+} from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
@@ -347,12 +357,29 @@ async function sweepOrphanedPostgres(tc: PgToolchain): Promise<void> {
   }
 }
 
+/** Options of {@link startPrivatePostgres}. */
+export interface PrivatePostgresOptions {
+  /**
+   * Serve TLS (`ssl = on`) with this certificate and key (PEM; test/support/tls.ts makes them). The
+   * files are copied into the instance folder, owned by the server's user.
+   */
+  readonly tls?: {
+    readonly certFile: string;
+    readonly keyFile: string;
+    /** Accept TCP connections over TLS only (`hostssl` lines in pg_hba.conf, no `host` ones). */
+    readonly requireTls?: boolean;
+  };
+  /** Loopback addresses to listen on (default 127.0.0.1); the URL names the first. */
+  readonly listenAddresses?: readonly string[];
+}
+
 /**
  * Starts a throwaway PostgreSQL cluster (its own `initdb`) on a free loopback port: trust auth,
- * fsync off, its unix socket in its own folder, database `postgres`. When this process is root, the
- * server runs as the `postgres` OS user (via runuser, else su).
+ * fsync off, its unix socket in its own folder, database `postgres`; with `options.tls`, TLS too.
+ * When this process is root, the server runs as the `postgres` OS user (via runuser, else su).
  */
-export async function startPrivatePostgres(): Promise<PrivatePostgres> {
+export async function startPrivatePostgres(options: PrivatePostgresOptions = {}): Promise<PrivatePostgres> {
+  const listen = options.listenAddresses ?? ["127.0.0.1"];
   const tc = await pgToolchain();
   await sweepOrphanedPostgres(tc);
   const dir = await makeInstanceDir("pg");
@@ -397,7 +424,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
     ]);
     port = await freePort();
     const settings = [
-      "listen_addresses = '127.0.0.1'",
+      `listen_addresses = '${listen.join(",")}'`,
       `port = ${port}`,
       `unix_socket_directories = '${dir}'`,
       "fsync = off",
@@ -405,6 +432,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
       "full_page_writes = off",
       "max_connections = 100",
     ];
+    if (options.tls) settings.push(...(await installTls(tc, data, options.tls)));
     await appendFile(join(data, "postgresql.conf"), `\n# private test instance\n${settings.join("\n")}\n`);
     await start();
   } catch (err) {
@@ -413,7 +441,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   }
 
   return {
-    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    url: `postgres://postgres@${listen[0]}:${port}/postgres`,
     port,
     dir,
     pid: () => readPostmasterPid(data),
@@ -425,6 +453,33 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
     destroy,
     [Symbol.asyncDispose]: destroy,
   };
+}
+
+/**
+ * Copies the server certificate and key into the data directory (the key readable by the server's
+ * user only, as PostgreSQL demands) and returns the settings that serve them. With `requireTls`,
+ * pg_hba.conf lets TCP clients in over TLS only.
+ */
+async function installTls(
+  tc: PgToolchain,
+  data: string,
+  tls: NonNullable<PrivatePostgresOptions["tls"]>,
+): Promise<string[]> {
+  const cert = join(data, "server.crt");
+  const key = join(data, "server.key");
+  await copyFile(tls.certFile, cert);
+  await copyFile(tls.keyFile, key);
+  await chmod(key, 0o600);
+  if (tc.owner) {
+    await chown(cert, tc.owner.uid, tc.owner.gid);
+    await chown(key, tc.owner.uid, tc.owner.gid);
+  }
+  if (tls.requireTls) {
+    const hba = ["local all all trust", "hostssl all all 127.0.0.0/8 trust", "hostssl all all ::1/128 trust"];
+    await writeFile(join(data, "pg_hba.conf"), `${hba.join("\n")}\n`);
+    if (tc.owner) await chown(join(data, "pg_hba.conf"), tc.owner.uid, tc.owner.gid);
+  }
+  return ["ssl = on", `ssl_cert_file = '${cert}'`, `ssl_key_file = '${key}'`];
 }
 
 /** A server process a test can stop, kill and start again (same port, same folder). */
