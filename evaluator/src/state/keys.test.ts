@@ -56,9 +56,10 @@ describe("keys", () => {
   });
 });
 
-// The Lua scripts build keys too (tenant_read and tenant_write are sent one key and build the
-// others from its hash tag). What follows reads their code and checks that every key and field
-// they spell is the one keys.ts builds, so the layout cannot drift apart in the two languages.
+// The Lua scripts build no key: every call declares the keys it touches (scriptProtocol.ts builds
+// them with keys.ts), so Valkey Cluster routes it by the tenant's slot and refuses it while that
+// slot moves. What follows reads the scripts' code and checks that every key they touch is a KEYS
+// entry and that the only strings they build are hash fields as keys.ts names them.
 
 type ScriptName = keyof typeof SCRIPT_COMMANDS;
 const SCRIPTS = Object.keys(SCRIPT_COMMANDS) as ScriptName[];
@@ -75,110 +76,79 @@ function literals(code: string): string[] {
   return [...code.matchAll(/'([^'\\]*)'/g)].map((m) => m[1]!);
 }
 
-/** The hash tag pattern a script matches on KEYS[1], and the variable it keeps the tag in. */
-function tagOf(code: string): { variable: string; pattern: string } | null {
-  const m = /local\s+(\w+)\s*=\s*string\.match\(KEYS\[1\],\s*'([^']*)'\)/.exec(code);
-  return m ? { variable: m[1]!, pattern: m[2]! } : null;
-}
-
-/**
- * A Lua pattern as a RegExp: the part of the syntax a hash-tag pattern needs (character classes,
- * `*`, `+`, `?`, lazy `-`, `%` escapes of punctuation); anything else fails the test.
- */
-function luaPatternToRegExp(pattern: string): RegExp {
-  let out = "";
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!;
-    if (c === "[") {
-      const end = pattern.indexOf("]", i + 2);
-      out += pattern.slice(i, end + 1).replace(/\\/g, "\\\\");
-      i = end;
-    } else if (c === "%") {
-      const next = pattern[++i]!;
-      if (/[A-Za-z0-9]/.test(next)) throw new Error(`Lua class %${next} is not supported here`);
-      out += `\\${next}`;
-    } else if (c === "-") {
-      out += "*?";
-    } else if ("*+?.".includes(c)) {
-      out += c;
-    } else {
-      out += c.replace(/[\\^$|(){}]/g, "\\$&");
+/** Splits `a, f(b, c), d[e]` at its top-level commas. */
+function splitTopLevel(list: string): string[] {
+  const out: string[] = [];
+  let depth = 0;
+  let from = 0;
+  for (let i = 0; i < list.length; i++) {
+    const c = list[i]!;
+    if ("([{".includes(c)) depth++;
+    else if (")]}".includes(c)) depth--;
+    else if (c === "," && depth === 0) {
+      out.push(list.slice(from, i).trim());
+      from = i + 1;
     }
   }
-  return new RegExp(out);
+  out.push(list.slice(from).trim());
+  return out;
 }
 
-/** One operand of a `..` concatenation: a string literal or a (possibly indexed) variable. */
-const OPERAND = String.raw`'[^']*'|[A-Za-z_]\w*(?:\[[^\]]*\])?`;
-const CONCATENATION = new RegExp(String.raw`(?:${OPERAND})(?:\s*\.\.\s*(?:${OPERAND}))+`, "g");
-const LOCAL_CONCATENATION = new RegExp(
-  String.raw`local\s+(\w+)\s*=\s*((?:${OPERAND})(?:\s*\.\.\s*(?:${OPERAND}))+)`,
-  "g",
-);
-
-function operands(concatenation: string): string[] {
-  return [...concatenation.matchAll(new RegExp(OPERAND, "g"))].map((m) => m[0]);
+/** `name` of `name`, `name[i]`; null for anything else (a call, a literal, a concatenation). */
+function baseName(expression: string): string | null {
+  return /^([A-Za-z_]\w*)(?:\[[^\]]*\])?$/.exec(expression.trim())?.[1] ?? null;
 }
 
-/** A string a script builds by concatenation, with sample ids in its variables. */
-interface Built {
-  readonly script: ScriptName;
-  readonly source: string;
-  /** Its first literal (`wbuf:`) or, when there is no tag in it, its last (`:cd`). */
-  readonly literal: string;
-  readonly hasTag: boolean;
-  readonly value: string;
+/** Every assignment of a script: target base names and their right-hand expressions, paired. */
+function assignments(code: string): { target: string; value: string }[] {
+  const out: { target: string; value: string }[] = [];
+  // `local a, b = x, y`, `t[k] = x`; not `==`, `~=`, `<=`, `>=`.
+  for (const m of code.matchAll(/^[ \t]*(?:local\s+)?([\w[\]+ .,#-]+?)\s*(?<![=~<>])=(?!=)\s*([^\n]+)$/gm)) {
+    const targets = splitTopLevel(m[1]!);
+    const values = splitTopLevel(m[2]!);
+    targets.forEach((t, i) => {
+      const target = baseName(t);
+      if (target !== null && values[i] !== undefined) out.push({ target, value: values[i]! });
+    });
+  }
+  return out;
 }
-
-/** Awkward ids: every character keyPart escapes. */
-const T = "t{1}:%";
-const R = "r:1";
-const D = "d}2";
 
 /**
- * Every string the script builds with `..`, evaluated: the tag variable holds `tenantTag(T)`, a
- * local built by `..` earlier holds its value, and every other variable a pair part the script was
- * sent or read from a field name, here `pairPart(R, D)`.
+ * Why the key expression `expression` of a script is not a declared key, or null when it is: a
+ * `KEYS[…]` entry, or a variable (or table) every assignment of which is such an expression, or
+ * `x and <key> or <not a key>` (a key only where it is one).
  */
-function builtStrings(script: ScriptName): Built[] {
-  const code = luaCode(script);
-  const tag = tagOf(code);
-  const locals = new Map<string, string[]>();
-  const definitions = new Map<number, string>();
-  for (const m of code.matchAll(LOCAL_CONCATENATION)) {
-    locals.set(m[1]!, operands(m[2]!));
-    definitions.set(m.index! + m[0].length - m[2]!.length, m[1]!);
+function undeclaredKey(code: string, expression: string, seen = new Set<string>()): string | null {
+  const base = baseName(expression);
+  if (base === "KEYS") return null;
+  if (base === null) return `'${expression}' is not a KEYS entry or a variable holding one`;
+  if (seen.has(base)) return null;
+  seen.add(base);
+  const sources = assignments(code).filter((a) => a.target === base);
+  if (sources.length === 0) return `'${base}' is never assigned`;
+  for (const { value } of sources) {
+    if (value === "{}") continue; // a table filled by later assignments, checked with it
+    const why = undeclaredKey(code, value, seen);
+    if (why !== null) return `'${base}' is assigned ${value}: ${why}`;
   }
-  const concatenations = [...code.matchAll(CONCATENATION)];
-  const prefixes = new Set(concatenations.flatMap((m) => operands(m[0])).filter((p) => locals.has(p)));
-  const expand = (parts: string[]): string[] =>
-    parts.flatMap((p) => (locals.has(p) ? expand(locals.get(p)!) : [p]));
-  const built: Built[] = [];
-  for (const m of concatenations) {
-    // A local that later concatenations extend is a prefix: checked where it is extended.
-    if (prefixes.has(definitions.get(m.index!) ?? "")) continue;
-    const parts = expand(operands(m[0]));
-    const isLiteral = (p: string) => p.startsWith("'");
-    const hasTag = tag !== null && parts.includes(tag.variable);
-    const value = parts
-      .map((p) => (isLiteral(p) ? p.slice(1, -1) : p === tag?.variable ? tenantTag(T) : pairPart(R, D)))
-      .join("");
-    const literal = (hasTag ? parts.find(isLiteral) : parts.findLast(isLiteral))?.slice(1, -1) ?? "";
-    built.push({ script, source: m[0], literal, hasTag, value });
-  }
-  return built;
+  return null;
 }
 
-/** What keys.ts builds for a key kind, with the sample ids. */
-const KEY_OF_KIND: Readonly<Record<string, string>> = {
-  [KEY_KINDS.windowBuffer]: windowBufferKey(T, R, D),
-  [KEY_KINDS.cooldown]: cooldownKey(T, R, D),
-  [KEY_KINDS.tenantState]: tenantStateKey(T),
-  [KEY_KINDS.baselineWindow]: baselineWindowKey(T, R, D),
-};
+/** The key expression (first argument after the command) of every `redis.call`/`redis.pcall`. */
+function keyArguments(code: string): { command: string; key: string }[] {
+  return [...code.matchAll(/redis\.p?call\('([A-Z]+)',\s*([^,)]+)/g)].map((m) => ({
+    command: m[1]!,
+    key: m[2]!.trim(),
+  }));
+}
 
-/** Literals of the scripts that are no part of the key layout: request vocabulary and values. */
-const NOT_KEY_LAYOUT = new Set(["", ",", "0", "1", "^%d+", "delta", "full", "b", "f", "c", "table"]);
+/** A string a script builds with `..`, its operands as written. */
+function concatenations(code: string): string[][] {
+  const operand = String.raw`'[^']*'|[A-Za-z_]\w*(?:\[[^\]]*\])?`;
+  const re = new RegExp(String.raw`(?:${operand})(?:\s*\.\.\s*(?:${operand}))+`, "g");
+  return [...code.matchAll(re)].map((m) => [...m[0].matchAll(new RegExp(operand, "g"))].map((o) => o[0]));
+}
 
 describe("the key layout of the Lua scripts", () => {
   it("covers every script ValkeyState loads, and the lua directory holds no other", () => {
@@ -187,54 +157,56 @@ describe("the key layout of the Lua scripts", () => {
     for (const script of SCRIPTS) expect(luaCode(script)).not.toMatch(/"|\[\[/); // '-quoted strings only
   });
 
-  it("finds the tenant's hash tag in KEYS[1] exactly as keys.ts puts it in every key", () => {
-    const patterns = SCRIPTS.flatMap((s) => {
-      const tag = tagOf(luaCode(s));
-      return tag ? [tag.pattern] : [];
-    });
-    expect(patterns).toHaveLength(2); // tenant_read, tenant_write
-    for (const pattern of patterns) {
-      const re = luaPatternToRegExp(pattern);
-      for (const tenant of [T, "6f1c2d3e-0000-4000-8000-000000000001", "x}y", "{", "%7B", "a*b[c]"]) {
-        const keys = [
-          tickLeaseKey(tenant, 7),
-          tenantStateKey(tenant),
-          windowBufferKey(tenant, "{r}", "d"),
-          cooldownKey(tenant, R, D),
-          baselineWindowKey(tenant, R, D),
-        ];
-        for (const key of keys) expect(key.match(re)?.[0], key).toBe(tenantTag(tenant));
+  it("touches keys through KEYS only: every key a command names is declared by the call", () => {
+    const commands = new Set<string>();
+    for (const script of SCRIPTS) {
+      const code = luaCode(script);
+      const calls = keyArguments(code);
+      expect(calls.length, script).toBeGreaterThan(0);
+      for (const { command, key } of calls) {
+        commands.add(command);
+        // `x and redis.call(…, key) or -2`: the key expression is what the command gets.
+        expect(undeclaredKey(code, key), `${script}.lua: ${command} ${key}`).toBeNull();
       }
     }
+    // Every command the scripts send takes its key first (so the argument checked above is the key).
+    expect([...commands].sort()).toEqual(
+      ["DEL", "GET", "HDEL", "HGET", "HGETALL", "HMGET", "HSET", "PEXPIRE", "PTTL", "SET", "ZRANGE"].sort(),
+    );
   });
 
-  it("builds every key and hash field as keys.ts does", () => {
-    const built = SCRIPTS.flatMap(builtStrings);
-    for (const b of built) {
-      const where = `${b.script}.lua: ${b.source}`;
-      if (b.hasTag) {
-        // A key: `<kind>:` + the tag + …, the whole of it what keys.ts builds for that kind.
-        const kind = b.literal.replace(/:$/, "");
-        expect(Object.values(KEY_KINDS), where).toContain(kind);
-        expect(b.value, where).toBe(KEY_OF_KIND[kind]);
-      } else {
-        // Else only a field of the state hash: a pair part + `:<kind>`.
-        const kind = b.literal.replace(/^:/, "") as TenantStateKind;
-        expect(TENANT_STATE_KINDS, where).toContain(kind);
-        expect(b.value, where).toBe(tenantStateField(R, D, kind));
+  it("the check above fails on a key a script would build", () => {
+    const built = `local tag = string.match(KEYS[1], '{[^}]*}')\nlocal k = 'wbuf:' .. tag\nredis.call('GET', k)`;
+    expect(undeclaredKey(built, "k")).toMatch(/'k' is assigned 'wbuf:' \.\. tag/);
+    const indirect = `local t = {}\nt[1] = KEYS[2]\nlocal k = t[1]\nredis.call('GET', k)`;
+    expect(undeclaredKey(indirect, "k")).toBeNull();
+    expect(undeclaredKey("local k = ARGV[1]", "k")).toMatch(/ARGV/);
+  });
+
+  it("builds no key, only hash fields: a pair part and `:<kind>`", () => {
+    const fields = new Set<string>();
+    for (const script of SCRIPTS) {
+      for (const operands of concatenations(luaCode(script))) {
+        const where = `${script}.lua: ${operands.join(" .. ")}`;
+        const quoted = operands.filter((o) => o.startsWith("'")).map((o) => o.slice(1, -1));
+        expect(quoted, where).toHaveLength(1);
+        const literal = quoted[0]!;
+        if (operands[0]!.startsWith("'")) {
+          // `':' .. part`: the end of a declared key, checked against its op's pair part.
+          expect([literal, operands.length], where).toEqual([":", 2]);
+        } else {
+          // `<pair part> .. ':<kind>'`: a field of the state hash, as keys.ts names it.
+          const kind = literal.replace(/^:/, "") as TenantStateKind;
+          expect(TENANT_STATE_KINDS, where).toContain(kind);
+          expect(pairField(pairPart("r:1", "d}2"), kind)).toBe(`${pairPart("r:1", "d}2")}${literal}`);
+          fields.add(`${script}${literal}`);
+        }
       }
     }
-    // What each script builds (so a change in the scripts' shape cannot make this test vacuous).
-    const byScript = Object.fromEntries(
-      SCRIPTS.map((s) => [s, [...new Set(built.filter((b) => b.script === s).map((b) => b.literal))].sort()]),
+    // So a change in the scripts' shape cannot make this test vacuous.
+    expect([...fields].sort()).toEqual(
+      ["tenant_read:anom", "tenant_read:cd", "tenant_read:cond", "tenant_read:seen", "tenant_write:cd"],
     );
-    expect(byScript).toEqual({
-      // The fields of a slice of pairs (a plan read in several calls), and the keys.
-      tenant_read: [":anom", ":cd", ":cond", ":seen", "cooldown:", "tstate:", "wbuf:"],
-      tenant_write: [":cd", "cooldown:", "tstate:", "wbuf:"],
-      tick_lease: [],
-      tick_release: [],
-    });
   });
 
   it("cuts a field suffix off by its own length", () => {
@@ -254,22 +226,24 @@ describe("the key layout of the Lua scripts", () => {
     }
   });
 
-  it("spells no other key, field or tag than keys.ts's", () => {
+  it("spells no key prefix, and no field other than keys.ts's", () => {
     const layout = new Set<string>([
-      ...Object.values(KEY_KINDS).map((kind) => `${kind}:`),
       ":",
       ...TENANT_STATE_KINDS.map((kind) => `:${kind}`),
       STATE_VERSION_FIELD,
       ...RETIRED_STATE_FIELDS,
     ]);
+    const notLayout = new Set(["", ",", "0", "1", "^%d+", "delta", "full", "b", "f", "c", "table"]);
     for (const script of SCRIPTS) {
-      const code = luaCode(script);
-      const tagPattern = tagOf(code)?.pattern;
-      for (const literal of literals(code)) {
+      for (const literal of literals(luaCode(script))) {
         if (/^[A-Z]+$/.test(literal)) continue; // a Redis command or option
         if (literal.startsWith(`${script}: `)) continue; // an error message
-        if (literal === tagPattern || NOT_KEY_LAYOUT.has(literal)) continue;
-        expect(layout, `${script}.lua spells '${literal}': build it in keys.ts and check it here`).toContain(
+        if (notLayout.has(literal)) continue;
+        expect(
+          Object.values(KEY_KINDS).some((kind) => literal.startsWith(kind)),
+          `${script}.lua spells '${literal}'`,
+        ).toBe(false);
+        expect(layout, `${script}.lua spells '${literal}': name it in keys.ts and check it here`).toContain(
           literal,
         );
       }

@@ -26,10 +26,10 @@
  * which every write raises to the plan's state retention (`tenantStatePx`) and never shortens
  * (Valkey 7 has no per-field TTL). A field of an earlier release ({@link RETIRED_STATE_FIELDS}) is read and skipped.
  *
- * `tenant_read.lua` and `tenant_write.lua` are sent one key of the tenant and build the others
- * themselves: `tstate:` + its hash tag, `wbuf:`/`cooldown:` + the tag + `:` + a {@link pairPart}
- * sent in ARGV, and the `cd` field as that pair part + `:cd`. `keys.test.ts` parses the scripts and
- * checks that every key and field they build is the one built here.
+ * The scripts build no key: every call declares every key it touches (KEYS), built here, so Valkey
+ * Cluster routes it by the tenant's slot and refuses it with ASK/TRYAGAIN while that slot is moving
+ * (`scriptProtocol.ts` lists them; `keys.test.ts` checks that the scripts touch KEYS entries only
+ * and build only the hash fields named here).
  */
 
 /**
@@ -67,9 +67,9 @@ export function pairPart(ruleId: string, deviceId: string): string {
   return `${keyPart(ruleId)}:${keyPart(deviceId)}`;
 }
 
-/** A key of one (rule, device) pair: `kind:{tenant}:rule:device`. */
-function pairScopedKey(kind: string, tenantId: string, ruleId: string, deviceId: string): string {
-  return `${kind}:${tenantTag(tenantId)}:${pairPart(ruleId, deviceId)}`;
+/** A key of one (rule, device) pair, from its {@link pairPart}: `kind:{tenant}:rule:device`. */
+function pairScopedKey(kind: string, tenantId: string, part: string): string {
+  return `${kind}:${tenantTag(tenantId)}:${part}`;
 }
 
 /** The hash tag of a tenant, as it appears in all its keys. */
@@ -79,12 +79,22 @@ export function tenantTag(tenantId: string): string {
 
 /** Window buffer of a (rule, device). */
 export function windowBufferKey(tenantId: string, ruleId: string, deviceId: string): string {
-  return pairScopedKey(KEY_KINDS.windowBuffer, tenantId, ruleId, deviceId);
+  return windowBufferKeyOf(tenantId, pairPart(ruleId, deviceId));
+}
+
+/** Window buffer of the pair named by its {@link pairPart} (how the scripts' requests name pairs). */
+export function windowBufferKeyOf(tenantId: string, part: string): string {
+  return pairScopedKey(KEY_KINDS.windowBuffer, tenantId, part);
 }
 
 /** Cooldown of a (rule, device). */
 export function cooldownKey(tenantId: string, ruleId: string, deviceId: string): string {
-  return pairScopedKey(KEY_KINDS.cooldown, tenantId, ruleId, deviceId);
+  return cooldownKeyOf(tenantId, pairPart(ruleId, deviceId));
+}
+
+/** Cooldown of the pair named by its {@link pairPart}. */
+export function cooldownKeyOf(tenantId: string, part: string): string {
+  return pairScopedKey(KEY_KINDS.cooldown, tenantId, part);
 }
 
 /** The hash holding a tenant's lifecycle states, anomaly statistics, last-seen times and cooldown ends. */
@@ -110,7 +120,7 @@ export function tenantStateField(ruleId: string, deviceId: string, kind: TenantS
 
 /** JSON window buffer of the benchmark baseline (`bench/baselineWindowStore.ts`), beside the real one. */
 export function baselineWindowKey(tenantId: string, ruleId: string, deviceId: string): string {
-  return pairScopedKey(KEY_KINDS.baselineWindow, tenantId, ruleId, deviceId);
+  return pairScopedKey(KEY_KINDS.baselineWindow, tenantId, pairPart(ruleId, deviceId));
 }
 
 /**

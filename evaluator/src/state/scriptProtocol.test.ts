@@ -31,13 +31,27 @@ const plan = planTenant({
 const [, W, A] = plan.pairs.map((p) => p.key) as [string, string, string];
 
 describe("script protocol", () => {
-  it("reads: one key in the tenant's hash slot, the lease, and the window pairs' buffers only", () => {
+  it("reads: declares every key it may touch, all in the tenant's hash slot, lease first", () => {
     const call = buildReadCall(plan, lease);
-    expect(call.keys).toEqual(["tick:{t1}:7"]);
-    expect(JSON.parse(call.args[0]!)).toEqual({ lease: ["tok", "120000"], buffers: ["w:d1"] });
-    // Without a lease, the tenant's state hash routes the call.
-    expect(buildReadCall(plan).keys).toEqual(["tstate:{t1}"]);
+    expect(call.keys).toEqual(["tick:{t1}:7", "tstate:{t1}", "wbuf:{t1}:w:d1"]);
+    expect(JSON.parse(call.args[0]!)).toEqual({ lease: ["tok", "120000"], buffers: ["w:d1"], cooldowns: [] });
+    // Without a lease, the tenant's state hash comes first.
+    expect(buildReadCall(plan).keys).toEqual(["tstate:{t1}", "wbuf:{t1}:w:d1"]);
     expect(() => buildReadCall(plan, { ...lease, tenantId: "t2" })).toThrow(RangeError);
+    // A rule with a cooldown declares the pair's cooldown key (after the buffers), named in "cooldowns".
+    const cooling = planTenant({
+      tenantId: "t{1}",
+      rules: [
+        thresholdRule({ id: "c:1", tenant_id: "t{1}", cooldown_seconds: 60 }),
+        windowRule({ id: "w", tenant_id: "t{1}", window_seconds: 300 }),
+      ],
+      deviceIds: ["d1"],
+      readingsByDeviceMetric: groupReadings([]),
+      now: T0,
+    });
+    const read = buildReadCall(cooling);
+    expect(read.keys).toEqual(["tstate:{t%7B1%7D}", "wbuf:{t%7B1%7D}:w:d1", "cooldown:{t%7B1%7D}:c%3A1:d1"]);
+    expect(JSON.parse(read.args[0]!)).toEqual({ buffers: ["w:d1"], cooldowns: ["c%3A1:d1"] });
   });
 
   it("parses a read into a snapshot, and a lease conflict", () => {
@@ -86,17 +100,18 @@ describe("script protocol", () => {
     expect(() => parseReadReply(plan, [1, null, [], [], [null, null]], 0)).toThrow(ValkeyStateProtocolError);
   });
 
-  it("writes: the state hash is the key, buffer values travel as ARGV, the version names the evaluation", () => {
+  it("writes: the state hash and each op's key declared, values travel as ARGV, the version names the evaluation", () => {
     const call = buildWriteCall("t1", {
       mode: "delta",
       expect: stateVersion(4, T0 - 60_000),
       seq: 5,
       version: stateVersion(5, T0),
       statePx: 5,
-      ops: ["b", "w:d1", 2, "9"],
+      ops: ["b", "w:d1", 2, "9", "f", "w:d1:cond", false, false, "c", "w:d1", "60", "9"],
       values: ["1:2"],
     });
-    expect(call.keys).toEqual(["tstate:{t1}"]);
+    // The hash, then one key per b or c op in the order of the ops (an f op is a field of the hash).
+    expect(call.keys).toEqual(["tstate:{t1}", "wbuf:{t1}:w:d1", "cooldown:{t1}:w:d1"]);
     expect(call.args.slice(1)).toEqual(["1:2"]);
     expect(JSON.parse(call.args[0]!)).toEqual({
       mode: "delta",
@@ -104,7 +119,7 @@ describe("script protocol", () => {
       seq: "5",
       version: `5:${T0}`,
       statePx: "5",
-      ops: ["b", "w:d1", 2, "9"],
+      ops: ["b", "w:d1", 2, "9", "f", "w:d1:cond", false, false, "c", "w:d1", "60", "9"],
     });
 
     expect(parseWriteReply([1])).toEqual({ kind: "applied" });
@@ -118,6 +133,7 @@ describe("script protocol", () => {
   it("reads a slice of a plan by its pairs' fields, not the whole hash", () => {
     expect(JSON.parse(buildReadCall(plan, undefined, true).args[0]!)).toEqual({
       buffers: ["w:d1"],
+      cooldowns: [],
       pairs: ["t:d1", "w:d1", "a:d1"],
     });
     // A state being written in several calls is read as what it is: no version.

@@ -1,14 +1,14 @@
 /**
  * The wire protocol of the state scripts `lua/tenant_read.lua` and `lua/tenant_write.lua`: the
  * KEYS and ARGV of a call, and the parsing of its reply. Pure, so it is unit-tested apart from
- * Valkey. A call declares ONE key of the tenant and the script builds the others from its hash tag,
- * as `keys.ts` does; the request is a small JSON object, every number in it a string (JS
+ * Valkey. A call declares every key it touches (built by `keys.ts`, all in the tenant's hash slot),
+ * so Valkey Cluster routes it and refuses it while the slot moves; the request is a small JSON object, every number in it a string (JS
  * `String(number)` round-trips exactly, so Lua never re-formats one), and stored values travel as
  * ARGV entries of their own. Stored values are `valueEncoding.ts`; the state a read fills and the
  * write ops a tick produces are `tenantSnapshot.ts`.
  */
 import type { TenantPlan } from "../rules/planTenant.ts";
-import { pairPart, tenantStateKey, tickLeaseKey } from "./keys.ts";
+import { cooldownKeyOf, pairPart, tenantStateKey, tickLeaseKey, windowBufferKeyOf } from "./keys.ts";
 import { emptySnapshot, type TenantSnapshot, type WriteOps } from "./tenantSnapshot.ts";
 import {
   decodeAlertState,
@@ -41,31 +41,35 @@ export class ValkeyStateProtocolError extends Error {
   override readonly name = "ValkeyStateProtocolError";
 }
 
-/** The key a read declares: the tick lease when given (taken first), else the state hash. */
-function anchorKey(tenantId: string, lease: TickLease | undefined): string {
-  if (!lease) return tenantStateKey(tenantId);
-  if (lease.tenantId !== tenantId)
-    throw new RangeError(`lease of tenant ${lease.tenantId} used for tenant ${tenantId}`);
-  return tickLeaseKey(tenantId, lease.slot);
-}
-
 /**
  * The `tenant_read.lua` call for a plan: take the lease (when given) and read the tenant's hash
- * and the window buffers of the plan's pairs. It declares ONE key, the lease else the state hash;
- * the script builds every other key from that key's hash tag, as `keys.ts` does. `slice`: the plan
- * is a slice of a larger one, read in several calls: the script reads the hash fields of its
- * pairs only, not the whole hash.
+ * and the window buffers of the plan's pairs. It declares every key it may touch: the lease (when
+ * given), the state hash, the window buffer of each window pair, and the cooldown key of each pair
+ * whose rule has a cooldown (read only for an earlier release's cooldown). `slice`: the plan is a
+ * slice of a larger one, read in several calls: the script reads the hash fields of its pairs only,
+ * not the whole hash.
  *
  * @throws RangeError when the lease is for another tenant than the plan
  */
 export function buildReadCall(plan: TenantPlan, lease?: TickLease, slice = false): ScriptCall {
-  const anchor = anchorKey(plan.tenantId, lease);
+  const tenantId = plan.tenantId;
+  if (lease && lease.tenantId !== tenantId)
+    throw new RangeError(`lease of tenant ${lease.tenantId} used for tenant ${tenantId}`);
+  const keys = lease ? [tickLeaseKey(tenantId, lease.slot)] : [];
+  keys.push(tenantStateKey(tenantId));
   const buffers: string[] = [];
-  for (const pair of plan.pairs) if (pair.window) buffers.push(pairPart(pair.rule.id, pair.deviceId));
-  const request: Record<string, unknown> = { buffers };
-  if (slice) request["pairs"] = plan.pairs.map((p) => pairPart(p.rule.id, p.deviceId));
+  const cooldowns: string[] = [];
+  const parts = plan.pairs.map((p) => pairPart(p.rule.id, p.deviceId));
+  plan.pairs.forEach((pair, i) => {
+    if (pair.window) buffers.push(parts[i]!);
+    if (pair.rule.cooldownSeconds > 0) cooldowns.push(parts[i]!);
+  });
+  for (const part of buffers) keys.push(windowBufferKeyOf(tenantId, part));
+  for (const part of cooldowns) keys.push(cooldownKeyOf(tenantId, part));
+  const request: Record<string, unknown> = { buffers, cooldowns };
+  if (slice) request["pairs"] = parts;
   if (lease) request["lease"] = [lease.token, String(lease.ttlMs)];
-  return { keys: [anchor], args: [JSON.stringify(request)] };
+  return { keys, args: [JSON.stringify(request)] };
 }
 
 /**
@@ -174,7 +178,7 @@ export function parseReadReply(plan: TenantPlan, reply: unknown, wallNow: number
   return { acquired: true, snapshot, stored, partial: version.partial };
 }
 
-/** A `tenant_write.lua` request, apart from its key. */
+/** A `tenant_write.lua` request, apart from its keys. */
 export interface WriteRequest {
   /**
    * `delta`: the writes were computed from the state of seq `expect` (applied only on that state);
@@ -236,11 +240,19 @@ export function splitWriteRequest(request: WriteRequest, maxOps: number): WriteR
 }
 
 /**
- * The `tenant_write.lua` call. It declares ONE key, the tenant's state hash; stored values travel
- * as their own ARGV entries (an op names its ARGV index), so the script decodes only the small
- * JSON request.
+ * The `tenant_write.lua` call. It declares every key it writes: the tenant's state hash, then the
+ * window buffer of each `b` op and the cooldown key of each `c` op, in the order of the ops. Stored
+ * values travel as their own ARGV entries (an op names its ARGV index), so the script decodes only
+ * the small JSON request.
  */
 export function buildWriteCall(tenantId: string, request: WriteRequest): ScriptCall {
+  const keys = [tenantStateKey(tenantId)];
+  const ops = request.ops;
+  for (let k = 0; k < ops.length; k += 4) {
+    const kind = ops[k];
+    if (kind === "b") keys.push(windowBufferKeyOf(tenantId, String(ops[k + 1])));
+    else if (kind === "c") keys.push(cooldownKeyOf(tenantId, String(ops[k + 1])));
+  }
   const header = {
     mode: request.mode,
     expect: request.expect,
@@ -250,7 +262,7 @@ export function buildWriteCall(tenantId: string, request: WriteRequest): ScriptC
     ops: request.ops,
     ...(request.chunk ?? {}),
   };
-  return { keys: [tenantStateKey(tenantId)], args: [JSON.stringify(header), ...request.values] };
+  return { keys, args: [JSON.stringify(header), ...request.values] };
 }
 
 /** Outcome of a write. */

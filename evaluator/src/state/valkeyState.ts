@@ -25,8 +25,8 @@ import { stateVersion } from "./valueEncoding.ts";
  * script by the same name.
  */
 export const SCRIPT_COMMANDS = {
-  tenant_read: "eoTenantReadV6",
-  tenant_write: "eoTenantWriteV6",
+  tenant_read: "eoTenantReadV7",
+  tenant_write: "eoTenantWriteV7",
   tick_lease: "eoTickLeaseV1",
   tick_release: "eoTickReleaseV1",
 } as const;

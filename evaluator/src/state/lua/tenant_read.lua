@@ -5,16 +5,21 @@
   tenant_write. The state is a cache of PostgreSQL: it is used only when its "seq" is the
   tenant's fence seq there, else the evaluator rebuilds it from PostgreSQL.
 
-  KEYS[1]: one key of the tenant: the tick lease `tick:{tenant}:slot` when "lease" is given, else
-           the tenant's state hash `tstate:{tenant}`. Its hash tag `{tenant}` is the only tag the
-           script uses: every other key is built here (`tstate:{tenant}`, and
-           `<kind>:{tenant}:<rule>:<device>` for wbuf: and cooldown:, the format of keys.ts, which
-           keys.test.ts checks against this file), so the call touches only keys in the tenant's
-           hash slot (one Cluster slot).
+  KEYS: every key the call touches, declared, so that Valkey Cluster routes the call to the node
+        of the tenant's slot and refuses it (ASK, TRYAGAIN) while that slot is moving between
+        nodes instead of letting it read half a state. All of them carry the tenant's hash tag
+        (one slot), and the script builds no key (keys.ts builds them; keys.test.ts checks that
+        every key a script touches is a KEYS entry):
+    KEYS[1]            the tick lease `tick:{tenant}:slot` when "lease" is given, then
+    KEYS[h]            the state hash `tstate:{tenant}` (h = 2 with a lease, else 1), then
+    KEYS[h+1..h+b]     the window buffer `wbuf:{tenant}:<rule>:<device>` of each of "buffers", then
+    KEYS[h+b+1..]      the cooldown key `cooldown:{tenant}:<rule>:<device>` of each of "cooldowns".
   ARGV[1]: JSON request:
     {
       "lease": ["<token>", "<px>"],        -- optional: take KEYS[1] first (SET NX PX)
       "buffers": ["<rule>:<device>", ...], -- the window buffers to read (keyPart-escaped parts)
+      "cooldowns": ["<rule>:<device>", ...], -- pairs whose cooldown key is declared (rules with a
+                                           -- cooldown): read only for an earlier release's "1"
       "pairs": ["<rule>:<device>", ...]    -- optional: read the hash fields of these pairs only
     }
 
@@ -25,8 +30,8 @@
 
   Per call: HGETALL of the state hash (with "pairs": HGET of "seq" and HMGET of the pairs' cond,
   anom, seen and cd fields); for every cd field (its value: when the cooldown ends, on the
-  evaluator's tick clock, ms), PTTL of its cooldown key (for the "1" of an earlier release, whose
-  end is the key's expiry); GET of every requested buffer. Nothing is written: an ended cooldown's
+  evaluator's tick clock, ms) the end as stored, or for the "1" of an earlier release (whose end
+  is the key's expiry) the PTTL of its declared cooldown key; GET of every requested buffer. Nothing is written: an ended cooldown's
   field is deleted by the next store of the evaluation that saw it end. A buffer still stored as a sorted set (an older
   release) is read with ZRANGE and returned in the string form, so an upgrade loses no window.
 
@@ -39,12 +44,13 @@
       buffers    one per requested buffer, in order: "ts:value,+d:value,..." or false (none)
 ]]
 
-local tag = string.match(KEYS[1], '{[^}]*}')
-if not tag then
-  return redis.error_reply('tenant_read: KEYS[1] carries no hash tag')
-end
-
 local req = cjson.decode(ARGV[1])
+local buffers_req = req.buffers
+local cooldowns_req = req.cooldowns or {}
+local h = req.lease and 2 or 1
+if #KEYS ~= h + #buffers_req + #cooldowns_req then
+  return redis.error_reply('tenant_read: KEYS do not match the request')
+end
 
 if req.lease then
   local key = KEYS[1]
@@ -58,15 +64,25 @@ if req.lease then
   end
 end
 
-local hash_key = 'tstate:' .. tag
+local hash_key = KEYS[h]
 local seq = false
 local fields, cooldowns = {}, {}
 
+-- The declared cooldown key of each pair part.
+local cooldown_key = {}
+for i, part in ipairs(cooldowns_req) do
+  cooldown_key[part] = KEYS[h + #buffers_req + i]
+end
+
 -- A cd field: when the pair's cooldown ends (tick clock), or "1" (an earlier release).
 local function cooldown(prefix, value)
-  local left = redis.call('PTTL', 'cooldown:' .. tag .. ':' .. prefix)
   -- A stored end decides (the caller compares it with its tick); an earlier release's "1" only
-  -- while its key lives.
+  -- while its key lives (undeclared: the rule has no cooldown any more).
+  local left = 0
+  if value == '1' then
+    local key = cooldown_key[prefix]
+    left = key and redis.call('PTTL', key) or -2
+  end
   if value ~= '1' or left > 0 then
     cooldowns[#cooldowns + 1] = prefix
     cooldowns[#cooldowns + 1] = left
@@ -118,8 +134,8 @@ else
 end
 
 local buffers = {}
-for i, part in ipairs(req.buffers) do
-  local key = 'wbuf:' .. tag .. ':' .. part
+for i = 1, #buffers_req do
+  local key = KEYS[h + i]
   local value = redis.pcall('GET', key)
   if type(value) == 'table' and value.err then
     -- WRONGTYPE: the sorted set of an older release, member "ts:value" scored by ts.

@@ -29,10 +29,15 @@
   state that is never used and that the next full write replaces. A marker starts with its seq, so
   a full write of an older seq is refused by it too.
 
-  KEYS[1]: the tenant's state hash `tstate:{tenant}`. Its hash tag `{tenant}` is the only tag the
-           script uses: every key written is built here (`tstate:{tenant}`, and
-           `<kind>:{tenant}:<rule>:<device>` for wbuf: and cooldown:, the format of keys.ts, which
-           keys.test.ts checks against this file).
+  KEYS: every key the call touches, declared, so that Valkey Cluster routes the call to the node
+        of the tenant's slot and refuses it (ASK, TRYAGAIN) while that slot is moving between
+        nodes instead of letting it write half a state on the wrong node. All carry the tenant's
+        hash tag (one slot); the script builds no key (keys.ts does; keys.test.ts checks it):
+    KEYS[1]   the tenant's state hash `tstate:{tenant}`, then
+    KEYS[2..] one key per "b" or "c" op, in the order of the ops: the window buffer
+              `wbuf:{tenant}:<rule>:<device>` of a "b", the cooldown key
+              `cooldown:{tenant}:<rule>:<device>` of a "c" (each checked to end with the op's
+              "<rule>:<device>").
   ARGV[1]: JSON request, every number passed as a string; ARGV[2..]: the values written (window
            buffers "ts:value,+d:value,..." oldest first, hash field values), so the JSON decoder
            never sees them:
@@ -51,7 +56,7 @@
                                      --   "f", "<field>", i|false, false:
                                      --      HSET the hash field to ARGV[i], or HDEL when false
                                      --   "c", "<rule>:<device>", "<px>", "<until>":
-                                     --      SET cooldown: key "1" PX px, and the field
+                                     --      SET its cooldown: key "1" PX px, and the field
                                      --      <rule>:<device>:cd to until (when it ends, tick clock ms)
 
   Returns:
@@ -62,13 +67,8 @@
 
 local OPS = { b = true, f = true, c = true }
 
-local tag = string.match(KEYS[1], '{[^}]*}')
-if not tag then
-  return redis.error_reply('tenant_write: KEYS[1] carries no hash tag')
-end
-
 local req = cjson.decode(ARGV[1])
-local hash_key = 'tstate:' .. tag
+local hash_key = KEYS[1]
 local stored = redis.call('HGET', hash_key, 'seq')
 
 if req.mode ~= 'delta' and req.mode ~= 'full' then
@@ -95,6 +95,8 @@ end
 
 local ops = req.ops
 -- Validate first: a script is not rolled back, so a bad op must not leave half the writes done.
+local op_key = {}
+local next_key = 2
 for i = 1, #ops, 4 do
   if not OPS[ops[i]] then
     return redis.error_reply('tenant_write: unknown op')
@@ -102,21 +104,31 @@ for i = 1, #ops, 4 do
   if ops[i] ~= 'c' and ops[i + 2] and not ARGV[ops[i + 2]] then
     return redis.error_reply('tenant_write: value missing')
   end
+  if ops[i] ~= 'f' then
+    local key, part = KEYS[next_key], ops[i + 1]
+    if not key or string.sub(key, -#part - 1) ~= ':' .. part then
+      return redis.error_reply('tenant_write: KEYS do not match the ops')
+    end
+    op_key[i] = key
+    next_key = next_key + 1
+  end
+end
+if KEYS[next_key] then
+  return redis.error_reply('tenant_write: KEYS do not match the ops')
 end
 
 if req.mode == 'full' and first then
   redis.call('DEL', hash_key)
 end
 
-local wbuf = 'wbuf:' .. tag .. ':'
 local sets, dels = { 'seq', last and req.version or req.marker }, {}
 for i = 1, #ops, 4 do
   local op = ops[i]
   if op == 'b' then
     if ops[i + 2] then
-      redis.call('SET', wbuf .. ops[i + 1], ARGV[ops[i + 2]], 'PX', ops[i + 3])
+      redis.call('SET', op_key[i], ARGV[ops[i + 2]], 'PX', ops[i + 3])
     else
-      redis.call('DEL', wbuf .. ops[i + 1])
+      redis.call('DEL', op_key[i])
     end
   elseif op == 'f' then
     if ops[i + 2] then
@@ -126,7 +138,7 @@ for i = 1, #ops, 4 do
       dels[#dels + 1] = ops[i + 1]
     end
   else
-    redis.call('SET', 'cooldown:' .. tag .. ':' .. ops[i + 1], '1', 'PX', ops[i + 2])
+    redis.call('SET', op_key[i], '1', 'PX', ops[i + 2])
     sets[#sets + 1] = ops[i + 1] .. ':cd'
     sets[#sets + 1] = ops[i + 3] or '1'
   end
