@@ -125,7 +125,9 @@ async function main(): Promise<void> {
       }),
     ]),
   ) as Record<Side, ReturnType<typeof compileEvaluatorConfig>>;
-  const { db, valkey } = connectClients(configs.with, log);
+  const clients = connectClients(configs.with, log);
+  const { db } = clients;
+  const valkey = clients.valkey as Redis; // one server (VALKEY_MODE standalone)
   try {
     console.log(
       `alert-event outbox benchmark: ${fmt(TENANTS)} tenants × ${fmt(DEVICES)} devices × 1 rule per side, ` +

@@ -52,6 +52,11 @@ const DESCRIPTIONS: Record<keyof RawEvaluatorOptions, string> = {
   tenantMaxPairs: "(rule, device) pairs above which a tenant is not evaluated this tick (default 50000)",
   tenantMaxReadings: "new readings above which a tenant is not evaluated this tick (default 200000)",
   alertEvents: "append each alert change to the alert_events outbox: on | off (default on)",
+  valkeyMode:
+    "standalone (VALKEY_URL one server) | cluster (seed nodes) | sentinel (the sentinels), comma-separated (default standalone)",
+  valkeySentinelMaster: "sentinel mode: the name the sentinels know the primary by (required there)",
+  tlsCaFile:
+    "PEM file of the CAs trusted for TLS to Valkey (rediss://) and PostgreSQL (default: the system's)",
 };
 
 /**

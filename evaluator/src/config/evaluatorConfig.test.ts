@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, compileEvaluatorConfig, type RawEvaluatorOptions } from "./evaluatorConfig.ts";
+import {
+  ConfigError,
+  compileEvaluatorConfig,
+  describeValkey,
+  type RawEvaluatorOptions,
+} from "./evaluatorConfig.ts";
 
 const valid: RawEvaluatorOptions = {
   shardIndex: "2",
@@ -105,10 +110,72 @@ describe("compileEvaluatorConfig", () => {
     [{ directDatabaseUrl: "redis://db/x" }, "DIRECT_DATABASE_URL", /scheme/],
     [{ tenantMaxPairs: "0" }, "TENANT_MAX_PAIRS", /integer/],
     [{ tenantMaxReadings: "1e5" }, "TENANT_MAX_READINGS", /integer/],
+    [{ valkeyMode: "replicated" }, "VALKEY_MODE", /one of standalone, cluster, sentinel, got "replicated"/],
+    [{ valkeyUrl: "redis://a:6379,redis://b:6379" }, "VALKEY_URL", /list of 2 URLs: set VALKEY_MODE/],
+    [
+      { valkeyMode: "cluster", valkeyUrl: "redis://a:7000,,redis://b:7001" },
+      "VALKEY_URL",
+      /entry 2 .* empty/,
+    ],
+    [{ valkeyMode: "cluster", valkeyUrl: "redis://a:7000,rediss://b:7001" }, "VALKEY_URL", /same scheme/],
+    [{ valkeyMode: "cluster", valkeyUrl: "redis://a:7000/2" }, "VALKEY_URL", /only database 0/],
+    [{ valkeyUrl: "redis://a:6379/x" }, "VALKEY_URL", /database number/],
+    [{ valkeyMode: "sentinel", valkeyUrl: "redis://s1:26379" }, "VALKEY_SENTINEL_MASTER", /required/],
+    [{ valkeySentinelMaster: "main" }, "VALKEY_SENTINEL_MASTER", /VALKEY_MODE is standalone/],
   ] as const)("rejects %j naming %s", (overrides, setting, problem) => {
     const message = compileError(overrides);
     expect(message.startsWith(setting)).toBe(true);
     expect(message).toMatch(problem);
+  });
+
+  it("reads the Valkey topology from VALKEY_MODE and VALKEY_URL", () => {
+    expect(compileEvaluatorConfig(valid).valkey).toEqual({
+      mode: "standalone",
+      endpoints: [{ host: "valkey", port: 6379 }],
+      tls: false,
+      username: undefined,
+      password: undefined,
+      db: 0,
+      sentinelMaster: undefined,
+    });
+    const cluster = compileEvaluatorConfig({
+      ...valid,
+      valkeyMode: "cluster",
+      valkeyUrl: "rediss://evaluator:p%40ss@n1:7000, rediss://n2,rediss://[::1]:7002",
+    }).valkey;
+    expect(cluster).toMatchObject({
+      mode: "cluster",
+      endpoints: [
+        { host: "n1", port: 7000 },
+        { host: "n2", port: 6379 },
+        { host: "::1", port: 7002 },
+      ],
+      tls: true,
+      username: "evaluator",
+      password: "p@ss",
+    });
+    const sentinel = compileEvaluatorConfig({
+      ...valid,
+      valkeyMode: "sentinel",
+      valkeySentinelMaster: "main",
+      valkeyUrl: "redis://:secret@s1,redis://s2:26380/3",
+    });
+    expect(sentinel.valkey).toMatchObject({
+      mode: "sentinel",
+      // The sentinels' default port, and the database of the first URL.
+      endpoints: [
+        { host: "s1", port: 26_379 },
+        { host: "s2", port: 26_380 },
+      ],
+      password: "secret",
+      db: 0,
+      sentinelMaster: "main",
+    });
+    expect(describeValkey(sentinel.valkey)).toBe("sentinel redis://s1:26379,s2:26380/0 master main");
+    expect(describeValkey(cluster)).not.toContain("p@ss");
+    expect(compileEvaluatorConfig({ ...valid, tlsCaFile: "/etc/evaluator/tls/ca.crt" }).tlsCaFile).toBe(
+      "/etc/evaluator/tls/ca.crt",
+    );
   });
 
   it("accepts an IP address or a host name as the metrics host (IPv6 with or without brackets)", () => {
@@ -130,5 +197,8 @@ describe("compileEvaluatorConfig", () => {
     // A bare password with a colon parses as a URL whose "scheme" is part of the secret.
     expect(compileError({ valkeyUrl: "hunter2:more" })).not.toContain("hunter2");
     expect(compileError({ valkeyUrl: "http://valkey:6379" })).toContain('unsupported scheme "http:"');
+    expect(
+      compileError({ valkeyMode: "cluster", valkeyUrl: "redis://u:hunter2@a:7000,redis://u:hunter2@b:x" }),
+    ).not.toContain("hunter2");
   });
 });

@@ -29,6 +29,9 @@ export interface RawEvaluatorOptions {
   readonly tenantMaxPairs?: string | undefined;
   readonly tenantMaxReadings?: string | undefined;
   readonly alertEvents?: string | undefined;
+  readonly valkeyMode?: string | undefined;
+  readonly valkeySentinelMaster?: string | undefined;
+  readonly tlsCaFile?: string | undefined;
 }
 
 /** The compiled, validated, read-only configuration. */
@@ -40,7 +43,15 @@ export interface EvaluatorConfig {
   readonly namespace: string;
   readonly shardSetName: string;
   readonly databaseUrl: string;
+  /** VALKEY_URL as given (one URL, or a comma-separated list in cluster and sentinel mode). */
   readonly valkeyUrl: string;
+  /** How Valkey is reached, from VALKEY_MODE and VALKEY_URL (see {@link ValkeyTopology}). */
+  readonly valkey: ValkeyTopology;
+  /**
+   * A PEM bundle of the certificate authorities trusted for TLS connections (`rediss://` Valkey URLs,
+   * PostgreSQL URLs with an sslmode that verifies), instead of the system's; unset: the system's.
+   */
+  readonly tlsCaFile: string | undefined;
   readonly intervalMs: number;
   /** Minimum time between two tick starts when a NOTIFY wakes the loop early. */
   readonly minIntervalMs: number;
@@ -72,6 +83,46 @@ export interface EvaluatorConfig {
    * true). Off: no event is written (for an installation that neither relays nor prunes them).
    */
   readonly alertEvents: boolean;
+}
+
+export const VALKEY_MODES = ["standalone", "cluster", "sentinel"] as const;
+export type ValkeyMode = (typeof VALKEY_MODES)[number];
+
+/** One Valkey endpoint of VALKEY_URL. */
+export interface ValkeyEndpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * How the evaluator reaches Valkey:
+ * - `standalone`: one server (VALKEY_URL, `redis://` or `rediss://`);
+ * - `cluster`: Valkey Cluster, VALKEY_URL a comma-separated list of seed nodes (any of them; the
+ *   client learns the rest from the cluster and follows slot moves and failovers);
+ * - `sentinel`: a primary watched by Sentinel, VALKEY_URL a comma-separated list of the sentinels
+ *   and VALKEY_SENTINEL_MASTER the name they know the primary by; the client asks them for the
+ *   primary and again after a failover.
+ * `tls` for `rediss://` (every URL of the list must use the same scheme); the user name and
+ * password of the first URL authenticate to the servers (in sentinel mode: to the primary, not to
+ * the sentinels); the database number of a standalone or sentinel URL selects the database.
+ */
+export interface ValkeyTopology {
+  readonly mode: ValkeyMode;
+  readonly endpoints: readonly ValkeyEndpoint[];
+  readonly tls: boolean;
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+  readonly db: number;
+  /** Sentinel mode: the primary's name (VALKEY_SENTINEL_MASTER). */
+  readonly sentinelMaster: string | undefined;
+}
+
+/** The topology as logs show it, without credentials: `cluster rediss://h1:6379,h2:6379`. */
+export function describeValkey(topology: ValkeyTopology): string {
+  const scheme = topology.tls ? "rediss" : "redis";
+  const hosts = topology.endpoints.map((e) => `${e.host.includes(":") ? `[${e.host}]` : e.host}:${e.port}`);
+  const master = topology.sentinelMaster === undefined ? "" : ` master ${topology.sentinelMaster}`;
+  return `${topology.mode} ${scheme}://${hosts.join(",")}/${topology.db}${master}`;
 }
 
 export const PG_SYNCHRONOUS_COMMIT = ["off", "local", "on", "remote_write", "remote_apply"] as const;
@@ -110,6 +161,9 @@ export const SETTINGS = {
   tenantMaxPairs: { flag: "--tenant-max-pairs", env: "TENANT_MAX_PAIRS" },
   tenantMaxReadings: { flag: "--tenant-max-readings", env: "TENANT_MAX_READINGS" },
   alertEvents: { flag: "--alert-events", env: "ALERT_EVENTS" },
+  valkeyMode: { flag: "--valkey-mode", env: "VALKEY_MODE" },
+  valkeySentinelMaster: { flag: "--valkey-sentinel-master", env: "VALKEY_SENTINEL_MASTER" },
+  tlsCaFile: { flag: "--tls-ca-file", env: "TLS_CA_FILE" },
 } as const satisfies Record<keyof RawEvaluatorOptions, { flag: string; env: string }>;
 
 type Setting = keyof typeof SETTINGS;
@@ -174,6 +228,62 @@ function url(
   return v;
 }
 
+/**
+ * VALKEY_URL in the given mode: one URL (standalone), or a comma-separated list of them (cluster:
+ * seed nodes; sentinel: the sentinels). Never echoes a URL (it may carry a password).
+ */
+function valkeyTopology(raw: RawEvaluatorOptions): ValkeyTopology {
+  const mode = present(raw, "valkeyMode") ?? "standalone";
+  if (!(VALKEY_MODES as readonly string[]).includes(mode)) {
+    fail("valkeyMode", `expected one of ${VALKEY_MODES.join(", ")}, got "${mode}"`);
+  }
+  const list = required(raw, "valkeyUrl")
+    .split(",")
+    .map((u) => u.trim());
+  if (list.length > 1 && mode === "standalone") {
+    fail(
+      "valkeyUrl",
+      `is a list of ${list.length} URLs: set VALKEY_MODE to cluster or sentinel, or give one URL`,
+    );
+  }
+  const urls = list.map((u, i) => {
+    if (u === "") fail("valkeyUrl", `entry ${i + 1} of the list is empty`);
+    return new URL(url({ valkeyUrl: u }, "valkeyUrl", ["redis:", "rediss:"]));
+  });
+  const first = urls[0]!;
+  if (urls.some((u) => u.protocol !== first.protocol)) {
+    fail("valkeyUrl", "mixes redis:// and rediss:// (every URL of the list must use the same scheme)");
+  }
+  const dbPath = first.pathname.replace(/^\//, "");
+  const db = dbPath === "" ? 0 : /^\d+$/.test(dbPath) ? Number(dbPath) : Number.NaN;
+  if (!Number.isSafeInteger(db) || db > 65_535) fail("valkeyUrl", "the path must be a database number (/0)");
+  if (mode === "cluster" && db !== 0) fail("valkeyUrl", "Valkey Cluster has only database 0");
+  const sentinelMaster = present(raw, "valkeySentinelMaster");
+  if (mode === "sentinel" && sentinelMaster === undefined) {
+    fail(
+      "valkeySentinelMaster",
+      "is required with VALKEY_MODE=sentinel (the name the sentinels know the primary by)",
+    );
+  }
+  if (mode !== "sentinel" && sentinelMaster !== undefined) {
+    fail("valkeySentinelMaster", `is set, but VALKEY_MODE is ${mode}, not sentinel`);
+  }
+  return Object.freeze({
+    mode: mode as ValkeyMode,
+    endpoints: Object.freeze(
+      urls.map((u) => ({
+        host: u.hostname.replace(/^\[|\]$/g, ""),
+        port: u.port === "" ? (mode === "sentinel" ? 26_379 : 6379) : Number(u.port),
+      })),
+    ),
+    tls: first.protocol === "rediss:",
+    username: first.username === "" ? undefined : decodeURIComponent(first.username),
+    password: first.password === "" ? undefined : decodeURIComponent(first.password),
+    db,
+    sentinelMaster,
+  });
+}
+
 // Same rule as the shard_sets.name CHECK constraint, so a typo fails here and not as "no tenants".
 const SHARD_SET_FORMAT = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
@@ -198,7 +308,9 @@ export function compileEvaluatorConfig(raw: RawEvaluatorOptions): EvaluatorConfi
   const [namespace = "", shardSetName = ""] = shardSet.split("/");
   const databaseUrl = url(raw, "databaseUrl", ["postgres:", "postgresql:"]);
   const directDatabaseUrl = url(raw, "directDatabaseUrl", ["postgres:", "postgresql:"], databaseUrl);
-  const valkeyUrl = url(raw, "valkeyUrl", ["redis:", "rediss:"]);
+  const valkey = valkeyTopology(raw);
+  const valkeyUrl = required(raw, "valkeyUrl");
+  const tlsCaFile = present(raw, "tlsCaFile");
 
   const intervalSeconds = decimal(raw, "tickIntervalSeconds", 60, 0.1, 86_400);
   const intervalMs = Math.round(intervalSeconds * 1000);
@@ -255,6 +367,8 @@ export function compileEvaluatorConfig(raw: RawEvaluatorOptions): EvaluatorConfi
     shardSetName,
     databaseUrl,
     valkeyUrl,
+    valkey,
+    tlsCaFile,
     intervalMs,
     minIntervalMs,
     tenantBudgetMs,

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import type pg from "pg";
 import type { Registry } from "prom-client";
 import type { Clock } from "../../../runtime/clock.ts";
@@ -9,7 +9,7 @@ import { errorMessage } from "../../../runtime/errors.ts";
 import { startHttpServer } from "../../../runtime/httpServer.ts";
 import { isPostgresOutage } from "../../../runtime/postgresOutage.ts";
 import { redactUrl } from "../../../runtime/redactUrl.ts";
-import type { EvaluatorConfig } from "../config/evaluatorConfig.ts";
+import { describeValkey, type EvaluatorConfig } from "../config/evaluatorConfig.ts";
 import type { Logger } from "../log.ts";
 import { createEvaluatorMetrics } from "../metrics.ts";
 import { readRebuiltState } from "../state/rebuild.ts";
@@ -31,7 +31,8 @@ export interface EvaluatorClients {
   /** Pool for every query (an 'error' listener must already be attached). */
   readonly db: pg.Pool;
   /** Valkey client for the state scripts (an 'error' listener must already be attached). */
-  readonly valkey: Redis;
+  /** One server (standalone or through Sentinel), or a Valkey Cluster. */
+  readonly valkey: Redis | Cluster;
   /** A new, unconnected client for the dedicated LISTEN connection (one per (re)connect). */
   readonly newListenClient: () => pg.Client;
 }
@@ -80,7 +81,7 @@ export async function runEvaluator(config: EvaluatorConfig, deps: RunEvaluatorDe
         database: redactUrl(config.databaseUrl),
         pgPoolMode: config.pgPoolMode,
         directDatabase: redactUrl(config.directDatabaseUrl),
-        valkey: redactUrl(config.valkeyUrl),
+        valkey: describeValkey(config.valkey),
         intervalMs: config.intervalMs,
         minIntervalMs: config.minIntervalMs,
         offsetMs,
@@ -110,7 +111,7 @@ export async function runEvaluator(config: EvaluatorConfig, deps: RunEvaluatorDe
     };
 
     const { valkey, db } = clients;
-    const onValkeyReady = () => log.info({ valkey: redactUrl(config.valkeyUrl) }, "valkey_connected");
+    const onValkeyReady = () => log.info({ valkey: describeValkey(config.valkey) }, "valkey_connected");
     const onValkeyError = (err: Error) => log.warn({ err: err.message }, "valkey_error");
     valkey.on("ready", onValkeyReady);
     valkey.on("error", onValkeyError);
@@ -238,7 +239,7 @@ export async function runEvaluator(config: EvaluatorConfig, deps: RunEvaluatorDe
 }
 
 /** Resolves when the client is ready, after `ms`, or on shutdown — whichever comes first. */
-function waitForValkey(valkey: Redis, ms: number, signal: AbortSignal): Promise<void> {
+function waitForValkey(valkey: Redis | Cluster, ms: number, signal: AbortSignal): Promise<void> {
   if (valkey.status === "ready" || signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {

@@ -204,9 +204,13 @@ describe("the key layout of the Lua scripts", () => {
       }
     }
     // So a change in the scripts' shape cannot make this test vacuous.
-    expect([...fields].sort()).toEqual(
-      ["tenant_read:anom", "tenant_read:cd", "tenant_read:cond", "tenant_read:seen", "tenant_write:cd"],
-    );
+    expect([...fields].sort()).toEqual([
+      "tenant_read:anom",
+      "tenant_read:cd",
+      "tenant_read:cond",
+      "tenant_read:seen",
+      "tenant_write:cd",
+    ]);
   });
 
   it("cuts a field suffix off by its own length", () => {

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import type { TenantPlan } from "../rules/planTenant.ts";
 import { tickLeaseKey } from "./keys.ts";
 import { tenantStatePx } from "./retention.ts";
@@ -147,9 +147,13 @@ export class ValkeyState {
   readonly #maxPairsPerCall: number;
   #calls = 0;
 
-  /** @param client an ioredis client without `keyPrefix` (keys come from `keys.ts` as they are) */
-  constructor(client: Redis, options: ValkeyStateOptions = {}) {
-    if (client.options.keyPrefix) {
+  /**
+   * @param client an ioredis client (one server, or a Cluster, which routes each call by its keys'
+   *   slot) without `keyPrefix` (keys come from `keys.ts` as they are)
+   */
+  constructor(client: Redis | Cluster, options: ValkeyStateOptions = {}) {
+    const keyPrefix = "redisOptions" in client.options ? client.options.redisOptions?.keyPrefix : undefined;
+    if (client.options.keyPrefix || keyPrefix) {
       throw new RangeError("ValkeyState needs a client without keyPrefix: keys are built by keys.ts");
     }
     const commands = {} as Record<ScriptName, ScriptCommand>;
