@@ -134,7 +134,7 @@ export function pgConnectionConfig(connectionString: string, options: PgTlsOptio
 
   const ca =
     rootcert !== undefined
-      ? readCaBundle(rootcert, `sslrootcert`, fail)
+      ? readCaBundle(rootcert, "sslrootcert", fail)
       : options.caFile
         ? readCaBundle(options.caFile, "TLS_CA_FILE", fail)
         : undefined;
@@ -202,9 +202,18 @@ function splitTlsParams(
 }
 
 /**
- * The CA certificates of a PEM bundle, each checked to parse, so that a wrong file fails here with
- * its setting's name rather than at the first handshake.
+ * The CA certificates of the PEM bundle at `path`, each checked to parse: what a process checks at
+ * start for its `TLS_CA_FILE`, so a wrong file fails there rather than at the first handshake.
+ *
+ * @throws PgTlsError naming `setting` when the file cannot be read, holds no certificate, or one
+ *   does not parse
  */
+export function readCaFile(path: string, setting = "TLS_CA_FILE"): string {
+  return readCaBundle(path, setting, (message) => {
+    throw new PgTlsError(message);
+  });
+}
+
 function readCaBundle(path: string, setting: string, fail: (message: string) => never): string {
   if (path === "") fail(`${setting}: empty path`);
   let text: string;

@@ -75,7 +75,9 @@ export async function runOperator(config: OperatorConfig, deps: RunDeps): Promis
 
   const kube = createKubeWriter(kc);
   const secrets = createSecretReader(kc);
-  const assignments = config.assignments ? createAssignmentsResolver({ kube: secrets, log }) : undefined;
+  const assignments = config.assignments
+    ? createAssignmentsResolver({ kube: secrets, log, caFile: config.tlsCaFile })
+    : undefined;
   if (assignments) releasers.push(() => assignments.close());
 
   const startController = () => {

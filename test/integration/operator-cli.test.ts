@@ -72,6 +72,29 @@ describe("evaluator-operator on bad usage", () => {
       {},
       'unsupported scheme "mysql:"',
     ],
+    [
+      ["run", ...noPortsTaken],
+      { TLS_CA_FILE: "/nonexistent/ca.crt" },
+      "evaluator-operator: TLS_CA_FILE: cannot read the CA file /nonexistent/ca.crt (ENOENT)",
+    ],
+    [
+      ["migrate", "up"],
+      { DATABASE_URL: "postgres://app:hunter2@db.invalid/app?sslmode=verify" },
+      'evaluator-operator: DATABASE_URL (--database-url): sslmode: unknown value "verify"',
+    ],
+    [
+      ["events", "relay"],
+      {
+        DATABASE_URL: "postgres://app:hunter2@db.invalid/app?sslmode=verify-full",
+        NATS_URL: "nats://127.0.0.1:4222",
+      },
+      "evaluator-operator: DATABASE_URL (--database-url): sslmode=verify-full needs a CA: set TLS_CA_FILE",
+    ],
+    [
+      ["shards", "status", "--shard-set", "iot/alerts"],
+      { DATABASE_URL: "postgres://app:hunter2@db.invalid/app?sslmode=require&sslcert=/tls/client.crt" },
+      'evaluator-operator: DATABASE_URL (--database-url): the "sslcert" parameter is not supported',
+    ],
   ] as [string[], Record<string, string>, string][])(
     "%j (env %j) exits 2 saying why",
     async (args, env, says) => {

@@ -1,4 +1,5 @@
 import pg from "pg";
+import { PgTlsError, pgConnectionConfig } from "../../../runtime/pgTls.ts";
 import { isPostgresOutage } from "../../../runtime/postgresOutage.ts";
 import { DatabaseUnavailableError } from "../api/errors.ts";
 import { DEFAULTS, type EvaluatorShardSet } from "../api/types.ts";
@@ -24,19 +25,35 @@ export interface AssignmentsResolver {
  * no set uses any more is closed at once (otherwise every rotation would leak a pool, and its
  * connections would keep the old credentials in use). Errors reaching the Secret or the database
  * surface as DatabaseUnavailableError: the reconcile reports Degraded and retries.
+ *
+ * TLS follows each connection string's `sslmode` (runtime/pgTls.ts), with `caFile` (the operator's
+ * `TLS_CA_FILE`) as the CA when the URL names none; the file is read when a pool is created. A
+ * connection string whose TLS settings cannot be honoured (an unknown sslmode, verify-full without
+ * a CA) is reported as DatabaseUnavailableError naming the Secret, never showing the URL.
  */
-export function createAssignmentsResolver(deps: { kube: SecretReader; log: Logger }): AssignmentsResolver {
+export function createAssignmentsResolver(deps: {
+  kube: SecretReader;
+  log: Logger;
+  /** `TLS_CA_FILE`: the CA bundle trusted for PostgreSQL over TLS. */
+  caFile?: string | undefined;
+}): AssignmentsResolver {
   const pools = new Map<string, pg.Pool>();
   /** The connection string each set (`namespace/name`) used last. */
   const urlOfSet = new Map<string, string>();
   /** Pools being closed, awaited by close(). */
   const closing = new Set<Promise<void>>();
 
-  function poolFor(url: string): pg.Pool {
+  function poolFor(url: string, secret: string): pg.Pool {
     let pool = pools.get(url);
     if (!pool) {
+      let connection: ReturnType<typeof pgConnectionConfig>;
+      try {
+        connection = pgConnectionConfig(url, { caFile: deps.caFile, setting: `database Secret ${secret}` });
+      } catch (err) {
+        throw err instanceof PgTlsError ? new DatabaseUnavailableError(err.message) : err;
+      }
       pool = new pg.Pool({
-        connectionString: url,
+        ...connection,
         max: 4,
         connectionTimeoutMillis: 5_000,
         idleTimeoutMillis: 30_000,
@@ -82,7 +99,7 @@ export function createAssignmentsResolver(deps: { kube: SecretReader; log: Logge
       urlOfSet.set(key, url);
       // The Secret rotated (or the set points at another one): the old pool may be unused now.
       if (previous !== undefined && previous !== url) closeIfUnused(previous, key);
-      const inner = createPgTenantAssignments(poolFor(url), key);
+      const inner = createPgTenantAssignments(poolFor(url, ref.name), key);
       const wrap =
         <A extends unknown[], R>(fn: (...a: A) => Promise<R>) =>
         async (...a: A): Promise<R> => {

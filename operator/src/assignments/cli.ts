@@ -1,7 +1,8 @@
 import type { Command } from "commander";
 import pg from "pg";
 import { ConfigError } from "../config/configError.ts";
-import { DATABASE_URL_FLAG, DATABASE_URL_HELP, requirePostgresUrl } from "../config/databaseUrl.ts";
+import { DATABASE_URL_FLAG, databaseUrlHelp, requirePostgresUrl } from "../config/databaseUrl.ts";
+import { compilePgConnection, compileTlsCaFile, TLS_CA_FILE_HELP } from "../config/tlsCaFile.ts";
 import { planAssignment } from "../sharding/planAssignment.ts";
 import { createPgTenantAssignments, readTenantLoads } from "./pgTenantAssignments.ts";
 import { formatPlan, formatStatus } from "./shardsReport.ts";
@@ -12,9 +13,17 @@ export interface ShardsCommandDeps {
   readonly stdout: { write(text: string): unknown };
 }
 
-async function withPool<T>(raw: string | undefined, fn: (pool: pg.Pool) => Promise<T>): Promise<T> {
-  const url = requirePostgresUrl(raw, "DATABASE_URL (--database-url)");
-  const pool = new pg.Pool({ connectionString: url, max: 2 });
+/** The `shards` commands' help on their environment. */
+const SHARDS_HELP = databaseUrlHelp(TLS_CA_FILE_HELP);
+
+async function withPool<T>(
+  raw: string | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+  fn: (pool: pg.Pool) => Promise<T>,
+): Promise<T> {
+  const setting = "DATABASE_URL (--database-url)";
+  const url = requirePostgresUrl(raw, setting);
+  const pool = new pg.Pool({ ...compilePgConnection(url, compileTlsCaFile(env), setting), max: 2 });
   pool.on("error", () => {
     // Reported by the failing query.
   });
@@ -41,13 +50,13 @@ export function registerShardsCommand(program: Command, deps: ShardsCommandDeps)
     .requiredOption("--shards <n>", "target shard count")
     .requiredOption("--shard-set <namespace/name>", "the EvaluatorShardSet")
     .option("--database-url <url>", DATABASE_URL_FLAG)
-    .addHelpText("after", DATABASE_URL_HELP)
+    .addHelpText("after", SHARDS_HELP)
     .action(async (opts: { shards: string; shardSet: string; databaseUrl?: string }) => {
       const n = Number(opts.shards);
       if (!Number.isInteger(n) || n < 1 || n > 256)
         throw new ConfigError(`--shards: expected 1..256, got "${opts.shards}"`);
       const set = shardSetName(opts.shardSet);
-      await withPool(opts.databaseUrl ?? deps.env["DATABASE_URL"], async (pool) => {
+      await withPool(opts.databaseUrl ?? deps.env["DATABASE_URL"], deps.env, async (pool) => {
         const tenants = await readTenantLoads(pool, set);
         const current = await createPgTenantAssignments(pool, set).read();
         deps.stdout.write(formatPlan(tenants, planAssignment(tenants, n), current.shardCount));
@@ -59,10 +68,10 @@ export function registerShardsCommand(program: Command, deps: ShardsCommandDeps)
     .description("Per-shard tenants and load, and the shard set's epoch")
     .requiredOption("--shard-set <namespace/name>", "the EvaluatorShardSet")
     .option("--database-url <url>", DATABASE_URL_FLAG)
-    .addHelpText("after", DATABASE_URL_HELP)
+    .addHelpText("after", SHARDS_HELP)
     .action(async (opts: { shardSet: string; databaseUrl?: string }) => {
       const set = shardSetName(opts.shardSet);
-      await withPool(opts.databaseUrl ?? deps.env["DATABASE_URL"], async (pool) => {
+      await withPool(opts.databaseUrl ?? deps.env["DATABASE_URL"], deps.env, async (pool) => {
         const snapshot = await createPgTenantAssignments(pool, set).read();
         const { rows } = await pool.query<{ shard_index: number | null; tenants: number; load: number }>(
           sql("shard_loads"),

@@ -32,6 +32,9 @@ Environment (a flag wins over its variable):
   KUBE_API_BURST          --kube-api-burst, when the flag is not given
   POD_NAMESPACE           namespace of the leader Lease, when --leader-election-namespace is not given
   POD_NAME                this replica's identity in the leader Lease (no flag; default: the host name)
+  TLS_CA_FILE             PEM bundle of the CA certificates trusted for PostgreSQL over TLS, when a
+                          set's database URL has sslmode=require (the chain is then checked),
+                          verify-ca or verify-full and no sslrootcert (no flag; checked at start)
 
 Durations: 500ms, 15s, 2m, 1h (at most 596h). --resync-period and --autoscale-interval are at least
 1s, --leader-election-retry-period at least 100ms, and with leader election

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { type ListenAddress, parseAddress } from "../../../runtime/httpServer.ts";
 import { ConfigError } from "./configError.ts";
+import { compileTlsCaFile } from "./tlsCaFile.ts";
 
 export { ConfigError } from "./configError.ts";
 
@@ -75,6 +76,11 @@ export interface OperatorConfig {
    * every client the operator builds: kube/rateLimitedKubeConfig.ts).
    */
   readonly kubeApi: { readonly qps: number; readonly burst: number };
+  /**
+   * `TLS_CA_FILE` (environment only): the PEM bundle of CAs trusted for PostgreSQL over TLS when a
+   * set's database URL asks for it with sslmode (runtime/pgTls.ts); checked readable at start.
+   */
+  readonly tlsCaFile: string | undefined;
 }
 
 /**
@@ -284,5 +290,6 @@ export function compileOperatorConfig(
       qps: kubeApiQps(raw.kubeApiQps ?? String(KUBE_API_DEFAULTS.qps)),
       burst: kubeApiBurst(raw.kubeApiBurst ?? String(KUBE_API_DEFAULTS.burst)),
     },
+    tlsCaFile: compileTlsCaFile(env),
   };
 }

@@ -1,7 +1,8 @@
 import type { Command } from "commander";
 import pg from "pg";
-import { DATABASE_URL_FLAG, DATABASE_URL_HELP, requirePostgresUrl } from "../config/databaseUrl.ts";
+import { DATABASE_URL_FLAG, databaseUrlHelp, requirePostgresUrl } from "../config/databaseUrl.ts";
 import { parseDuration } from "../config/operatorConfig.ts";
+import { compilePgConnection, compileTlsCaFile, TLS_CA_FILE_HELP } from "../config/tlsCaFile.ts";
 import { createPgOutbox } from "./outbox.ts";
 import { compileRelayConfig, type RelayConfig } from "./relayConfig.ts";
 import { runRelay } from "./runRelay.ts";
@@ -20,6 +21,9 @@ Environment (a flag wins over its variable):
   DATABASE_URL         PostgreSQL connection string (prefer it to the flag: a flag shows in ps)
   DIRECT_DATABASE_URL  connection for LISTEN alert_events when DATABASE_URL goes through PgBouncer's
                        transaction pooling, which does not carry LISTEN (default: DATABASE_URL)
+  TLS_CA_FILE          PEM bundle of the CA certificates to trust for PostgreSQL over TLS, when a
+                       database URL has sslmode=require (the chain is then checked), verify-ca or
+                       verify-full and no sslrootcert. No sslmode or sslmode=disable: no TLS.
   NATS_URL             nats://[user:password@]host:port, or nats://token@host:port
   LOG_LEVEL            --log-level
 
@@ -69,6 +73,7 @@ export function registerEventsCommand(program: Command, deps: EventsCommandDeps)
       const config = compileRelayConfig({
         databaseUrl: (opts["databaseUrl"] as string | undefined) ?? env("DATABASE_URL"),
         directDatabaseUrl: (opts["directDatabaseUrl"] as string | undefined) ?? env("DIRECT_DATABASE_URL"),
+        tlsCaFile: env("TLS_CA_FILE"),
         natsUrl: (opts["natsUrl"] as string | undefined) ?? env("NATS_URL"),
         name: opts["name"] as string,
         stream: opts["stream"] as string,
@@ -92,14 +97,15 @@ export function registerEventsCommand(program: Command, deps: EventsCommandDeps)
     .description("Delete alert events older than --older-than (relayed or not), then exit")
     .requiredOption("--older-than <d>", "age of the events to delete, e.g. 168h")
     .option("--database-url <url>", DATABASE_URL_FLAG)
-    .addHelpText("after", DATABASE_URL_HELP)
+    .addHelpText("after", databaseUrlHelp(TLS_CA_FILE_HELP))
     .action(async (opts: { olderThan: string; databaseUrl?: string }) => {
       const ageMs = parseDuration(opts.olderThan, "--older-than");
-      const url = requirePostgresUrl(
-        opts.databaseUrl ?? env("DATABASE_URL"),
-        "DATABASE_URL (--database-url)",
-      );
-      const pool = new pg.Pool({ connectionString: url, max: 1 });
+      const setting = "DATABASE_URL (--database-url)";
+      const url = requirePostgresUrl(opts.databaseUrl ?? env("DATABASE_URL"), setting);
+      const pool = new pg.Pool({
+        ...compilePgConnection(url, compileTlsCaFile(deps.env), setting),
+        max: 1,
+      });
       pool.on("error", () => {
         // Reported by the failing query.
       });

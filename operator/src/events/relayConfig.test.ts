@@ -21,6 +21,24 @@ async function compiled(args: string[], env: Record<string, string> = {}): Promi
 }
 
 describe("events relay settings", () => {
+  it("compiles each database URL's TLS with TLS_CA_FILE, the TLS parameters out of the string", async () => {
+    const c = await compiled([], {
+      DATABASE_URL: "postgres://app:secret@pooler/app?sslmode=require&application_name=x",
+      DIRECT_DATABASE_URL: "postgres://app:secret@db/app?sslmode=disable",
+    });
+    expect(c.database).toEqual({
+      connectionString: "postgres://app:secret@pooler/app?application_name=x",
+      ssl: { rejectUnauthorized: false },
+    });
+    expect(c.directDatabase).toEqual({ connectionString: "postgres://app:secret@db/app", ssl: false });
+    await expect(compiled([], { TLS_CA_FILE: "/nonexistent/ca.pem" })).rejects.toThrow(
+      new ConfigError("TLS_CA_FILE: cannot read the CA file /nonexistent/ca.pem (ENOENT)"),
+    );
+    await expect(
+      compiled([], { DIRECT_DATABASE_URL: "postgres://app:secret@db/app?sslmode=verify-ca" }),
+    ).rejects.toThrow("DIRECT_DATABASE_URL (--direct-database-url): sslmode=verify-ca needs a CA");
+  });
+
   it("applies the documented defaults", async () => {
     const c = await compiled([]);
     expect(c.directDatabaseUrl).toBe(c.databaseUrl);

@@ -1,7 +1,9 @@
 import { type ListenAddress, parseAddress } from "../../../runtime/httpServer.ts";
+import type { PgConnectionConfig } from "../../../runtime/pgTls.ts";
 import { ConfigError } from "../config/configError.ts";
 import { requirePostgresUrl } from "../config/databaseUrl.ts";
 import { parseDuration } from "../config/operatorConfig.ts";
+import { compilePgConnection, compileTlsCaFile } from "../config/tlsCaFile.ts";
 import type { NatsPublisherSettings } from "./natsPublisher.ts";
 import type { RelaySettings } from "./relay.ts";
 import { SUBJECT_PREFIX_PATTERN } from "./subject.ts";
@@ -10,6 +12,8 @@ import { SUBJECT_PREFIX_PATTERN } from "./subject.ts";
 export interface RawRelayOptions {
   readonly databaseUrl?: string | undefined;
   readonly directDatabaseUrl?: string | undefined;
+  /** `TLS_CA_FILE`: the CA bundle trusted for PostgreSQL over TLS (see runtime/pgTls.ts). */
+  readonly tlsCaFile?: string | undefined;
   readonly natsUrl?: string | undefined;
   readonly name: string;
   readonly stream: string;
@@ -31,6 +35,10 @@ export interface RelayConfig {
   readonly databaseUrl: string;
   /** For LISTEN: a direct connection (LISTEN does not work through PgBouncer's transaction pooling). */
   readonly directDatabaseUrl: string;
+  /** What the pool is created with: databaseUrl without its TLS parameters, and TLS as its sslmode says. */
+  readonly database: PgConnectionConfig;
+  /** The same for directDatabaseUrl (the LISTEN connection). */
+  readonly directDatabase: PgConnectionConfig;
   readonly nats: NatsPublisherSettings;
   readonly relay: RelaySettings;
   readonly httpAddress: ListenAddress;
@@ -74,6 +82,12 @@ export function compileRelayConfig(raw: RawRelayOptions): RelayConfig {
     raw.directDatabaseUrl === undefined || raw.directDatabaseUrl === ""
       ? databaseUrl
       : requirePostgresUrl(raw.directDatabaseUrl, "DIRECT_DATABASE_URL (--direct-database-url)");
+  const caFile = compileTlsCaFile({ TLS_CA_FILE: raw.tlsCaFile });
+  const database = compilePgConnection(databaseUrl, caFile, "DATABASE_URL (--database-url)");
+  const directDatabase =
+    directDatabaseUrl === databaseUrl
+      ? database
+      : compilePgConnection(directDatabaseUrl, caFile, "DIRECT_DATABASE_URL (--direct-database-url)");
   if (raw.name.trim() === "" || raw.name.length > 200) {
     throw new ConfigError(`--name: expected 1 to 200 characters, got "${raw.name}"`);
   }
@@ -99,6 +113,8 @@ export function compileRelayConfig(raw: RawRelayOptions): RelayConfig {
   return Object.freeze({
     databaseUrl,
     directDatabaseUrl,
+    database,
+    directDatabase,
     nats: Object.freeze({
       url: natsUrl(raw.natsUrl),
       stream: raw.stream,

@@ -50,7 +50,7 @@ export async function runRelay(config: RelayConfig, deps: RunRelayDeps): Promise
   // every call. Each read is one explicit transaction, so transaction pooling carries it.
   const pool = new pg.Pool({
     ...pgOptions,
-    connectionString: config.databaseUrl,
+    ...config.database,
     max: 3,
     query_timeout: 35_000,
   });
@@ -67,7 +67,7 @@ export async function runRelay(config: RelayConfig, deps: RunRelayDeps): Promise
     newClient: () => {
       const client = new pg.Client({
         ...pgOptions,
-        connectionString: config.directDatabaseUrl,
+        ...config.directDatabase,
         query_timeout: 10_000,
       });
       client.on("error", () => {

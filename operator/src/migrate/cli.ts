@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { DATABASE_URL_FLAG, databaseUrlHelp, requirePostgresUrl } from "../config/databaseUrl.ts";
+import { compilePgConnection, compileTlsCaFile, TLS_CA_FILE_HELP } from "../config/tlsCaFile.ts";
 import { formatStatusTable } from "./formatStatusTable.ts";
 import { MigrationError } from "./MigrationError.ts";
 import { type MigrationLog, migrateUp, migrationStatus } from "./runMigrations.ts";
@@ -7,8 +8,8 @@ import { type MigrationLog, migrateUp, migrationStatus } from "./runMigrations.t
 /** What the `migrate` commands need from their surroundings. */
 export interface MigrateCommandDeps {
   /**
-   * Environment to read `DIRECT_DATABASE_URL` and `DATABASE_URL` from when their flags are not given;
-   * read when a command runs.
+   * Environment to read `DIRECT_DATABASE_URL` and `DATABASE_URL` from when their flags are not given,
+   * and `TLS_CA_FILE`; read when a command runs.
    */
   readonly env: Readonly<Record<string, string | undefined>>;
   /** Where the human-readable output goes (process.stdout in the binary, a buffer in tests). */
@@ -52,7 +53,7 @@ export function registerMigrateCommand(program: Command, deps: MigrateCommandDep
         "PostgreSQL connection string bypassing a transaction pooler (default: $DIRECT_DATABASE_URL, else the database URL)",
       )
       .option("--dir <path>", "migrations directory (default: the migrations/ shipped with the operator)")
-      .addHelpText("after", databaseUrlHelp(DIRECT_DATABASE_URL_HELP));
+      .addHelpText("after", databaseUrlHelp(DIRECT_DATABASE_URL_HELP + TLS_CA_FILE_HELP));
 
   const resolve = (flags: MigrateFlags) => {
     // Refused before any connection: no database, or not a postgres:// one (a mysql:// URL would
@@ -60,10 +61,12 @@ export function registerMigrateCommand(program: Command, deps: MigrateCommandDep
     // The runner's lock needs a session: the direct connection when one is given (a database URL
     // through a transaction pooler is then not used at all).
     const direct = flags.directDatabaseUrl ?? deps.env["DIRECT_DATABASE_URL"];
-    const db =
+    const [url, setting] =
       direct !== undefined && direct.trim() !== ""
-        ? requirePostgresUrl(direct, "DIRECT_DATABASE_URL (--direct-database-url)")
-        : requirePostgresUrl(flags.databaseUrl ?? deps.env["DATABASE_URL"], "DATABASE_URL (--database-url)");
+        ? [direct, "DIRECT_DATABASE_URL (--direct-database-url)"]
+        : [flags.databaseUrl ?? deps.env["DATABASE_URL"], "DATABASE_URL (--database-url)"];
+    // TLS as the URL's sslmode says, with TLS_CA_FILE's CA; a bad setting is refused before connecting.
+    const db = compilePgConnection(requirePostgresUrl(url, setting), compileTlsCaFile(deps.env), setting);
     const dir = flags.dir ?? deps.migrationsDir;
     return {
       db,

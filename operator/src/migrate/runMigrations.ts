@@ -1,5 +1,6 @@
 import pg from "pg";
 import { errorMessage } from "../../../runtime/errors.ts";
+import type { PgConnectionConfig } from "../../../runtime/pgTls.ts";
 import { MIGRATION_LOCK_KEY } from "./advisoryLockKey.ts";
 import { MigrationError } from "./MigrationError.ts";
 import { type AppliedMigration, type MigrationStatusRow, planMigrations } from "./planMigrations.ts";
@@ -14,11 +15,12 @@ export interface MigrationLog {
 /** Where and what to migrate. */
 export interface MigrateOptions {
   /**
-   * A pool, of which one client is borrowed for the whole run, or a connection string, for which one
-   * connection is opened and closed. Either way the database is the one migrated, in the first schema
-   * of its `search_path`.
+   * A pool, of which one client is borrowed for the whole run, or a connection string (or a
+   * connection string with its TLS options, runtime/pgTls.ts), for which one connection is opened
+   * and closed. Either way the database is the one migrated, in the first schema of its
+   * `search_path`.
    */
-  readonly db: pg.Pool | string;
+  readonly db: pg.Pool | string | PgConnectionConfig;
   /** The migrations directory; defaults to the repository's `migrations/` (see `defaultMigrationsDir`). */
   readonly dir?: string;
   readonly log?: MigrationLog;
@@ -124,7 +126,10 @@ interface Session {
  * Runs `fn` on ONE connection: session-level advisory locks belong to a connection, so the lock and
  * the migrations must never hop between pool clients.
  */
-async function withSession<T>(db: pg.Pool | string, fn: (session: Session) => Promise<T>): Promise<T> {
+async function withSession<T>(
+  db: pg.Pool | string | PgConnectionConfig,
+  fn: (session: Session) => Promise<T>,
+): Promise<T> {
   // A checked-out pool client has no 'error' listener of its own (the pool removes its idle one), so
   // without this a connection lost while waiting for the lock would crash the process; the pending
   // query rejects as well, and that is what the caller sees.
@@ -132,8 +137,9 @@ async function withSession<T>(db: pg.Pool | string, fn: (session: Session) => Pr
     session.broken = error;
   };
 
-  if (typeof db === "string") {
-    const client = new pg.Client({ connectionString: db, application_name: "evaluator-operator migrate" });
+  if (!(db instanceof pg.Pool)) {
+    const connection = typeof db === "string" ? { connectionString: db } : db;
+    const client = new pg.Client({ ...connection, application_name: "evaluator-operator migrate" });
     const session: Session = { client, broken: undefined };
     client.on("error", watch(session));
     try {
