@@ -335,6 +335,7 @@ describe("EvaluatorShardSet CRD: samples and defaults", () => {
         ],
         databaseSecretRef: { name: "pg-evaluator", key: "dsn" },
         valkeySecretRef: { name: "valkey.alerts", key: "connection_url" },
+        tls: { caSecretRef: { name: "db-ca", key: "ca.pem" } },
       },
       database: { secretRef: { name: "pg-operator", key: "url" } },
     };
@@ -501,6 +502,31 @@ const invalid: [string, Json, string][] = [
     'spec.evaluator.extraEnv[0].name: Invalid value: "string": must be an environment variable name',
   ],
   [
+    "a tls.caSecretRef without a name",
+    { spec: { evaluator: { tls: { caSecretRef: { key: "ca.crt" } } } } },
+    "spec.evaluator.tls.caSecretRef.name: Required value",
+  ],
+  [
+    "a tls.caSecretRef name that is not a Secret name",
+    { spec: { evaluator: { tls: { caSecretRef: { name: "DB_CA" } } } } },
+    'spec.evaluator.tls.caSecretRef.name: Invalid value: "string": must be a valid Secret name',
+  ],
+  [
+    "a tls.caSecretRef key that is a path",
+    { spec: { evaluator: { tls: { caSecretRef: { name: "db-ca", key: "../ca.crt" } } } } },
+    'spec.evaluator.tls.caSecretRef.key: Invalid value: "string": must be a key of the Secret',
+  ],
+  [
+    "a tls.caSecretRef key of '..'",
+    { spec: { evaluator: { tls: { caSecretRef: { name: "db-ca", key: ".." } } } } },
+    "spec.evaluator.tls.caSecretRef.key: Invalid value: \"string\": must be a key of the Secret: letters, digits, '-', '_' and '.', neither '.' nor '..'",
+  ],
+  [
+    "an unknown field in spec.evaluator.tls",
+    { spec: { evaluator: { tls: { caFile: "/etc/ssl/ca.pem" } } } },
+    'strict decoding error: unknown field "spec.evaluator.tls.caFile"',
+  ],
+  [
     "an unknown field spec.evaluator.databaseUrl",
     { spec: { evaluator: { databaseUrl: "postgres://user:secret@db/app" } } },
     'strict decoding error: unknown field "spec.evaluator.databaseUrl"',
@@ -652,6 +678,19 @@ describe("EvaluatorShardSet CRD: validation", () => {
       expect(await kubectl(["apply", "-n", ns, "-f", "-"], JSON.stringify(minimalShardSet("ok")))).toContain(
         "evaluatorshardset.evaluator.iot.dev/ok created",
       );
+    });
+  });
+
+  it("defaults tls.caSecretRef.key to the key the operator assumes (ca.crt)", async () => {
+    await inNamespace("crd-tls-ca", async (ns) => {
+      const manifest = mergePatch(minimalShardSet("tls"), {
+        spec: { evaluator: { tls: { caSecretRef: { name: "db-ca" } } } },
+      });
+      await kubectl(["apply", "-n", ns, "-f", "-"], JSON.stringify(manifest));
+      const stored = JSON.parse(await kubectl(["get", "ess", "tls", "-n", ns, "-o", "json"]));
+      expect(stored.spec.evaluator.tls).toEqual({
+        caSecretRef: { name: "db-ca", key: DEFAULTS.caSecretKey },
+      });
     });
   });
 

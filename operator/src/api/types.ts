@@ -98,7 +98,20 @@ export interface EvaluatorSpec {
   extraEnv?: EnvVar[];
   databaseSecretRef: SecretKeyRef;
   valkeySecretRef: SecretKeyRef;
+  /** TLS trust of the evaluators' connections (PostgreSQL with sslmode in its URL, Valkey with rediss://). */
+  tls?: EvaluatorTls;
 }
+
+export interface EvaluatorTls {
+  /**
+   * A key of a Secret holding a PEM bundle of CA certificates (default key `ca.crt`), mounted in
+   * every shard pod as {@link TLS_CA_PATH} and named by env `TLS_CA_FILE`.
+   */
+  caSecretRef?: SecretKeyRef;
+}
+
+/** Where a shard pod finds spec.evaluator.tls.caSecretRef's CA bundle (env `TLS_CA_FILE`). */
+export const TLS_CA_PATH = "/etc/evaluator/tls/ca.crt";
 
 export interface EvaluatorShardSetSpec {
   /** Shard count when autoscaling is off or only recommending (the GitOps knob, and what `kubectl scale` sets). */
@@ -205,6 +218,8 @@ export const DEFAULTS = {
   tenantBudgetMs: 5000,
   concurrency: 8,
   secretKey: "url",
+  /** Key of spec.evaluator.tls.caSecretRef when it names none (cert-manager's and kubernetes.io/tls's name). */
+  caSecretKey: "ca.crt",
   minShards: 1,
   maxShards: 16,
   tolerance: 0.1,

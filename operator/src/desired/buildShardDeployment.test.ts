@@ -3,7 +3,7 @@ import * as k8s from "@kubernetes/client-node";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { SETTINGS } from "../../../evaluator/src/config/evaluatorConfig.ts";
-import { ANNOTATIONS, type EvaluatorShardSet } from "../api/types.ts";
+import { ANNOTATIONS, type EvaluatorShardSet, TLS_CA_PATH } from "../api/types.ts";
 import {
   buildShardDeployment,
   DEFAULT_SHARD_DEPLOYMENT_CONFIG,
@@ -160,6 +160,57 @@ describe("buildShardDeployment", () => {
   });
 });
 
+describe("spec.evaluator.tls.caSecretRef", () => {
+  const pod = (d: k8s.V1Deployment) => d.spec!.template.spec!;
+  const withCa = (caSecretRef: { name: string; key?: string }) =>
+    shardSet({ evaluator: { ...shardSet().spec.evaluator, tls: { caSecretRef } } });
+
+  it.each([
+    ["the default key", { name: "db-ca" }, "ca.crt"],
+    ["a named key", { name: "managed-db-ca", key: "bundle.pem" }, "bundle.pem"],
+  ])("mounts the Secret's key read-only as TLS_CA_FILE's file (%s)", (_, ref, key) => {
+    const d = buildShardDeployment(withCa(ref), 2);
+    expect(TLS_CA_PATH).toBe("/etc/evaluator/tls/ca.crt");
+    expect(env(d).filter((e) => e.name === "TLS_CA_FILE")).toEqual([
+      { name: "TLS_CA_FILE", value: TLS_CA_PATH },
+    ]);
+    expect(pod(d).containers[0]!.volumeMounts).toEqual([
+      { name: "tmp", mountPath: "/tmp" },
+      { name: "tls-ca", mountPath: "/etc/evaluator/tls", readOnly: true },
+    ]);
+    expect(pod(d).volumes).toContainEqual({
+      name: "tls-ca",
+      secret: { secretName: ref.name, items: [{ key, path: "ca.crt" }], defaultMode: 0o444 },
+    });
+    // Never optional: a shard without the CA its URLs ask for must not start.
+    expect(JSON.stringify(pod(d).volumes)).not.toContain("optional");
+  });
+
+  it("adds nothing without it: sets written before the field keep their pod template byte for byte", () => {
+    const before = buildShardDeployment(shardSet(), 0);
+    expect(env(before).some((e) => e.name === "TLS_CA_FILE")).toBe(false);
+    expect(pod(before).volumes).toEqual([{ name: "tmp", emptyDir: { sizeLimit: "64Mi" } }]);
+    const emptyTls = shardSet({ evaluator: { ...shardSet().spec.evaluator, tls: {} } });
+    expect(buildShardDeployment(emptyTls, 0)).toEqual(before);
+  });
+
+  it("rolls the shards when the CA Secret changes (the input hash follows it)", () => {
+    const hash = (d: k8s.V1Deployment) => d.metadata?.annotations?.[ANNOTATIONS.inputHash];
+    const none = hash(buildShardDeployment(shardSet(), 0));
+    const a = hash(buildShardDeployment(withCa({ name: "ca-a" }), 0));
+    const b = hash(buildShardDeployment(withCa({ name: "ca-b" }), 0));
+    expect(new Set([none, a, b]).size).toBe(3);
+  });
+
+  it("keeps an extraEnv TLS_CA_FILE (stored before the name was reserved) from overriding the mount's path", () => {
+    const set = withCa({ name: "db-ca" });
+    set.spec.evaluator.extraEnv = [{ name: "TLS_CA_FILE", value: "/elsewhere.pem" }];
+    expect(env(buildShardDeployment(set, 0)).filter((e) => e.name === "TLS_CA_FILE")).toEqual([
+      { name: "TLS_CA_FILE", value: TLS_CA_PATH },
+    ]);
+  });
+});
+
 /** The part of an OpenAPI schema these tests walk. */
 interface Schema {
   properties?: Record<string, Schema>;
@@ -189,11 +240,14 @@ describe("RESERVED_ENV", () => {
         tenantBudgetMs: 2000,
         concurrency: 4,
         logLevel: "debug",
+        tls: { caSecretRef: { name: "db-ca" } },
       },
     });
-    for (const set of [shardSet(), full]) {
-      expect(env(buildShardDeployment(set, 1)).map((e) => e.name)).toEqual([...RESERVED_ENV]);
-    }
+    expect(env(buildShardDeployment(full, 1)).map((e) => e.name)).toEqual([...RESERVED_ENV]);
+    // TLS_CA_FILE only comes with a CA Secret.
+    expect(env(buildShardDeployment(shardSet(), 1)).map((e) => e.name)).toEqual(
+      RESERVED_ENV.filter((n) => n !== "TLS_CA_FILE"),
+    );
   });
 
   it("is what the CRD's CEL rules on extraEnv reserve, each name once", () => {
@@ -232,7 +286,7 @@ describe("RESERVED_ENV", () => {
         // Allowed entries follow the operator's own; a reserved one (an object stored before the name
         // was reserved) is dropped, and the operator's value stays.
         expect(names).toEqual([
-          ...RESERVED_ENV,
+          ...RESERVED_ENV.filter((n) => n !== "TLS_CA_FILE"),
           ...extra.filter((e) => !reserved.has(e.name)).map((e) => e.name),
         ]);
         expect(emitted.find((e) => e.name === "SHARD_INDEX")?.value).toBe(String(index));

@@ -7,6 +7,7 @@ import {
   KIND,
   LABELS,
   MANAGED_BY,
+  TLS_CA_PATH,
 } from "../api/types.ts";
 import { inputHash } from "./hash.ts";
 import { shardDeploymentName } from "./names.ts";
@@ -36,9 +37,13 @@ const secretKeyRef = (ref: { name: string; key?: string }): k8s.V1EnvVarSource =
   secretKeyRef: { name: ref.name, key: ref.key ?? DEFAULTS.secretKey },
 });
 
+/** The volume of spec.evaluator.tls.caSecretRef in a shard pod. */
+const TLS_CA_VOLUME = "tls-ca";
+
 /**
  * Every environment variable the operator sets on a shard's container, in order, each from the
- * resource or the operator's settings. Its names are {@link RESERVED_ENV}.
+ * resource or the operator's settings; one whose function returns undefined is not set on that
+ * shard (and stays reserved). Its names are {@link RESERVED_ENV}.
  */
 const OPERATOR_ENV = {
   SHARD_INDEX: ({ index }) => ({ value: String(index) }),
@@ -54,7 +59,9 @@ const OPERATOR_ENV = {
   CONCURRENCY: ({ set }) => ({ value: String(set.spec.evaluator.concurrency ?? DEFAULTS.concurrency) }),
   LOG_LEVEL: ({ set }) => ({ value: set.spec.evaluator.logLevel ?? "info" }),
   METRICS_PORT: ({ cfg }) => ({ value: String(cfg.metricsPort) }),
-} satisfies Record<string, (input: OperatorEnvInput) => Omit<k8s.V1EnvVar, "name">>;
+  // Only with a CA Secret: sets without one keep the pod template they had before the field existed.
+  TLS_CA_FILE: ({ set }) => (set.spec.evaluator.tls?.caSecretRef ? { value: TLS_CA_PATH } : undefined),
+} satisfies Record<string, (input: OperatorEnvInput) => Omit<k8s.V1EnvVar, "name"> | undefined>;
 
 /** A name of {@link RESERVED_ENV}. */
 export type ReservedEnvName = keyof typeof OPERATOR_ENV;
@@ -133,7 +140,10 @@ export function buildShardDeployment(
 
   const reserved = new Set<string>(RESERVED_ENV);
   const env: k8s.V1EnvVar[] = [
-    ...RESERVED_ENV.map((envName) => ({ name: envName, ...OPERATOR_ENV[envName]({ set, index, cfg }) })),
+    ...RESERVED_ENV.flatMap((envName) => {
+      const value = OPERATOR_ENV[envName]({ set, index, cfg });
+      return value === undefined ? [] : [{ name: envName, ...value }];
+    }),
     // The schema refuses reserved names; filtering again keeps an object stored before a name was
     // reserved from overriding it (or from doubling it, which server-side apply refuses).
     ...(ev.extraEnv ?? []).filter((e) => !reserved.has(e.name)).map((e) => ({ ...e }) as k8s.V1EnvVar),
@@ -181,6 +191,23 @@ export function buildShardDeployment(
     ],
     volumes: [{ name: "tmp", emptyDir: { sizeLimit: "64Mi" as unknown as string } }],
   };
+  const caRef = ev.tls?.caSecretRef;
+  if (caRef) {
+    // The kubelet mounts the one key as TLS_CA_PATH: the operator itself never reads this Secret.
+    // Not optional: a missing Secret or key keeps the pod from starting (an event on the pod says
+    // which), rather than an evaluator starting without the CA its URLs ask for.
+    const dir = TLS_CA_PATH.slice(0, TLS_CA_PATH.lastIndexOf("/"));
+    const file = TLS_CA_PATH.slice(dir.length + 1);
+    podSpec.containers[0]!.volumeMounts!.push({ name: TLS_CA_VOLUME, mountPath: dir, readOnly: true });
+    podSpec.volumes!.push({
+      name: TLS_CA_VOLUME,
+      secret: {
+        secretName: caRef.name,
+        items: [{ key: caRef.key ?? DEFAULTS.caSecretKey, path: file }],
+        defaultMode: 0o444,
+      },
+    });
+  }
   if (ev.nodeSelector) podSpec.nodeSelector = { ...ev.nodeSelector };
   if (ev.tolerations) podSpec.tolerations = ev.tolerations as k8s.V1Toleration[];
   if (ev.affinity) podSpec.affinity = ev.affinity as k8s.V1Affinity;
