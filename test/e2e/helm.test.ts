@@ -565,6 +565,65 @@ describe("the chart, rendered", () => {
     expect(err).toContain("migrations.databaseSecretRef.name is required");
   });
 
+  it("mounts tls.caSecret in the operator, relay and migration pods and names it TLS_CA_FILE; nothing without it", async () => {
+    const all = [
+      "--set",
+      "migrations.enabled=true",
+      "--set",
+      "migrations.databaseSecretRef.name=evaluator-database",
+      "--set",
+      "events.relay.enabled=true",
+      "--set",
+      "events.relay.databaseSecretRef.name=evaluator-database",
+      "--set",
+      "events.relay.natsUrl=nats://nats:4222",
+    ];
+    const pods = (objects: Manifest[]) =>
+      objects
+        .filter((o) => o.kind === "Deployment" || o.kind === "Job")
+        .map((o) => ({ name: `${o.kind}/${o.metadata.name}`, spec: o["spec"].template.spec }));
+    const withCa = pods(await render([...all, "--set", "tls.caSecret.name=db-ca"]));
+    expect(withCa.map((p) => p.name).sort()).toEqual([
+      "Deployment/rel-evaluator-operator",
+      "Deployment/rel-evaluator-operator-events-relay",
+      "Job/rel-evaluator-operator-migrate",
+    ]);
+    for (const { name, spec } of withCa) {
+      const container = spec.containers[0];
+      expect(container.env, name).toContainEqual({ name: "TLS_CA_FILE", value: "/etc/evaluator/tls/ca.crt" });
+      expect(container.volumeMounts, name).toContainEqual({
+        name: "tls-ca",
+        mountPath: "/etc/evaluator/tls",
+        readOnly: true,
+      });
+      expect(spec.volumes, name).toContainEqual({
+        name: "tls-ca",
+        secret: { secretName: "db-ca", items: [{ key: "ca.crt", path: "ca.crt" }], defaultMode: 0o444 },
+      });
+    }
+    const keyed = pods(
+      await render([...all, "--set", "tls.caSecret.name=db-ca", "--set", "tls.caSecret.key=bundle.pem"]),
+    );
+    for (const { spec } of keyed) {
+      expect(spec.volumes.find((v: { name: string }) => v.name === "tls-ca").secret.items).toEqual([
+        { key: "bundle.pem", path: "ca.crt" },
+      ]);
+    }
+    for (const { name, spec } of pods(await render(all))) {
+      expect(JSON.stringify(spec), name).not.toMatch(/tls-ca|TLS_CA_FILE/);
+    }
+
+    expect(await helmFailure(["template", "rel", chart, "--set", "tls.caSecret.name=DB_CA"])).toContain(
+      "tls.caSecret.name must be the name of a Secret in the release namespace",
+    );
+    expect(await helmFailure(["template", "rel", chart, "--set", "tls.caSecret.key=.."])).toContain(
+      "tls.caSecret.key must be a key of that Secret",
+    );
+    expect(await helmFailure(["template", "rel", chart, "--set", "tls.caFile=/ca.pem"])).toContain(
+      "additional properties 'caFile' not allowed",
+    );
+  });
+
   it.each([
     { field: "name", enabled: "false", value: "postgres://app:hunter2@db:5432/app" },
     { field: "name", enabled: "true", value: "host=db user=app password=hunter2" },

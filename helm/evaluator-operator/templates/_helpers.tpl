@@ -212,3 +212,48 @@ the password of a connection string pasted by mistake): these messages are fixed
 {{- fail "migrations.databaseSecretRef.key must be a key of that Secret, never the URL itself: letters, digits, '-', '_' and '.' (the value is not shown: it may carry a password)" }}
 {{- end }}
 {{- end }}
+
+{{/*
+tls.caSecret: the CA bundle the operator, the relay and the migration Job trust for PostgreSQL over
+TLS (with sslmode in their database URLs). The kubelet mounts the one key read-only; TLS_CA_FILE
+names the file. Each helper renders nothing without tls.caSecret.name. The name is checked as the
+Secret refs above (a fixed message: a value pasted by mistake is never echoed).
+*/}}
+{{- define "evaluator-operator.tlsCaPath" -}}/etc/evaluator/tls/ca.crt{{- end }}
+
+{{- define "evaluator-operator.validateTlsCaSecret" -}}
+{{- $ca := .Values.tls.caSecret }}
+{{- if and $ca.name (not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$" (toString $ca.name))) }}
+{{- fail "tls.caSecret.name must be the name of a Secret in the release namespace: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit" }}
+{{- end }}
+{{- if or (not (regexMatch "^[-._a-zA-Z0-9]+$" (toString $ca.key))) (eq (toString $ca.key) ".") (eq (toString $ca.key) "..") }}
+{{- fail "tls.caSecret.key must be a key of that Secret: letters, digits, '-', '_' and '.', neither '.' nor '..'" }}
+{{- end }}
+{{- end }}
+
+{{- define "evaluator-operator.tlsCaEnv" -}}
+{{- if .Values.tls.caSecret.name }}
+- name: TLS_CA_FILE
+  value: {{ include "evaluator-operator.tlsCaPath" . }}
+{{- end }}
+{{- end }}
+
+{{- define "evaluator-operator.tlsCaVolumeMount" -}}
+{{- if .Values.tls.caSecret.name }}
+- name: tls-ca
+  mountPath: {{ include "evaluator-operator.tlsCaPath" . | dir }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "evaluator-operator.tlsCaVolume" -}}
+{{- if .Values.tls.caSecret.name }}
+- name: tls-ca
+  secret:
+    secretName: {{ .Values.tls.caSecret.name }}
+    items:
+      - key: {{ .Values.tls.caSecret.key }}
+        path: {{ include "evaluator-operator.tlsCaPath" . | base }}
+    defaultMode: 0444
+{{- end }}
+{{- end }}
