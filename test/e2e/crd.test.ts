@@ -15,7 +15,7 @@ import {
 } from "../../operator/src/api/types.ts";
 import { AUTOSCALING_DEFAULTS } from "../../operator/src/autoscale/policy.ts";
 import { DEFAULT_QUERY_TIMEOUT_MS } from "../../operator/src/autoscale/signalSource.ts";
-import { RESERVED_ENV } from "../../operator/src/desired/buildShardDeployment.ts";
+import { buildShardDeployment, RESERVED_ENV } from "../../operator/src/desired/buildShardDeployment.ts";
 import { createTestNamespace, eventually, kubectl, loadKubeConfig } from "../support/cluster.ts";
 
 /**
@@ -681,7 +681,7 @@ describe("EvaluatorShardSet CRD: validation", () => {
     });
   });
 
-  it("defaults tls.caSecretRef.key to the key the operator assumes (ca.crt)", async () => {
+  it("defaults tls.caSecretRef.key to the key the operator assumes (ca.crt); the apiserver takes the mount", async () => {
     await inNamespace("crd-tls-ca", async (ns) => {
       const manifest = mergePatch(minimalShardSet("tls"), {
         spec: { evaluator: { tls: { caSecretRef: { name: "db-ca" } } } },
@@ -690,6 +690,29 @@ describe("EvaluatorShardSet CRD: validation", () => {
       const stored = JSON.parse(await kubectl(["get", "ess", "tls", "-n", ns, "-o", "json"]));
       expect(stored.spec.evaluator.tls).toEqual({
         caSecretRef: { name: "db-ca", key: DEFAULTS.caSecretKey },
+      });
+      // The shard Deployment built from the stored set, with its CA volume, passes the apiserver's
+      // validation (server-side dry run), and the mount comes back as sent.
+      const deployment = buildShardDeployment(stored, 0);
+      const applied = JSON.parse(
+        await kubectl(
+          ["apply", "--dry-run=server", "-n", ns, "-o", "json", "-f", "-"],
+          JSON.stringify(deployment),
+        ),
+      );
+      const pod = applied.spec.template.spec;
+      expect(pod.containers[0].env).toContainEqual({
+        name: "TLS_CA_FILE",
+        value: "/etc/evaluator/tls/ca.crt",
+      });
+      expect(pod.containers[0].volumeMounts).toContainEqual({
+        name: "tls-ca",
+        mountPath: "/etc/evaluator/tls",
+        readOnly: true,
+      });
+      expect(pod.volumes).toContainEqual({
+        name: "tls-ca",
+        secret: { secretName: "db-ca", items: [{ key: "ca.crt", path: "ca.crt" }], defaultMode: 0o444 },
       });
     });
   });
