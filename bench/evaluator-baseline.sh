@@ -10,7 +10,10 @@
 # (a shallow clone), it says so and runs this tree's benchmark alone. The worktree is removed on
 # exit; node_modules is this tree's (a symlink), so the baseline runs on the same dependencies.
 # Settings (env): the benchmark's BENCH_*, DATABASE_URL, VALKEY_URL (both runs get the same);
-# BENCH_BASELINE_REF overrides the baseline commit; BENCH_BASELINE=0 skips the baseline run.
+# BENCH_BASELINE_REF overrides the baseline commit; BENCH_BASELINE=0 skips the baseline run;
+# BENCH_MAX_OLD_SPACE_MIB caps the V8 old space of both runs (node --max-old-space-size), as a
+# container memory limit does: Node 24 sizes the old space to half the memory limit it reads from its
+# cgroup, so 256 is what a shard gets under a 512Mi limit.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$BENCH_DIR")
@@ -25,11 +28,18 @@ BASELINE_REF=${BENCH_BASELINE_REF:-58bf2481bf7686cc99848f1ea8233deabb9915fc}
 ensure_node
 ensure_deps
 
+node_flags=(--expose-gc)
+if [[ -n "${BENCH_MAX_OLD_SPACE_MIB:-}" ]]; then
+  [[ "$BENCH_MAX_OLD_SPACE_MIB" =~ ^[1-9][0-9]*$ ]] \
+    || die "BENCH_MAX_OLD_SPACE_MIB must be a whole number of MiB, not '$BENCH_MAX_OLD_SPACE_MIB'"
+  node_flags+=("--max-old-space-size=$BENCH_MAX_OLD_SPACE_MIB")
+fi
+
 this_tree_alone() {
   say "no before/after comparison: $*"
   say "running this tree's bench/evaluator.bench.ts alone"
   cd "$REPO_DIR"
-  exec node --expose-gc bench/evaluator.bench.ts
+  exec node "${node_flags[@]}" bench/evaluator.bench.ts
 }
 
 [[ "${BENCH_BASELINE:-1}" == 0 ]] && this_tree_alone "BENCH_BASELINE=0"
@@ -57,15 +67,15 @@ git -C "$REPO_DIR" worktree add --detach --quiet "$tree" "$BASELINE_REF"
 ln -s "$REPO_DIR/node_modules" "$tree/node_modules"
 
 say "before: the baseline's bench/evaluator.bench.ts ($short)"
-if ! (cd "$tree" && node --expose-gc bench/evaluator.bench.ts) | tee "$work/baseline.out"; then
+if ! (cd "$tree" && node "${node_flags[@]}" bench/evaluator.bench.ts) | tee "$work/baseline.out"; then
   say "the baseline's benchmark failed (above): no before/after comparison"
   say "after: this tree's bench/evaluator.bench.ts alone"
   cd "$REPO_DIR"
-  node --expose-gc bench/evaluator.bench.ts
+  node "${node_flags[@]}" bench/evaluator.bench.ts
   exit
 fi
 
 say "after: this tree's bench/evaluator.bench.ts"
 cd "$REPO_DIR"
 BENCH_BASELINE_OUTPUT=$work/baseline.out BENCH_BASELINE_LABEL="$short (last release before the fence)" \
-  node --expose-gc bench/evaluator.bench.ts
+  node "${node_flags[@]}" bench/evaluator.bench.ts

@@ -26,7 +26,11 @@
  * trips per tick, counted on the client and cross-checked with INFO commandstats deltas
  * (EVALSHA/EVAL calls; commands run inside scripts are not round trips; other users of a shared
  * server inflate the delta); PostgreSQL statements per tick; where a tenant's state came from
- * (kept copy, Valkey, rebuilt from PostgreSQL); the time tenants spent awaiting each step; peak RSS.
+ * (kept copy, Valkey, rebuilt from PostgreSQL); the time tenants spent awaiting each step; memory:
+ * peak RSS (sampled, and the OS high-water mark VmHWM), the V8 heap after a full collection once the
+ * last tick is done (what the shard keeps between ticks), both also in bytes per pair, and the V8
+ * heap limit the run had (BENCH_MAX_OLD_SPACE_MIB in bench/evaluator-baseline.sh caps it, as a
+ * container's memory limit does: Node sizes the old space to half the limit it finds in its cgroup).
  * Then window rules only: pairs/s and round trips of the Lua path vs two baselines — (1) sequential,
  * one tenant and one pair after another as the original design ran (on the first BENCH_SEQ_TENANTS
  * window tenants, its pairs/s extrapolated), and (2) the same code at the Lua path's concurrency —
@@ -40,6 +44,7 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import os from "node:os";
+import v8 from "node:v8";
 import type { Redis } from "ioredis";
 import pg from "pg";
 import pino from "pino";
@@ -139,6 +144,25 @@ function delta(after: Map<string, number>, before: Map<string, number>, names: s
   return names.reduce((n, c) => n + (after.get(c) ?? 0) - (before.get(c) ?? 0), 0);
 }
 
+/** The process's resident set high-water mark (VmHWM), bytes; the sampled peak where it is unknown. */
+function highWaterMark(): number {
+  try {
+    const m = readFileSync("/proc/self/status", "utf8").match(/^VmHWM:\s+(\d+) kB$/m);
+    if (m) return Number(m[1]) * 1024;
+  } catch {
+    // not Linux: fall through
+  }
+  return process.resourceUsage().maxRSS * 1024;
+}
+
+/** The V8 heap in use after a full collection (needs `node --expose-gc`), bytes. */
+function usedHeapAfterGc(): number {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) throw new Error("run the benchmark with node --expose-gc");
+  gc();
+  return v8.getHeapStatistics().used_heap_size;
+}
+
 /** Peak RSS sampled while `fn` runs (and the OS high-water mark). */
 async function withRssSampling<T>(fn: () => Promise<T>): Promise<{ result: T; peakRss: number }> {
   let peak = process.memoryUsage.rss();
@@ -174,8 +198,10 @@ async function main(): Promise<void> {
   });
   const log = pino({ level: "silent" });
   const clients = connectClients(config, log);
-  const { db, valkey } = clients;
-  const stats = connectClients(config, log).valkey; // INFO on its own connection
+  const { db } = clients;
+  // The benchmark runs against one server (VALKEY_MODE standalone).
+  const valkey = clients.valkey as Redis;
+  const stats = connectClients(config, log).valkey as Redis; // INFO on its own connection
   await Promise.all([waitReady(valkey), waitReady(stats)]);
   try {
     console.log(
@@ -318,6 +344,12 @@ async function main(): Promise<void> {
     const median = steady[Math.floor(steady.length / 2)]!;
     const e2ePairsPerSec = median.summary.rules / (median.ms / 1000);
     const peakRss = Math.max(...measured.map((m) => m.rss));
+    const vmHwm = highWaterMark();
+    // What the shard holds between ticks (its kept tenant states, plans dropped): the heap after a
+    // full collection, taken once the ticks are measured (a forced collection between measured
+    // ticks would shrink the heap a real shard grows).
+    const heapAfterGc = usedHeapAfterGc();
+    const pairs = median.summary.rules;
     line("median steady tick", `${fmt(median.ms)} ms → ${fmt(e2ePairsPerSec)} pairs/s (target ≥ 200,000)`);
     const rate = (m: (typeof measured)[number]) => m.summary.rules / (m.ms / 1000);
     line(
@@ -344,10 +376,17 @@ async function main(): Promise<void> {
       "pairs per evaluator CPU-second",
       `${fmt(median.summary.rules / (median.cpuMs / 1000))} (one shard process's ceiling when PostgreSQL and Valkey have CPUs of their own)`,
     );
+    line("peak RSS", `${fmt(peakRss / 2 ** 20)} MiB (OS high-water mark ${fmt(vmHwm / 2 ** 20)} MiB)`);
     line(
-      "peak RSS",
-      `${fmt(peakRss / 2 ** 20)} MiB (OS high-water mark ${fmt(process.resourceUsage().maxRSS / 1024)} MiB)`,
+      "V8 heap after a full GC, between ticks",
+      `${fmt(heapAfterGc / 2 ** 20)} MiB (heap limit ${fmt(v8.getHeapStatistics().heap_size_limit / 2 ** 20)} MiB)`,
     );
+    line(
+      "bytes per pair: peak RSS, heap after GC",
+      `${fmt(Math.max(peakRss, vmHwm) / pairs)} B, ${fmt(heapAfterGc / pairs)} B (${fmt(pairs)} pairs)`,
+    );
+    // The window replay below keeps state of its own: the tick path's is not needed any more.
+    valkeyState.retainTenants(new Set());
 
     // --- Window rules: Lua path vs the GET + JSON + SET baseline -------------------------------
     const rules = await readRules(db);
@@ -543,7 +582,9 @@ async function main(): Promise<void> {
       pairsPerCpuSecond: median.summary.rules / (median.cpuMs / 1000),
       valkeyTripsPerTick: median.clientTrips,
       pgStatementsPerTick: median.statements,
-      peakRssMiB: peakRss / 2 ** 20,
+      peakRssMiB: Math.max(peakRss, vmHwm) / 2 ** 20,
+      heapAfterGcMiB: heapAfterGc / 2 ** 20,
+      heapLimitMiB: v8.getHeapStatistics().heap_size_limit / 2 ** 20,
       windowLuaPairsPerSec: luaPps,
       windowSequentialPairsPerSec: seqPps,
       windowConcurrentPairsPerSec: basePps,
@@ -576,8 +617,14 @@ interface Figures {
   /** Valkey round trips (script calls, counted on the client) and SQL statements of that tick. */
   readonly valkeyTripsPerTick: number;
   readonly pgStatementsPerTick: number;
-  /** Peak RSS sampled during the end-to-end ticks. */
+  /** Peak RSS during the end-to-end ticks: sampled, or the OS high-water mark if higher. */
   readonly peakRssMiB: number;
+  /**
+   * The V8 heap after a full collection once the end-to-end ticks are done, and the heap limit of
+   * the run (absent from the output of releases before these figures).
+   */
+  readonly heapAfterGcMiB?: number;
+  readonly heapLimitMiB?: number;
   /** Window rules only: the Lua path, the sequential and the concurrent GET + SET baselines. */
   readonly windowLuaPairsPerSec: number;
   readonly windowSequentialPairsPerSec: number;
@@ -659,6 +706,23 @@ before/after: ${BASELINE_LABEL} vs this tree, same settings, one run each, one a
   pair("Valkey round trips per tick", before.valkeyTripsPerTick, after.valkeyTripsPerTick);
   pair("PostgreSQL statements per tick", before.pgStatementsPerTick, after.pgStatementsPerTick);
   pair("peak RSS, MiB", before.peakRssMiB, after.peakRssMiB);
+  const perPair = (mib: number, f: Figures) => (mib * 2 ** 20) / f.pairsPerTick;
+  pair(
+    "  bytes per pair (peak RSS / pairs)",
+    perPair(before.peakRssMiB, before),
+    perPair(after.peakRssMiB, after),
+  );
+  const heapRow = (label: string, b: number | undefined, a: number | undefined) =>
+    b === undefined || a === undefined
+      ? row(label, b === undefined ? "not printed" : fmt(b), a === undefined ? "not printed" : fmt(a), "")
+      : pair(label, b, a);
+  heapRow("heap after GC between ticks, MiB", before.heapAfterGcMiB, after.heapAfterGcMiB);
+  heapRow(
+    "  bytes per pair (heap after GC / pairs)",
+    before.heapAfterGcMiB === undefined ? undefined : perPair(before.heapAfterGcMiB, before),
+    after.heapAfterGcMiB === undefined ? undefined : perPair(after.heapAfterGcMiB, after),
+  );
+  heapRow("V8 heap limit of the run, MiB", before.heapLimitMiB, after.heapLimitMiB);
   pair("window rules, Lua path pairs/s", before.windowLuaPairsPerSec, after.windowLuaPairsPerSec);
   pair(
     "window rules, Lua path / sequential baseline",
