@@ -6,6 +6,7 @@ import { INACTIVE } from "./lifecycle.ts";
 import {
   emptyTenantState,
   type PairState,
+  PlannedTenantState,
   pairKey,
   planTenant,
   splitPairKey,
@@ -98,6 +99,19 @@ describe("planTenant", () => {
     expect(plan.pairs[0]?.readings.map((x) => x.value)).toEqual([1, 3]);
   });
 
+  it("plans the pairs of a repeated rule id once, whichever row names them", () => {
+    const bound = thresholdRule({ id: "r", device_id: "d2" });
+    const unbound = windowRule({ id: "r", device_id: null });
+    const plan = planTenant(
+      input([bound, unbound, bound], [reading("d9", "temp", 0, 1)], ["d1", "d2", "d1"]),
+    );
+    expect(plan.pairs.map((p) => [p.key, p.rule.type])).toEqual([
+      [pairKey("r", "d2"), "threshold"],
+      [pairKey("r", "d1"), "window"],
+      [pairKey("r", "d9"), "window"],
+    ]);
+  });
+
   it("refuses a rule of another tenant", () => {
     expect(() => planTenant(input([thresholdRule({ tenant_id: "other" })], []))).toThrow(RangeError);
   });
@@ -175,6 +189,43 @@ describe("evaluateTenant", () => {
     expect(result.conditions[0]?.status).toBe(true);
     expect(result.evaluations).toEqual([]);
     expect(result.stateUpdates).toEqual([]);
+    expect(result.suppressedByCooldown).toBe(1);
+    // A firing pair in its cooldown is still firing: nothing held back.
+    const firing = evaluate(
+      tenant,
+      loadedState(tenant, {
+        [key("r1")]: { cooldownRemainingMs: 1, alert: { active: true, since: T0 - 1, severity: "warning" } },
+      }),
+    );
+    expect(firing.suppressedByCooldown).toBe(0);
+    expect(evaluate(tenant).suppressedByCooldown).toBe(0);
+  });
+
+  it("reads a state built for its plan by position, as it reads the same states by key", () => {
+    const rules = [
+      thresholdRule({ id: "t", cooldown_seconds: 60 }),
+      windowRule({ id: "w" }),
+      anomalyRule({ id: "a" }),
+      patternRule({ id: "s", params: { kind: "absent" } }),
+    ];
+    const tenant = input(rules, [reading("d1", "temp", 0, 99), reading("d2", "temp", -30, 5)], ["d1", "d2"]);
+    const plan = planTenant(tenant);
+    const byKey = loadedState(tenant, {
+      [key("t", "d1")]: { cooldownRemainingMs: 5 },
+      [key("a", "d2")]: { anomaly: { n: 20, mean: 50, variance: 1, lastTs: T0 - 60_000 } },
+    });
+    const planned = new PlannedTenantState(
+      plan,
+      plan.pairs.map((p) => byKey.pairs.get(p.key)!),
+    );
+    const positional = evaluateTenant({ ...tenant, state: planned, plan });
+    // No map was needed, and the verdicts, actions and updates are those of the keyed read.
+    expect(positional).toEqual(evaluateTenant({ ...tenant, state: byKey, plan }));
+    expect(positional.suppressedByCooldown).toBe(1);
+    expect([...planned.pairs]).toEqual([...byKey.pairs]);
+    // Built for another plan (an equal one): read by key.
+    expect(evaluateTenant({ ...tenant, state: planned, plan: planTenant(tenant) })).toEqual(positional);
+    expect(() => new PlannedTenantState(plan, [])).toThrow(RangeError);
   });
 
   it("stores learned anomaly statistics only when new readings were learned", () => {

@@ -99,6 +99,8 @@ export interface TenantEvaluation {
   /** Alert actions to upsert (`fire`, `still-firing`, `resolve`). */
   readonly evaluations: readonly AlertEvaluation[];
   readonly failures: readonly PairFailure[];
+  /** fire actions a cooldown held back: true conditions of inactive pairs with cooldown left. */
+  readonly suppressedByCooldown: number;
 }
 
 interface PairOutcome {
@@ -151,10 +153,15 @@ export function evaluateTenant(input: TenantEvaluationInput): TenantEvaluation {
   const conditions: PairCondition[] = [];
   const evaluations: AlertEvaluation[] = [];
   const failures: PairFailure[] = [];
+  let suppressedByCooldown = 0;
 
-  for (const pair of plan.pairs) {
+  // States built for this very plan are read by position; any other by key.
+  const planned = input.state.planned?.plan === plan ? input.state.planned.states : null;
+  const byKey = planned === null ? input.state.pairs : null;
+  for (let i = 0; i < plan.pairs.length; i++) {
+    const pair = plan.pairs[i]!;
     const rule = pair.rule;
-    const state = input.state.pairs.get(pair.key);
+    const state = planned !== null ? planned[i] : byKey!.get(pair.key);
     try {
       const { condition, stats } = conditionOf(pair, state, now);
       const prev = state?.alert ?? INACTIVE;
@@ -168,6 +175,9 @@ export function evaluateTenant(input: TenantEvaluationInput): TenantEvaluation {
         value: condition.value,
         observedAt: condition.observedAt,
       });
+      // A true condition of an inactive pair whose cooldown is still running: a fire held back.
+      if (condition.status === true && !prev.active && (state?.cooldownRemainingMs ?? 0) > 0)
+        suppressedByCooldown++;
       if (step.action !== "none" && step.severity !== null && step.since !== null) {
         evaluations.push({
           tenantId: plan.tenantId,
@@ -204,5 +214,5 @@ export function evaluateTenant(input: TenantEvaluationInput): TenantEvaluation {
       failures.push({ ruleId: rule.id, deviceId: pair.deviceId, error });
     }
   }
-  return { stateUpdates, conditions, evaluations, failures };
+  return { stateUpdates, conditions, evaluations, failures, suppressedByCooldown };
 }

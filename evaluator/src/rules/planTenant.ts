@@ -63,6 +63,36 @@ export interface PairState {
  */
 export interface TenantState {
   readonly pairs: ReadonlyMap<string, PairState>;
+  /**
+   * The same states by index in `plan.pairs` (`undefined`: not loaded), when the state was built for
+   * that plan: `evaluateTenant` reads them by position, with no key lookup per pair.
+   */
+  readonly planned?: { readonly plan: TenantPlan; readonly states: readonly (PairState | undefined)[] };
+}
+
+/**
+ * A tenant state built for one plan, pair by pair in plan order (what a tick's state step makes):
+ * evaluated by position; the map by key is only built if something asks for it.
+ */
+export class PlannedTenantState implements TenantState {
+  readonly planned: { readonly plan: TenantPlan; readonly states: readonly PairState[] };
+  #pairs: Map<string, PairState> | null = null;
+
+  /** @param states the state of each pair of `plan.pairs`, at the same index */
+  constructor(plan: TenantPlan, states: readonly PairState[]) {
+    if (states.length !== plan.pairs.length) {
+      throw new RangeError(`${states.length} pair states for a plan of ${plan.pairs.length} pairs`);
+    }
+    this.planned = { plan, states };
+  }
+
+  get pairs(): ReadonlyMap<string, PairState> {
+    if (this.#pairs === null) {
+      const { plan, states } = this.planned;
+      this.#pairs = new Map(plan.pairs.map((pair, i) => [pair.key, states[i]!]));
+    }
+    return this.#pairs;
+  }
 }
 
 /** State for an evaluation without Valkey (fail-open path): every stateful condition is unknown. */
@@ -127,8 +157,10 @@ export function countPairs(input: TenantInput): number {
 export function planTenant(input: TenantInput): TenantPlan {
   const { tenantId, now, readingsByDeviceMetric } = input;
   const pairs: PairPlan[] = [];
-  const seen = new Set<string>();
+  /** Devices already planned per rule id: only rows sharing an id can repeat a pair. */
+  const planned = new Map<string, Set<string> | readonly string[]>();
   let known: ReadonlySet<string> | null = null;
+  let knownList: readonly string[] | null = null;
   for (const rule of input.rules) {
     if (rule.tenantId !== tenantId) {
       throw new RangeError(`rule ${rule.id} belongs to tenant ${rule.tenantId}, not ${tenantId}`);
@@ -137,24 +169,39 @@ export function planTenant(input: TenantInput): TenantPlan {
     if (rule.deviceId !== null) {
       devices = [rule.deviceId];
     } else {
-      known ??= new Set(input.deviceIds);
+      if (known === null) {
+        known = new Set(input.deviceIds);
+        knownList = known.size === input.deviceIds.length ? input.deviceIds : [...known];
+      }
       const extra: string[] = [];
       for (const [d, byMetric] of readingsByDeviceMetric) {
         if (!known.has(d) && byMetric.has(rule.metric)) extra.push(d);
       }
-      devices = extra.length === 0 ? [...known] : [...known, ...extra.sort()];
+      devices = extra.length === 0 ? (knownList as readonly string[]) : [...known, ...extra.sort()];
+    }
+    // Two rows with one id would share keys; evaluate the first only. Ids are distinct (the
+    // primary key) but for a malformed set of rows: only then are pairs checked one by one.
+    let taken: Set<string> | null = null;
+    const before = planned.get(rule.id);
+    if (before === undefined) {
+      planned.set(rule.id, devices);
+    } else {
+      taken = before instanceof Set ? before : new Set(before);
+      planned.set(rule.id, taken);
     }
     const isPattern = rule.type === "pattern";
     const window = rule.type === "window" || isPattern ? windowSpecOf(rule) : null;
     const anomaly = rule.type === "anomaly";
     const lastSeen = isPattern && rule.params.kind === "absent";
+    // pairKey(rule.id, deviceId), its rule part built once per rule.
+    const keyPrefix = pairKey(rule.id, "");
     for (const deviceId of devices) {
-      const key = pairKey(rule.id, deviceId);
-      // Two rows with one id would share keys; evaluate the first only.
-      if (seen.has(key)) continue;
-      seen.add(key);
+      if (taken !== null) {
+        if (taken.has(deviceId)) continue;
+        taken.add(deviceId);
+      }
       pairs.push({
-        key,
+        key: keyPrefix + deviceId,
         rule,
         deviceId,
         readings: readingsFor(readingsByDeviceMetric, deviceId, rule.metric),

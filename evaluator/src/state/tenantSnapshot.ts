@@ -9,12 +9,26 @@
 import type { AnomalyStats } from "../rules/anomaly.ts";
 import type { StateUpdate } from "../rules/evaluateTenant.ts";
 import { type AlertState, INACTIVE } from "../rules/lifecycle.ts";
-import type { PairPlan, PairState, TenantPlan, TenantState } from "../rules/planTenant.ts";
+import {
+  type PairPlan,
+  type PairState,
+  PlannedTenantState,
+  type TenantPlan,
+  type TenantState,
+} from "../rules/planTenant.ts";
 import type { WindowEntry } from "../rules/types.ts";
 import { appendToWindow } from "../rules/window.ts";
 import { pairField, pairPart } from "./keys.ts";
 import { windowBufferTtlMs } from "./retention.ts";
-import { encodeAlertState, encodeAnomalyStats, encodeBufferFrom, type KnownBuffer } from "./valueEncoding.ts";
+import {
+  bufferLength,
+  encodeAlertState,
+  encodeAnomalyStats,
+  encodeBuffer,
+  encodeBufferAfter,
+  type KnownBuffer,
+  PackedBuffer,
+} from "./valueEncoding.ts";
 
 /**
  * Everything known of one tenant's evaluation state, by pair key (`PairPlan.key`): the state the
@@ -106,8 +120,9 @@ export interface TickAdvance extends Writes {
 export function advanceTick(snapshot: TenantSnapshot, plan: TenantPlan, now: number): TickAdvance {
   const writes: Writes = { ops: [], values: [] };
   const ops = writes.ops;
-  const pairs = new Map<string, PairState>();
-  for (const pair of plan.pairs) {
+  const pairs: PairState[] = new Array(plan.pairs.length);
+  for (let i = 0; i < plan.pairs.length; i++) {
+    const pair = plan.pairs[i]!;
     const key = pair.key;
     let until = snapshot.cooldownUntil.get(key);
     if (until !== undefined && until <= now) {
@@ -125,17 +140,20 @@ export function advanceTick(snapshot: TenantSnapshot, plan: TenantPlan, now: num
           snapshot.buffers.delete(key);
           ops.push("b", partOf(pair), false, false);
         } else {
-          const stored = encodeBufferFrom(prev, buffer);
-          if (prev) {
+          const stored = prev ? encodeBufferAfter(before, prev.stored, buffer) : encodeBuffer(buffer);
+          if (prev instanceof PackedBuffer) {
             // Updated in place: one object less to allocate and promote per pair and tick.
             prev.entries = buffer;
             prev.stored = stored;
           } else {
-            snapshot.buffers.set(key, { entries: buffer, stored });
+            snapshot.buffers.set(key, new PackedBuffer(buffer, stored));
           }
           const px = String(windowBufferTtlMs(pair.window.windowMs));
           ops.push("b", partOf(pair), valueRef(writes, stored), px);
         }
+      } else if (prev !== undefined && !(prev instanceof PackedBuffer)) {
+        // As read from Valkey or rebuilt, unchanged: kept packed from now on.
+        snapshot.buffers.set(key, new PackedBuffer(before, prev.stored));
       }
     }
     let lastSeen: number | null = null;
@@ -151,15 +169,15 @@ export function advanceTick(snapshot: TenantSnapshot, plan: TenantPlan, now: num
       }
       lastSeen = Number(next);
     }
-    pairs.set(key, {
+    pairs[i] = {
       buffer,
       cooldownRemainingMs: until === undefined ? 0 : until - now,
       anomaly: pair.anomaly ? (snapshot.anomalies.get(key) ?? null) : null,
       lastSeen,
       alert: snapshot.alerts.get(key) ?? INACTIVE,
-    });
+    };
   }
-  return { state: { pairs }, ...writes };
+  return { state: new PlannedTenantState(plan, pairs), ...writes };
 }
 
 const NO_ENTRIES: readonly WindowEntry[] = Object.freeze([]);
@@ -239,7 +257,7 @@ export function fullStateWrites(snapshot: TenantSnapshot, plan: TenantPlan, now:
     const part = partOf(pair);
     if (pair.window) {
       const buffer = snapshot.buffers.get(key);
-      if (buffer && buffer.entries.length > 0) {
+      if (buffer && bufferLength(buffer) > 0) {
         const px = String(windowBufferTtlMs(pair.window.windowMs));
         ops.push("b", part, valueRef(writes, buffer.stored), px);
       } else {

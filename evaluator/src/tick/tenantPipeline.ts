@@ -297,7 +297,7 @@ export async function runTenantPipeline(
       pairs: evaluation.conditions.length,
       writes,
       written: result,
-      suppressedByCooldown: countCooldownSuppressed(evaluation, step.state),
+      suppressedByCooldown: evaluation.suppressedByCooldown,
       degraded,
       stateSource: source,
       pairFailures: evaluation.failures,
@@ -320,17 +320,6 @@ async function postgres<T>(ctx: PipelineContext, step: () => Promise<T>): Promis
       ? new DependencyUnavailableError("postgres", err)
       : err;
   }
-}
-
-/** fire actions the cooldown held back: a true condition on an inactive pair with cooldown left. */
-function countCooldownSuppressed(evaluation: TenantEvaluation, state: TenantState): number {
-  let n = 0;
-  for (const c of evaluation.conditions) {
-    if (c.status !== true) continue;
-    const s = state.pairs.get(pairKey(c.ruleId, c.deviceId));
-    if (s && !s.alert.active && s.cooldownRemainingMs > 0) n++;
-  }
-  return n;
 }
 
 function checkBudget(ctx: PipelineContext, signal: AbortSignal, deadline: number): void {
