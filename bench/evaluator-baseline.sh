@@ -13,7 +13,9 @@
 # BENCH_BASELINE_REF overrides the baseline commit; BENCH_BASELINE=0 skips the baseline run;
 # BENCH_MAX_OLD_SPACE_MIB caps the V8 old space of both runs (node --max-old-space-size), as a
 # container memory limit does: Node 24 sizes the old space to half the memory limit it reads from its
-# cgroup, so 256 is what a shard gets under a 512Mi limit.
+# cgroup, so 256 is what a shard gets under a 512Mi limit. The young generation is then capped too
+# (BENCH_MAX_SEMI_SPACE_MIB, default 16: 3 × 16 MiB, what Node gives a process under a 600Mi limit,
+# so no less than under 512Mi) instead of the large default of a machine with many GiB.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$BENCH_DIR")
@@ -32,7 +34,9 @@ node_flags=(--expose-gc)
 if [[ -n "${BENCH_MAX_OLD_SPACE_MIB:-}" ]]; then
   [[ "$BENCH_MAX_OLD_SPACE_MIB" =~ ^[1-9][0-9]*$ ]] \
     || die "BENCH_MAX_OLD_SPACE_MIB must be a whole number of MiB, not '$BENCH_MAX_OLD_SPACE_MIB'"
-  node_flags+=("--max-old-space-size=$BENCH_MAX_OLD_SPACE_MIB")
+  semi=${BENCH_MAX_SEMI_SPACE_MIB:-16}
+  [[ "$semi" =~ ^[1-9][0-9]*$ ]] || die "BENCH_MAX_SEMI_SPACE_MIB must be a whole number of MiB, not '$semi'"
+  node_flags+=("--max-old-space-size=$BENCH_MAX_OLD_SPACE_MIB" "--max-semi-space-size=$semi")
 fi
 
 this_tree_alone() {
