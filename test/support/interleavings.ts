@@ -15,7 +15,7 @@
 
 import { randomUUID } from "node:crypto";
 import fc from "fast-check";
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import pg from "pg";
 import pino from "pino";
 import { Registry } from "prom-client";
@@ -67,6 +67,8 @@ export type Step =
   | { readonly kind: "flush"; readonly tenant: number }
   /** Pod `pod` loses (or regains) Valkey: its calls fail and its breaker trips. */
   | { readonly kind: "valkey"; readonly pod: number; readonly up: boolean }
+  /** The suite's topology change `action` for `tenant` (see {@link InterleavingOptions.topology}). */
+  | { readonly kind: "topology"; readonly action: number; readonly tenant: number }
   /**
    * A maintenance window of `tenant` opens now for `ms` (tick clock), over device `device` or, when
    * it is null, the whole tenant.
@@ -145,7 +147,8 @@ export interface InterleavingOptions {
   readonly db: pg.Pool;
   /** Connection string of `db` (late ingests open connections of their own). */
   readonly dbUrl: string;
-  readonly valkey: Redis;
+  /** One server, or a Valkey Cluster (see {@link topology}). */
+  readonly valkey: Redis | Cluster;
   readonly tenants: number;
   /** Shard of each pod (two pods of one shard: a rollout's overlap). */
   readonly shards: readonly number[];
@@ -153,6 +156,12 @@ export interface InterleavingOptions {
   readonly budgetMs: number;
   /** `alert_rules` columns of each tenant's rules (default {@link RULES}; metric "temp", no cooldown unless given). */
   readonly rules?: readonly Record<string, unknown>[];
+  /**
+   * Plays a `topology` step: a change of the Valkey servers under the evaluators (a Cluster's slot
+   * migration or failover), for the tenant the step names. It runs beside the steps that follow
+   * and is awaited before the next topology step and before the run quiesces.
+   */
+  readonly topology?: (action: number, tenantId: string) => Promise<void>;
   /** Called after the run, before its Valkey keys are deleted (to look at the stored state). */
   readonly inspect?: (tenantIds: readonly string[]) => Promise<void>;
 }
@@ -314,6 +323,8 @@ export async function runSchedule(
   };
 
   const pods = opts.shards.map((_, i) => makePod(i, I));
+  /** The topology change under way (see {@link InterleavingOptions.topology}). */
+  let topologyChange: Promise<unknown> = Promise.resolve();
   const tick = (pod: Pod) =>
     pod.runner.runTick({ slot: slotOf(clock.now(), pod.intervalMs), now: clock.now(), trigger: "timer" });
 
@@ -448,6 +459,19 @@ export async function runSchedule(
         pod.valkeyUp = step.up;
         break;
       }
+      case "topology": {
+        const id = tenantIds[step.tenant % tenantIds.length]!;
+        if (!opts.topology) throw new Error("a topology step needs InterleavingOptions.topology");
+        await topologyChange;
+        note("topology", `change ${step.action} begins`, id);
+        // Runs beside the next steps; a failure fails the run when awaited.
+        const change = opts
+          .topology(step.action, id)
+          .then(() => note("topology", `change ${step.action} done`, id));
+        change.catch(() => undefined);
+        topologyChange = change;
+        break;
+      }
       case "maintenance": {
         const id = tenantIds[step.tenant % tenantIds.length]!;
         const device = step.device === null ? null : devices[step.device % devices.length]!;
@@ -463,8 +487,10 @@ export async function runSchedule(
   }
 
   if (process.env["EO_INTERLEAVING_DEBUG"]) console.error(runId, "quiesce");
-  // Quiesce: hung commits of live pods finish, Valkey is back, open ingests commit; then every pod
-  // ticks a few intervals (hand-offs expire, every reading is read and judged).
+  // Quiesce: a topology change finishes, hung commits of live pods finish, Valkey is back, open
+  // ingests commit; then every pod ticks a few intervals (hand-offs expire, every reading is read
+  // and judged).
+  await topologyChange;
   for (const h of held.splice(0)) h.release();
   for (const pod of pods) await pod.runner.drain();
   while (lateIngests.length > 0) await commitLate();

@@ -33,9 +33,10 @@ import {
   rm,
   writeFile,
 } from "node:fs/promises";
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
+import { TLSSocket, connect as tlsConnect } from "node:tls";
 import { promisify } from "node:util";
 import { freePort } from "./ports.ts";
 
@@ -159,11 +160,30 @@ async function sweepOrphanedRedis(): Promise<void> {
  * Starts a private redis-server on a free loopback port, without persistence, with its working
  * folder in a temp dir. Call `destroy()` (or `await using`) when done.
  */
-export async function startPrivateRedis(): Promise<PrivateRedis> {
+export async function startPrivateRedis(options: PrivateRedisOptions = {}): Promise<PrivateRedis> {
   const bin = redisServerBinary();
   await sweepOrphanedRedis();
   const dir = await makeInstanceDir("redis");
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
+  const tls = options.tls;
+  // With TLS the port speaks TLS only (no plain-text port).
+  const listen = tls
+    ? [
+        "--port",
+        "0",
+        "--tls-port",
+        String(port),
+        "--tls-cert-file",
+        tls.certFile,
+        "--tls-key-file",
+        tls.keyFile,
+        "--tls-ca-cert-file",
+        tls.caFile,
+        "--tls-auth-clients",
+        "no",
+        ...(tls.replication ? ["--tls-replication", "yes", "--tls-cluster", "yes"] : []),
+      ]
+    : ["--port", String(port)];
   const server = await superviseProcess({
     what: `redis-server on port ${port}`,
     dir,
@@ -171,8 +191,7 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
       spawn(
         bin,
         [
-          "--port",
-          String(port),
+          ...listen,
           "--bind",
           "127.0.0.1",
           "--save",
@@ -187,14 +206,15 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
           join(dir, "redis.log"),
           "--daemonize",
           "no",
+          ...(options.args ?? []),
         ],
         { stdio: "ignore" },
       ),
-    ready: () => redisPing(port),
+    ready: () => (tls ? redisTlsPing(port, tls.caFile) : redisPing(port)),
     logTail: () => readTail(join(dir, "redis.log")),
   });
   return {
-    url: `redis://127.0.0.1:${port}/0`,
+    url: `${tls ? "rediss" : "redis"}://127.0.0.1:${port}/0`,
     port,
     dir,
     ...server,
@@ -202,10 +222,33 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   };
 }
 
+/** Options of {@link startPrivateRedis}. */
+export interface PrivateRedisOptions {
+  /** The port (default: a free one). */
+  readonly port?: number;
+  /** More server arguments (`--cluster-enabled yes`, …), after the defaults. */
+  readonly args?: readonly string[];
+  /**
+   * Serve TLS only, with this certificate and key (the CA for `--tls-ca-cert-file`; clients are not
+   * asked for a certificate). `replication`: replication and the cluster bus over TLS too.
+   */
+  readonly tls?: {
+    readonly certFile: string;
+    readonly keyFile: string;
+    readonly caFile: string;
+    readonly replication?: boolean;
+  };
+}
+
+/** Resolves true when a RESP PING over TLS (trusting `caFile`) answers +PONG. */
+function redisTlsPing(port: number, caFile: string): Promise<boolean> {
+  return redisPing(port, () => tlsConnect({ port, host: "127.0.0.1", ca: readFileSync(caFile) }));
+}
+
 /** Resolves true when a RESP PING on the port answers +PONG. */
-function redisPing(port: number): Promise<boolean> {
+function redisPing(port: number, open: () => Socket = () => connect(port, "127.0.0.1")): Promise<boolean> {
   return new Promise((resolve) => {
-    const sock = connect(port, "127.0.0.1");
+    const sock = open();
     let buf = "";
     const done = (ok: boolean) => {
       sock.destroy();
@@ -213,7 +256,7 @@ function redisPing(port: number): Promise<boolean> {
     };
     sock.setTimeout(1000, () => done(false));
     sock.on("error", () => done(false));
-    sock.on("connect", () => sock.write("PING\r\n"));
+    sock.on(sock instanceof TLSSocket ? "secureConnect" : "connect", () => sock.write("PING\r\n"));
     sock.on("data", (d) => {
       buf += d.toString();
       if (buf.includes("\r\n")) done(buf.startsWith("+PONG"));

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
+import { type Cluster, Redis } from "ioredis";
 import { tenantKeysPattern } from "../../evaluator/src/state/keys.ts";
 
 /** The shared Valkey/Redis server the suites run against. */
@@ -25,12 +25,19 @@ export async function windowBufferLength(client: Redis, key: string): Promise<nu
   return stored ? stored.split(",").length : 0;
 }
 
-/** Deletes every Valkey key of one tenant (its keys share the tenant's hash tag). */
-export async function deleteTenantKeys(client: Redis, tenantId: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, keys] = await client.scan(cursor, "MATCH", tenantKeysPattern(tenantId), "COUNT", 1000);
-    if (keys.length > 0) await client.del(...keys);
-    cursor = next;
-  } while (cursor !== "0");
+/**
+ * Deletes every Valkey key of one tenant (its keys share the tenant's hash tag): on one server, or
+ * on every primary of a Cluster (SCAN is per node).
+ */
+export async function deleteTenantKeys(client: Redis | Cluster, tenantId: string): Promise<void> {
+  const servers = client instanceof Redis ? [client] : client.nodes("master");
+  for (const server of servers) {
+    let cursor = "0";
+    do {
+      const [next, keys] = await server.scan(cursor, "MATCH", tenantKeysPattern(tenantId), "COUNT", 1000);
+      // One DEL per key: on a Cluster the node may have given the slot away meanwhile.
+      for (const key of keys) await client.del(key);
+      cursor = next;
+    } while (cursor !== "0");
+  }
 }
