@@ -23,6 +23,19 @@ const raw: RawOperatorOptions = {
 };
 
 describe("compileOperatorConfig", () => {
+  it("takes TLS_CA_FILE from the environment once it reads as a PEM bundle, and refuses one that does not", () => {
+    expect(compileOperatorConfig(raw, {}).tlsCaFile).toBeUndefined();
+    expect(compileOperatorConfig(raw, { TLS_CA_FILE: "" }).tlsCaFile).toBeUndefined();
+    expect(() => compileOperatorConfig(raw, { TLS_CA_FILE: "/nonexistent/ca.crt" })).toThrow(
+      new ConfigError("TLS_CA_FILE: cannot read the CA file /nonexistent/ca.crt (ENOENT)"),
+    );
+    // A file that is not a certificate bundle (this test file) is refused at start too.
+    const notPem = new URL(import.meta.url).pathname;
+    expect(() => compileOperatorConfig(raw, { TLS_CA_FILE: notPem })).toThrow(
+      `TLS_CA_FILE: ${notPem} holds no PEM certificate`,
+    );
+  });
+
   it("applies units and env fallbacks", () => {
     const c = compileOperatorConfig(
       { ...raw, namespaces: "a, b,," },
