@@ -16,6 +16,8 @@
 # cgroup, so 256 is what a shard gets under a 512Mi limit. The young generation is then capped too
 # (BENCH_MAX_SEMI_SPACE_MIB, default 16: 3 × 16 MiB, what Node gives a process under a 600Mi limit,
 # so no less than under 512Mi) instead of the large default of a machine with many GiB.
+# BENCH_CAP_BASELINE=0 runs the baseline without those caps (as it ran before, no limit) and this
+# tree under them: what a shard gives up when it moves into the container.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$BENCH_DIR")
@@ -31,12 +33,14 @@ ensure_node
 ensure_deps
 
 node_flags=(--expose-gc)
+baseline_flags=(--expose-gc)
 if [[ -n "${BENCH_MAX_OLD_SPACE_MIB:-}" ]]; then
   [[ "$BENCH_MAX_OLD_SPACE_MIB" =~ ^[1-9][0-9]*$ ]] \
     || die "BENCH_MAX_OLD_SPACE_MIB must be a whole number of MiB, not '$BENCH_MAX_OLD_SPACE_MIB'"
   semi=${BENCH_MAX_SEMI_SPACE_MIB:-16}
   [[ "$semi" =~ ^[1-9][0-9]*$ ]] || die "BENCH_MAX_SEMI_SPACE_MIB must be a whole number of MiB, not '$semi'"
   node_flags+=("--max-old-space-size=$BENCH_MAX_OLD_SPACE_MIB" "--max-semi-space-size=$semi")
+  [[ "${BENCH_CAP_BASELINE:-1}" == 0 ]] || baseline_flags=("${node_flags[@]}")
 fi
 
 this_tree_alone() {
@@ -64,14 +68,16 @@ cleanup() {
 trap cleanup EXIT
 
 short=$(git -C "$REPO_DIR" rev-parse --short "$BASELINE_REF")
-say "checking out the baseline $short (the last release before the fence) into $tree"
+what="the last release before the fence"
+[[ -n "${BENCH_BASELINE_REF:-}" ]] && what="BENCH_BASELINE_REF"
+say "checking out the baseline $short ($what) into $tree"
 git -C "$REPO_DIR" worktree add --detach --quiet "$tree" "$BASELINE_REF"
 # Only node runs in the worktree, never npm: `npm ci` there would empty this tree's node_modules
 # through the symlink.
 ln -s "$REPO_DIR/node_modules" "$tree/node_modules"
 
-say "before: the baseline's bench/evaluator.bench.ts ($short)"
-if ! (cd "$tree" && node "${node_flags[@]}" bench/evaluator.bench.ts) | tee "$work/baseline.out"; then
+say "before: the baseline's bench/evaluator.bench.ts ($short), node ${baseline_flags[*]}"
+if ! (cd "$tree" && node "${baseline_flags[@]}" bench/evaluator.bench.ts) | tee "$work/baseline.out"; then
   say "the baseline's benchmark failed (above): no before/after comparison"
   say "after: this tree's bench/evaluator.bench.ts alone"
   cd "$REPO_DIR"
@@ -79,7 +85,7 @@ if ! (cd "$tree" && node "${node_flags[@]}" bench/evaluator.bench.ts) | tee "$wo
   exit
 fi
 
-say "after: this tree's bench/evaluator.bench.ts"
+say "after: this tree's bench/evaluator.bench.ts, node ${node_flags[*]}"
 cd "$REPO_DIR"
-BENCH_BASELINE_OUTPUT=$work/baseline.out BENCH_BASELINE_LABEL="$short (last release before the fence)" \
+BENCH_BASELINE_OUTPUT=$work/baseline.out BENCH_BASELINE_LABEL="$short ($what)" \
   node "${node_flags[@]}" bench/evaluator.bench.ts

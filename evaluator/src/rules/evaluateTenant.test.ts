@@ -223,6 +223,10 @@ describe("evaluateTenant", () => {
     expect(positional).toEqual(evaluateTenant({ ...tenant, state: byKey, plan }));
     expect(positional.suppressedByCooldown).toBe(1);
     expect([...planned.pairs]).toEqual([...byKey.pairs]);
+    // Deep equality compares the states by key, as for any tenant state, not the plans.
+    expect(planned).toEqual(byKey);
+    const other = planned.planned.states.map((st, i) => (i === 1 ? { ...st, cooldownRemainingMs: 7 } : st));
+    expect(new PlannedTenantState(plan, other)).not.toEqual(planned);
     // Built for another plan (an equal one): read by key.
     expect(evaluateTenant({ ...tenant, state: planned, plan: planTenant(tenant) })).toEqual(positional);
     expect(() => new PlannedTenantState(plan, [])).toThrow(RangeError);

@@ -72,23 +72,31 @@ export interface TenantState {
 
 /**
  * A tenant state built for one plan, pair by pair in plan order (what a tick's state step makes):
- * evaluated by position; the map by key is only built if something asks for it.
+ * evaluated by position; the map by key is only built if something asks for it. Its one enumerable
+ * property is `pairs`, so that comparing two states (a test's deep equality) compares their states
+ * by key, as for any other {@link TenantState}, and not the plans they were built for.
  */
 export class PlannedTenantState implements TenantState {
-  readonly planned: { readonly plan: TenantPlan; readonly states: readonly PairState[] };
+  readonly #planned: { readonly plan: TenantPlan; readonly states: readonly PairState[] };
   #pairs: Map<string, PairState> | null = null;
+  declare readonly pairs: ReadonlyMap<string, PairState>;
 
   /** @param states the state of each pair of `plan.pairs`, at the same index */
   constructor(plan: TenantPlan, states: readonly PairState[]) {
     if (states.length !== plan.pairs.length) {
       throw new RangeError(`${states.length} pair states for a plan of ${plan.pairs.length} pairs`);
     }
-    this.planned = { plan, states };
+    this.#planned = { plan, states };
+    Object.defineProperty(this, "pairs", { enumerable: true, get: () => this.#byKey() });
   }
 
-  get pairs(): ReadonlyMap<string, PairState> {
+  get planned(): { readonly plan: TenantPlan; readonly states: readonly PairState[] } {
+    return this.#planned;
+  }
+
+  #byKey(): ReadonlyMap<string, PairState> {
     if (this.#pairs === null) {
-      const { plan, states } = this.planned;
+      const { plan, states } = this.#planned;
       this.#pairs = new Map(plan.pairs.map((pair, i) => [pair.key, states[i]!]));
     }
     return this.#pairs;

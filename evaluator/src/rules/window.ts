@@ -67,14 +67,23 @@ export function appendToWindow(
     out = buffer.slice(start);
   } else {
     if (!sorted) fresh.sort(byTs);
-    out = [];
+    // Merged straight into an array of the kept size (the newest maxLen): a buffer outlives the
+    // tick, and an array grown by push would keep spare capacity of up to as many slots again.
+    const total = buffer.length - start + fresh.length;
+    let skip = Math.max(0, total - spec.maxLen);
+    out = new Array(total - skip);
+    let n = 0;
     let i = start;
     let j = 0;
-    while (i < buffer.length && j < fresh.length) {
-      out.push(buffer[i]!.ts <= fresh[j]!.ts ? buffer[i++]! : fresh[j++]!);
+    while (i < buffer.length || j < fresh.length) {
+      const e =
+        j >= fresh.length || (i < buffer.length && buffer[i]!.ts <= fresh[j]!.ts)
+          ? buffer[i++]!
+          : fresh[j++]!;
+      if (skip > 0) skip--;
+      else out[n++] = e;
     }
-    while (i < buffer.length) out.push(buffer[i++]!);
-    while (j < fresh.length) out.push(fresh[j++]!);
+    return out;
   }
   return out.length > spec.maxLen ? out.slice(out.length - spec.maxLen) : out;
 }

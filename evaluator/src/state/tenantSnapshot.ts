@@ -21,13 +21,11 @@ import { appendToWindow } from "../rules/window.ts";
 import { pairField, pairPart } from "./keys.ts";
 import { windowBufferTtlMs } from "./retention.ts";
 import {
-  bufferLength,
   encodeAlertState,
   encodeAnomalyStats,
   encodeBuffer,
   encodeBufferAfter,
   type KnownBuffer,
-  PackedBuffer,
 } from "./valueEncoding.ts";
 
 /**
@@ -121,12 +119,14 @@ export function advanceTick(snapshot: TenantSnapshot, plan: TenantPlan, now: num
   const writes: Writes = { ops: [], values: [] };
   const ops = writes.ops;
   const pairs: PairState[] = new Array(plan.pairs.length);
+  // Cooldowns and firing states are few: most tenants have none, and their pairs look nothing up.
+  const { cooldownUntil, alerts } = snapshot;
   for (let i = 0; i < plan.pairs.length; i++) {
     const pair = plan.pairs[i]!;
     const key = pair.key;
-    let until = snapshot.cooldownUntil.get(key);
+    let until = cooldownUntil.size === 0 ? undefined : cooldownUntil.get(key);
     if (until !== undefined && until <= now) {
-      snapshot.cooldownUntil.delete(key);
+      cooldownUntil.delete(key);
       ops.push("f", pairField(partOf(pair), "cd"), false, false);
       until = undefined;
     }
@@ -141,19 +141,16 @@ export function advanceTick(snapshot: TenantSnapshot, plan: TenantPlan, now: num
           ops.push("b", partOf(pair), false, false);
         } else {
           const stored = prev ? encodeBufferAfter(before, prev.stored, buffer) : encodeBuffer(buffer);
-          if (prev instanceof PackedBuffer) {
+          if (prev) {
             // Updated in place: one object less to allocate and promote per pair and tick.
             prev.entries = buffer;
             prev.stored = stored;
           } else {
-            snapshot.buffers.set(key, new PackedBuffer(buffer, stored));
+            snapshot.buffers.set(key, { entries: buffer, stored });
           }
           const px = String(windowBufferTtlMs(pair.window.windowMs));
           ops.push("b", partOf(pair), valueRef(writes, stored), px);
         }
-      } else if (prev !== undefined && !(prev instanceof PackedBuffer)) {
-        // As read from Valkey or rebuilt, unchanged: kept packed from now on.
-        snapshot.buffers.set(key, new PackedBuffer(before, prev.stored));
       }
     }
     let lastSeen: number | null = null;
@@ -174,7 +171,7 @@ export function advanceTick(snapshot: TenantSnapshot, plan: TenantPlan, now: num
       cooldownRemainingMs: until === undefined ? 0 : until - now,
       anomaly: pair.anomaly ? (snapshot.anomalies.get(key) ?? null) : null,
       lastSeen,
-      alert: snapshot.alerts.get(key) ?? INACTIVE,
+      alert: (alerts.size === 0 ? undefined : alerts.get(key)) ?? INACTIVE,
     };
   }
   return { state: new PlannedTenantState(plan, pairs), ...writes };
@@ -257,7 +254,7 @@ export function fullStateWrites(snapshot: TenantSnapshot, plan: TenantPlan, now:
     const part = partOf(pair);
     if (pair.window) {
       const buffer = snapshot.buffers.get(key);
-      if (buffer && bufferLength(buffer) > 0) {
+      if (buffer && buffer.entries.length > 0) {
         const px = String(windowBufferTtlMs(pair.window.windowMs));
         ops.push("b", part, valueRef(writes, buffer.stored), px);
       } else {
