@@ -181,7 +181,6 @@ export async function startPrivateRedis(options: PrivateRedisOptions = {}): Prom
         tls.caFile,
         "--tls-auth-clients",
         "no",
-        ...(tls.replication ? ["--tls-replication", "yes", "--tls-cluster", "yes"] : []),
       ]
     : ["--port", String(port)];
   const server = await superviseProcess({
@@ -230,14 +229,9 @@ export interface PrivateRedisOptions {
   readonly args?: readonly string[];
   /**
    * Serve TLS only, with this certificate and key (the CA for `--tls-ca-cert-file`; clients are not
-   * asked for a certificate). `replication`: replication and the cluster bus over TLS too.
+   * asked for a certificate).
    */
-  readonly tls?: {
-    readonly certFile: string;
-    readonly keyFile: string;
-    readonly caFile: string;
-    readonly replication?: boolean;
-  };
+  readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly caFile: string };
 }
 
 /** Resolves true when a RESP PING over TLS (trusting `caFile`) answers +PONG. */

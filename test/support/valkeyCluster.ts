@@ -113,24 +113,14 @@ export function parseClusterNodes(text: string): ClusterNode[] {
 /**
  * Starts six cluster-mode servers (node timeout 1 s, so a takeover or a dead primary is noticed
  * quickly) and joins them: three primaries with 5461/5461/5462 slots, one replica each.
- * `tls`: every port, replication and the cluster bus speak TLS (see {@link PrivateRedisOptions}).
  */
-export async function startValkeyCluster(
-  options: { tls?: PrivateRedisOptions["tls"] } = {},
-): Promise<PrivateValkeyCluster> {
+export async function startValkeyCluster(): Promise<PrivateValkeyCluster> {
   const servers: PrivateRedis[] = [];
   const admins = new Map<number, Redis>();
-  const tlsOptions = options.tls ? { tls: { ca: options.tls.caFile } } : {};
   const admin = (port: number): Redis => {
     let client = admins.get(port);
     if (!client) {
-      client = new Redis({
-        host: "127.0.0.1",
-        port,
-        maxRetriesPerRequest: 1,
-        lazyConnect: false,
-        ...tlsOptions,
-      });
+      client = new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1, lazyConnect: false });
       client.on("error", () => {
         // A node being failed over or killed: the command that needed it reports it.
       });
@@ -149,7 +139,6 @@ export async function startValkeyCluster(
       servers.push(
         await startPrivateRedis({
           port,
-          tls: options.tls ? { ...options.tls, replication: true } : undefined,
           args: [
             "--cluster-enabled",
             "yes",
@@ -164,11 +153,9 @@ export async function startValkeyCluster(
         }),
       );
     }
-    const tlsArgs = options.tls ? ["--tls", "--cacert", options.tls.caFile] : [];
     await run(
       "redis-cli",
       [
-        ...tlsArgs,
         "--cluster",
         "create",
         ...servers.map((s) => `127.0.0.1:${s.port}`),
@@ -259,7 +246,7 @@ export async function startValkeyCluster(
 
   await waitHealthy();
   return {
-    url: ports.map((p) => `${options.tls ? "rediss" : "redis"}://127.0.0.1:${p}`).join(","),
+    url: ports.map((p) => `redis://127.0.0.1:${p}`).join(","),
     servers,
     nodes,
     primaryOf,
