@@ -690,7 +690,7 @@ function printComparison(baselineOutput: string, after: Figures): void {
       `the baseline ran ${fmt(before.pairsPerTick)} pairs per tick, this run ${fmt(after.pairsPerTick)}: not the same settings`,
     );
   console.log(`
-before/after: ${BASELINE_LABEL} vs this tree, same settings, one run each, one after the other:`);
+before/after: ${BASELINE_LABEL} vs this tree, same BENCH_* settings (node flags: as each run was started), one run each, one after the other:`);
   const row = (label: string, b: string, a: string, ratio: string) =>
     console.log(`  ${label.padEnd(44)} ${b.padStart(12)} ${a.padStart(12)}   ${ratio}`);
   row("figure", "before", "after", "after / before");

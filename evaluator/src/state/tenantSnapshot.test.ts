@@ -6,7 +6,7 @@ import { planTenant } from "../rules/planTenant.ts";
 import { groupReadings } from "../rules/readings.ts";
 import type { Reading } from "../rules/types.ts";
 import { advanceTick, applyCommit, commitOps, emptySnapshot, fullStateWrites } from "./tenantSnapshot.ts";
-import { decodeBuffer, encodeBuffer } from "./valueEncoding.ts";
+import { decodeBuffer, encodeBuffer, PackedBuffer } from "./valueEncoding.ts";
 
 function planAt(now: number, readings: Reading[]) {
   return planTenant({
@@ -91,6 +91,36 @@ describe("tenant snapshot", () => {
         if (i >= 0) expect(step.values[(step.ops[i + 1] as number) - 2]).toBe(known.stored);
       }
     }
+  });
+
+  it("keeps buffers packed between ticks, copied and compared as the plain buffers they stand for", () => {
+    const s = emptySnapshot();
+    const read = [
+      { ts: T0 - 1000, value: 0.1 },
+      { ts: T0, value: -2.5e-7 },
+    ];
+    s.buffers.set(W, { entries: read, stored: encodeBuffer(read) });
+    // The same readings again: nothing written, but the buffer is packed from now on.
+    expect(advanceTick(s, plan, 0).ops.filter((op) => op === "b")).toEqual([]);
+    const packed = s.buffers.get(W);
+    expect(packed).toBeInstanceOf(PackedBuffer);
+    expect(packed?.entries).toEqual(read);
+    expect((packed as PackedBuffer).length).toBe(2);
+    // A new reading: the same object, updated in place; the stored form follows.
+    advanceTick(s, planAt(T0 + 60_000, [reading(T0 + 30_000, 7)]), 0);
+    expect(s.buffers.get(W)).toBe(packed);
+    const now = [...read, { ts: T0 + 30_000, value: 7 }];
+    expect(packed?.entries).toEqual(now);
+    expect(packed?.stored).toBe(encodeBuffer(now));
+    expect(fullStateWrites(s, plan, 0).ops.slice(0, 4)).toEqual(["b", "w:d1", 2, "600000"]);
+    // Each read builds the entries afresh (nothing holds on to them between ticks).
+    expect(packed?.entries).not.toBe(packed?.entries);
+    // A copy or a comparison sees the plain buffer: entries and stored form.
+    const plain = { entries: now, stored: encodeBuffer(now) };
+    expect(structuredClone(packed)).toEqual(plain);
+    expect(packed).toEqual(plain);
+    expect(packed).not.toEqual({ entries: read, stored: plain.stored });
+    expect(new PackedBuffer(now, plain.stored)).toEqual(packed);
   });
 
   it("turns state updates into cooldowns with PX and hash field set/delete ops, and applies them", () => {

@@ -21,11 +21,13 @@ import { appendToWindow } from "../rules/window.ts";
 import { pairField, pairPart } from "./keys.ts";
 import { windowBufferTtlMs } from "./retention.ts";
 import {
+  bufferLength,
   encodeAlertState,
   encodeAnomalyStats,
   encodeBuffer,
   encodeBufferAfter,
   type KnownBuffer,
+  PackedBuffer,
 } from "./valueEncoding.ts";
 
 /**
@@ -141,16 +143,19 @@ export function advanceTick(snapshot: TenantSnapshot, plan: TenantPlan, now: num
           ops.push("b", partOf(pair), false, false);
         } else {
           const stored = prev ? encodeBufferAfter(before, prev.stored, buffer) : encodeBuffer(buffer);
-          if (prev) {
+          if (prev instanceof PackedBuffer) {
             // Updated in place: one object less to allocate and promote per pair and tick.
             prev.entries = buffer;
             prev.stored = stored;
           } else {
-            snapshot.buffers.set(key, { entries: buffer, stored });
+            snapshot.buffers.set(key, new PackedBuffer(buffer, stored));
           }
           const px = String(windowBufferTtlMs(pair.window.windowMs));
           ops.push("b", partOf(pair), valueRef(writes, stored), px);
         }
+      } else if (prev !== undefined && !(prev instanceof PackedBuffer)) {
+        // As read from Valkey or rebuilt, unchanged: kept packed from now on.
+        snapshot.buffers.set(key, new PackedBuffer(before, prev.stored));
       }
     }
     let lastSeen: number | null = null;
@@ -254,7 +259,7 @@ export function fullStateWrites(snapshot: TenantSnapshot, plan: TenantPlan, now:
     const part = partOf(pair);
     if (pair.window) {
       const buffer = snapshot.buffers.get(key);
-      if (buffer && buffer.entries.length > 0) {
+      if (buffer && bufferLength(buffer) > 0) {
         const px = String(windowBufferTtlMs(pair.window.windowMs));
         ops.push("b", part, valueRef(writes, buffer.stored), px);
       } else {
