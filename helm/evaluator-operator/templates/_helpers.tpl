@@ -254,6 +254,7 @@ Secret refs above (a fixed message: a value pasted by mistake is never echoed).
     items:
       - key: {{ .Values.tls.caSecret.key }}
         path: {{ include "evaluator-operator.tlsCaPath" . | base }}
-    defaultMode: 0444
+    # 0444 (read-only for all), written in decimal: YAML 1.1 and 1.2 read a leading 0 differently.
+    defaultMode: 292
 {{- end }}
 {{- end }}
