@@ -426,7 +426,7 @@ async function main(): Promise<number> {
         `SELECT id::text, tenant_id, rule_id, device_id, fingerprint, state,
                 extract(epoch FROM first_seen) * 1000 AS first_seen, extract(epoch FROM last_seen) * 1000 AS last_seen,
                 extract(epoch FROM resolved_at) * 1000 AS resolved_at
-           FROM alerts WHERE tenant_id = ANY ($1) ORDER BY id`,
+           FROM alerts a WHERE tenant_id = ANY ($1) ORDER BY a.id`,
         [tenantList],
       ),
       sys.pool.query<{
@@ -437,7 +437,7 @@ async function main(): Promise<number> {
         kind: string;
         seq: string;
       }>(
-        "SELECT id::text, tenant_id, rule_id, device_id, kind, seq::text FROM alert_events WHERE tenant_id = ANY ($1) ORDER BY id",
+        "SELECT e.id::text AS id, tenant_id, rule_id, device_id, kind, e.seq::text AS seq FROM alert_events e WHERE tenant_id = ANY ($1) ORDER BY e.id",
         [tenantList],
       ),
       sys.pool.query<{ id: string; shard_index: number | null }>(
