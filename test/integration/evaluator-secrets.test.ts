@@ -34,14 +34,13 @@ describe("evaluator output", () => {
 
     const db = withPasswordParam(fx.db.url, marker("pg-query-password"));
     const dbUrl = new URL(db.url);
-    // The user-info password and ?sslpassword= are extra markers pg reads but the server never asks
-    // for (?password= overrides the user-info one); with a real password they are left out.
+    // The user-info password is an extra marker pg reads but the server never asks for (?password=
+    // overrides it); with a real password it is left out. (?sslpassword= is refused at start, as
+    // every client-key parameter is: runtime/pgTls.ts.)
     const dbUserInfo = new URL(fx.db.url).password === "" ? marker("pg-userinfo-password") : "";
     dbUrl.password = dbUserInfo;
-    const sslPassword = marker("pg-sslpassword");
-    dbUrl.searchParams.set("sslpassword", sslPassword);
     const valkey = withPasswordParam(fx.env()["VALKEY_URL"]!, marker("valkey-query-password"));
-    const secrets = [db.password, dbUserInfo, sslPassword, valkey.password].filter((s) => s !== "");
+    const secrets = [db.password, dbUserInfo, valkey.password].filter((s) => s !== "");
 
     const p = fx.start({
       DATABASE_URL: dbUrl.toString(),
@@ -58,7 +57,7 @@ describe("evaluator output", () => {
     const pgShown = new URL(fx.db.url);
     expect(starting?.["database"]).toBe(`postgres://${pgShown.host}${pgShown.pathname}`);
     const vkShown = new URL(valkey.url);
-    expect(starting?.["valkey"]).toBe(`redis://${vkShown.host}${vkShown.pathname}`);
+    expect(starting?.["valkey"]).toBe(`standalone redis://${vkShown.host}${vkShown.pathname}`);
 
     const output = p.stdoutText() + p.stderrText();
     for (const secret of secrets) {

@@ -171,6 +171,13 @@ describe("compileEvaluatorConfig", () => {
       db: 0,
       sentinelMaster: "main",
     });
+    // ?password= as ioredis reads it; the user info wins.
+    expect(
+      compileEvaluatorConfig({ ...valid, valkeyUrl: "redis://v:6379/0?password=q%26w" }).valkey.password,
+    ).toBe("q&w");
+    expect(
+      compileEvaluatorConfig({ ...valid, valkeyUrl: "redis://:u@v:6379/0?password=q" }).valkey.password,
+    ).toBe("u");
     expect(describeValkey(sentinel.valkey)).toBe("sentinel redis://s1:26379,s2:26380/0 master main");
     expect(describeValkey(cluster)).not.toContain("p@ss");
     expect(compileEvaluatorConfig({ ...valid, tlsCaFile: "/etc/evaluator/tls/ca.crt" }).tlsCaFile).toBe(

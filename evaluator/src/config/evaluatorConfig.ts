@@ -103,7 +103,7 @@ export interface ValkeyEndpoint {
  *   and VALKEY_SENTINEL_MASTER the name they know the primary by; the client asks them for the
  *   primary and again after a failover.
  * `tls` for `rediss://` (every URL of the list must use the same scheme); the user name and
- * password of the first URL authenticate to the servers (in sentinel mode: to the primary, not to
+ * password of the first URL (user info, else `?username=` and `?password=`) authenticate to the servers (in sentinel mode: to the primary, not to
  * the sentinels); the database number of a standalone or sentinel URL selects the database.
  */
 export interface ValkeyTopology {
@@ -228,6 +228,12 @@ function url(
   return v;
 }
 
+/** A URL's user-info part (percent-encoded), else its query parameter; undefined when neither. */
+function credential(userInfo: string, param: string | null): string | undefined {
+  if (userInfo !== "") return decodeURIComponent(userInfo);
+  return param === null || param === "" ? undefined : param;
+}
+
 /**
  * VALKEY_URL in the given mode: one URL (standalone), or a comma-separated list of them (cluster:
  * seed nodes; sentinel: the sentinels). Never echoes a URL (it may carry a password).
@@ -277,8 +283,9 @@ function valkeyTopology(raw: RawEvaluatorOptions): ValkeyTopology {
       })),
     ),
     tls: first.protocol === "rediss:",
-    username: first.username === "" ? undefined : decodeURIComponent(first.username),
-    password: first.password === "" ? undefined : decodeURIComponent(first.password),
+    // The user info, else `?username=` / `?password=` (which ioredis reads from a URL too).
+    username: credential(first.username, first.searchParams.get("username")),
+    password: credential(first.password, first.searchParams.get("password")),
     db,
     sentinelMaster,
   });
