@@ -1,8 +1,8 @@
 /**
  * No secret in the evaluator's output: with the passwords given as `?password=` (which pg and
- * ioredis both honour), in the user-info part and as `?sslpassword=`, the real process connects,
- * evaluates, stops, and none of those values appears in anything it printed. Its log names the
- * servers by scheme, host, port and database only.
+ * ioredis both honour) and in the user-info part, the real process connects, evaluates, stops, and
+ * none of those values appears in anything it printed. Its log names the servers by scheme, host,
+ * port and database only (Valkey with its topology).
  */
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
