@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks: runs every bench/*.bench.ts in turn (each prints its own table of figures and ratios
 # measured side by side in one run). Does its own set-up like the other entry points.
-# Pass a file name fragment to run only some: `npm run bench -- planner`; `npm run bench -- autoscale`
+# Pass a file name fragment to run only some: `npm run bench -- planner`, `npm run bench -- many-sets`
+# (one operator at 1, 10 and 50 sets × 16 shards, two rate limits); `npm run bench -- autoscale`
 # runs the autoscaling-policy simulator (bench/autoscale.ts) alone. The evaluator benchmark
 # runs through bench/evaluator-baseline.sh, which also runs the last release before the fence's
 # and prints both side by side.
@@ -12,9 +13,9 @@ source "$HACK_DIR/lib.sh"
 
 ensure_node
 ensure_deps
-# The scale-latency benchmark needs the local control plane (started, or reused if up); only then,
-# so the other benchmarks do not share the CPUs with it.
-if [[ -z "${1:-}" || "bench/scale-latency.bench.ts" == *"$1"* ]]; then
+# The scale-latency and many-sets benchmarks need the local control plane (started, or reused if
+# up); only then, so the other benchmarks do not share the CPUs with it.
+if [[ -z "${1:-}" || "bench/scale-latency.bench.ts" == *"$1"* || "bench/many-sets.bench.ts" == *"$1"* ]]; then
   "$HACK_DIR/cluster.sh" up
 fi
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
