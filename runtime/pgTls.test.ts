@@ -81,6 +81,19 @@ describe("pgConnectionConfig", () => {
     );
   });
 
+  it.each([
+    ["a host parameter", "postgres://app:hunter2@/app?host=/run/postgresql&sslmode=verify-full"],
+    ["a percent-encoded host", "postgres://app:hunter2@%2Frun%2Fpostgresql/app?sslmode=require"],
+  ])("ignores sslmode on a Unix-domain socket, as libpq does (%s)", (_, url) => {
+    const cfg = pgConnectionConfig(url);
+    expect(cfg.ssl).toBe(false);
+    expect(cfg.connectionString).not.toContain("sslmode");
+    // An unknown mode is still refused.
+    expect(() => pgConnectionConfig(url.replace(/sslmode=[a-z-]+/, "sslmode=bogus"))).toThrow(
+      "sslmode: unknown value",
+    );
+  });
+
   it("keeps every other parameter as written, in order", () => {
     const url = `${base}?application_name=a%20b&sslmode=verify-full&options=-c%20x%3Dy&sslrootcert=${pki.caFile}#frag`;
     expect(pgConnectionConfig(url).connectionString).toBe(

@@ -80,6 +80,7 @@ export interface PgTlsOptions {
  * - `allow` and `prefer` cannot fall back: node-postgres makes one attempt. Both encrypt without
  *   checking the certificate, so a server without TLS is refused ("The server does not support SSL
  *   connections"), where libpq would connect in plain text;
+ * - on a Unix-domain socket `sslmode` is ignored, as libpq ignores it (no TLS there);
  * - `verify-ca` and `verify-full` without any CA are refused here, as libpq refuses them when its
  *   default root file (~/.postgresql/root.crt) is missing; node-postgres alone would trust its
  *   bundled public roots.
@@ -112,6 +113,9 @@ export function pgConnectionConfig(connectionString: string, options: PgTlsOptio
     }
     mode = rawMode as SslMode;
   }
+  // libpq ignores sslmode on a Unix-domain socket, where PostgreSQL serves no TLS; so does this
+  // (node-postgres would ask for TLS there and be refused).
+  if (isUnixSocket(connectionString)) return { connectionString: kept, ssl: false };
 
   if (rootcert === "system") {
     // libpq (16+): the system's roots are only worth trusting with the host name checked.
@@ -157,6 +161,26 @@ export function pgConnectionConfig(connectionString: string, options: PgTlsOptio
         connectionString: kept,
         ssl: mode === "verify-ca" ? { ca, checkServerIdentity: skipHostCheck } : { ca },
       };
+  }
+}
+
+/**
+ * Whether the connection goes to a Unix-domain socket, as node-postgres decides it: the string is a
+ * socket path, or its host (the `host` parameter, else the host part, percent-decoded) starts with
+ * `/` (`postgres:///app?host=/run/postgresql`, `postgres://%2Frun%2Fpostgresql/app`).
+ */
+function isUnixSocket(connectionString: string): boolean {
+  if (connectionString.startsWith("/") || /^socket:/i.test(connectionString)) return true;
+  const q = connectionString.indexOf("?");
+  if (q >= 0) {
+    const host = new URLSearchParams(connectionString.slice(q + 1).split("#")[0]).get("host");
+    if (host !== null) return host.startsWith("/");
+  }
+  const authority = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(connectionString)?.[1] ?? "";
+  try {
+    return decodeURIComponent(authority.slice(authority.lastIndexOf("@") + 1)).startsWith("/");
+  } catch {
+    return false;
   }
 }
 

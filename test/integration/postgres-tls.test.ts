@@ -97,6 +97,11 @@ describe("PostgreSQL over TLS (runtime/pgTls.ts)", () => {
     expect(await sessionSsl(url(tlsServer, ""), pki.caFile)).toBe(false);
   });
 
+  it("ignores sslmode on the server's Unix-domain socket, as libpq does", async () => {
+    const socket = `postgres://postgres@/postgres?host=${encodeURIComponent(tlsServer.dir)}&port=${tlsServer.port}`;
+    expect(await sessionSsl(`${socket}&sslmode=verify-full`)).toBe(false);
+  });
+
   it("a TLS-only server (hostssl) refuses a disable client and takes a verify-full one", async () => {
     await expect(sessionSsl(url(tlsOnly, "sslmode=disable"))).rejects.toThrow(
       /no pg_hba\.conf entry for host "127\.0\.0\.1".*no encryption/,
