@@ -10,7 +10,8 @@
  *   requests to the apiserver and time waited on the limiter (from its /metrics).
  * Prints a table with the ratios of the higher limit to the default. A fake node of its own
  * (kwok, 1000 pods) holds the shard pods, so the plane's node is not filled; removed at the end.
- * Environment: BENCH_MANY_SETS="1,10,50", BENCH_MANY_SHARDS=16, BENCH_MANY_HIGH="200/300".
+ * Environment: BENCH_MANY_SETS="1,10,50", BENCH_MANY_SHARDS=16, BENCH_MANY_HIGH="200/300" (the
+ * second limit, higher or not), BENCH_MANY_WORKERS (the operator's --workers, default its own 4).
  */
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -23,10 +24,11 @@ import { shardSetManifest } from "../test/support/shardSets.ts";
 const SET_COUNTS = (process.env["BENCH_MANY_SETS"] ?? "1,10,50").split(",").map(Number);
 const SHARDS = Number(process.env["BENCH_MANY_SHARDS"] ?? 16);
 const [HIGH_QPS, HIGH_BURST] = (process.env["BENCH_MANY_HIGH"] ?? "200/300").split("/");
+const WORKERS = process.env["BENCH_MANY_WORKERS"] ? ["--workers", process.env["BENCH_MANY_WORKERS"]] : [];
 const LIMITS = [
   { label: "default 20/30", args: [] as string[] },
   {
-    label: `higher ${HIGH_QPS}/${HIGH_BURST}`,
+    label: `${HIGH_QPS}/${HIGH_BURST}`,
     args: ["--kube-api-qps", HIGH_QPS!, "--kube-api-burst", HIGH_BURST!],
   },
 ];
@@ -95,6 +97,8 @@ interface Run {
   startRssMb: number;
   requests: number;
   waitedS: number;
+  /** V8 heap in use right after the applies (nodejs_heap_size_used_bytes): what the objects take. */
+  heapUsedMb: number;
 }
 
 async function runOnce(sets: number, limit: (typeof LIMITS)[number]): Promise<Run> {
@@ -109,6 +113,7 @@ async function runOnce(sets: number, limit: (typeof LIMITS)[number]): Promise<Ru
     "--no-assignments",
     "--drain-slack",
     "0s",
+    ...WORKERS,
     ...limit.args,
   ]);
   try {
@@ -148,6 +153,7 @@ async function runOnce(sets: number, limit: (typeof LIMITS)[number]): Promise<Ru
       startRssMb: startRssKb / 1024,
       requests: sampleSum(metrics, "rest_client_rate_limiter_duration_seconds_count") - before,
       waitedS: sampleSum(metrics, "rest_client_rate_limiter_duration_seconds_sum") - beforeWait,
+      heapUsedMb: sampleSum(metrics, "nodejs_heap_size_used_bytes") / 2 ** 20,
     };
   } finally {
     await op.kill("SIGTERM");
@@ -193,7 +199,7 @@ try {
       const r = await runOnce(sets, limit);
       console.log(
         `  ${sets} sets, ${limit.label}: ${r.applyMs.toFixed(0)} ms, ${r.requests} requests, ` +
-          `waited ${r.waitedS.toFixed(1)} s, peak RSS ${r.hwmMb.toFixed(0)} MB`,
+          `waited ${r.waitedS.toFixed(1)} s, peak RSS ${r.hwmMb.toFixed(0)} MB, heap used ${r.heapUsedMb.toFixed(0)} MB`,
       );
       runs.push(r);
     }
@@ -203,17 +209,17 @@ try {
 }
 
 console.log(
-  `\nkubectl scale of every set 1 → ${SHARDS} shards → all Deployments applied (local plane, one operator)`,
+  `\nkubectl scale of every set 1 → ${SHARDS} shards → all Deployments applied (local plane, one operator, --workers ${WORKERS[1] ?? 4})`,
 );
 console.log(
-  `${"sets × shards".padEnd(14)} ${"limit".padEnd(16)} ${"apply ms".padStart(9)} ${"requests".padStart(9)} ${"req/s".padStart(7)} ${"waited s".padStart(9)} ${"RSS start MB".padStart(13)} ${"RSS peak MB".padStart(12)}`,
+  `${"sets × shards".padEnd(14)} ${"limit".padEnd(16)} ${"apply ms".padStart(9)} ${"requests".padStart(9)} ${"req/s".padStart(7)} ${"waited s".padStart(9)} ${"RSS start MB".padStart(13)} ${"RSS peak MB".padStart(12)} ${"heap used MB".padStart(13)}`,
 );
 for (const r of runs) {
   console.log(
-    `${`${r.sets} × ${SHARDS}`.padEnd(14)} ${r.limit.padEnd(16)} ${r.applyMs.toFixed(0).padStart(9)} ${String(r.requests).padStart(9)} ${((r.requests * 1000) / r.applyMs).toFixed(1).padStart(7)} ${r.waitedS.toFixed(1).padStart(9)} ${r.startRssMb.toFixed(0).padStart(13)} ${r.hwmMb.toFixed(0).padStart(12)}`,
+    `${`${r.sets} × ${SHARDS}`.padEnd(14)} ${r.limit.padEnd(16)} ${r.applyMs.toFixed(0).padStart(9)} ${String(r.requests).padStart(9)} ${((r.requests * 1000) / r.applyMs).toFixed(1).padStart(7)} ${r.waitedS.toFixed(1).padStart(9)} ${r.startRssMb.toFixed(0).padStart(13)} ${r.hwmMb.toFixed(0).padStart(12)} ${r.heapUsedMb.toFixed(0).padStart(13)}`,
   );
 }
-console.log("\nratios, higher limit / default (time to apply; peak RSS):");
+console.log(`\nratios, ${LIMITS[1]!.label} / default (time to apply; peak RSS):`);
 for (const sets of SET_COUNTS) {
   const [d, h] = LIMITS.map((l) => runs.find((r) => r.sets === sets && r.limit === l.label)!);
   console.log(
