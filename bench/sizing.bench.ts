@@ -27,9 +27,11 @@
  * configurations (the fences are snapshot positions, not row ids, so they stay valid).
  *
  * CPU: utime+stime from /proc of each evaluator process, of the PostgreSQL backends of the
- * evaluators (pg_stat_activity application_name `evaluator …`, plus autovacuum workers of the
- * database), of the private Valkey, and — its own line — the ingest: its PostgreSQL backend plus
- * this process's CPU while it builds and sends the batches. The server-wide PostgreSQL processes
+ * evaluators (pg_stat_activity application_name `evaluator …`), of the private Valkey, and — lines
+ * of their own — the ingest (its PostgreSQL backend, including an ANALYZE of telemetry after each
+ * ingest, and this process's CPU while it builds and sends the batches) and the autovacuum workers
+ * of the database (the ingest's inserts are what wakes them). The ingest and the tick are measured
+ * in separate windows: the ingest's, then from its commit to the last shard's `tick_done`. The server-wide PostgreSQL processes
  * (WAL writer, checkpointer, background writer) are shared with whatever else uses the server and
  * are not counted. Sampled every 250 ms, so a backend that exits between samples loses at most
  * that much.
@@ -129,7 +131,7 @@ function peakRss(pid: number): number {
   return m ? Number(m[1]) * 1024 : Number.NaN;
 }
 
-type Kind = "evaluator" | "postgres" | "valkey" | "ingest";
+type Kind = "evaluator" | "postgres" | "valkey" | "ingest" | "autovacuum";
 
 /**
  * Keeps the last seen CPU time of every process of interest (the evaluators, the private Valkey,
@@ -175,8 +177,8 @@ class CpuSampler {
     const pids = new Map<number, Kind>(this.#fixed);
     for (const r of rows) {
       if (r.application_name === INGEST_APP) pids.set(r.pid, "ingest");
-      else if (r.application_name.startsWith("evaluator ") || r.backend_type === "autovacuum worker")
-        pids.set(r.pid, "postgres");
+      else if (r.application_name.startsWith("evaluator ")) pids.set(r.pid, "postgres");
+      else if (r.backend_type === "autovacuum worker") pids.set(r.pid, "autovacuum");
     }
     for (const [pid, kind] of pids) {
       const cpu = cpuSeconds(pid);
@@ -195,7 +197,7 @@ class CpuSampler {
   async since(from: Map<number, number>): Promise<Record<Kind, number>> {
     await this.#polling;
     await this.poll();
-    const out: Record<Kind, number> = { evaluator: 0, postgres: 0, valkey: 0, ingest: 0 };
+    const out: Record<Kind, number> = { evaluator: 0, postgres: 0, valkey: 0, ingest: 0, autovacuum: 0 };
     for (const [pid, { kind, cpu }] of this.#last) out[kind] += cpu - (from.get(pid) ?? 0);
     return out;
   }
@@ -268,6 +270,9 @@ async function ingest(client: pg.Client, k: number, tickAt: number): Promise<num
     }
     await flush();
     await client.query("COMMIT");
+    // Fresh statistics, as autovacuum keeps them on a table this busy (the table was truncated
+    // before the configuration's first ingest).
+    await client.query("ANALYZE telemetry");
   } catch (err) {
     await client.query("ROLLBACK").catch(() => undefined);
     throw err;
@@ -368,14 +373,19 @@ async function runConfig(
       const ingestMs = await ingest(ingestClient, k, nextSlotAt);
       const used = process.cpuUsage(clientCpu);
       const ingestClientCpu = (used.user + used.system) / 1e6;
-      const ingestCpu = (await sampler.since(ingestFrom)).ingest;
+      const ingestWindow = await sampler.since(ingestFrom);
       // The first slot that starts after the ingest committed (plus a margin) is the measured one.
       const target = Math.floor((Date.now() + 200) / INTERVAL_MS) + 1;
       const cpuFrom = await sampler.mark();
       const usecFrom = await commandUsec(stats);
       const skippedSlots = Math.max(0, target - slot - 1);
       const lines = await tickDone(procs, target, 20 * INTERVAL_MS + 120_000);
-      const cpu = { ...(await sampler.since(cpuFrom)), ingest: ingestCpu };
+      const tickWindow = await sampler.since(cpuFrom);
+      const cpu = {
+        ...tickWindow,
+        ingest: ingestWindow.ingest,
+        autovacuum: ingestWindow.autovacuum + tickWindow.autovacuum,
+      };
       const valkeyUsec = (await commandUsec(stats)) - usecFrom;
       slot = target;
       const starts = lines.map((l) => (l["time"] as number) - (l["durationMs"] as number));
@@ -402,8 +412,10 @@ async function runConfig(
         `  tick ${k}${k === 0 ? " (warm-up, not counted)" : ""}: ingest ${fmt(ingestMs / 1000, 1)} s; ` +
           `shard ticks ${figures.durations.map((d) => fmt(d / 1000, 2)).join(" / ")} s, ${fmt(figures.pairs)} pairs, ` +
           `${fmt(figures.alerts)} new alerts; CPU s: evaluators ${fmt(cpu.evaluator, 2)}, PostgreSQL ${fmt(cpu.postgres, 2)}, ` +
-          `Valkey ${fmt(cpu.valkey, 2)} (its own time ${fmt(valkeyUsec / 1e6, 2)}), ingest ${fmt(cpu.ingest, 2)} + client ${fmt(ingestClientCpu, 2)}` +
-          (skippedSlots > 0 ? `; ${skippedSlots} slot(s) ticked during the ingest or the previous tick, not measured` : ""),
+          `Valkey ${fmt(cpu.valkey, 2)} (its own time ${fmt(valkeyUsec / 1e6, 2)}), ingest ${fmt(cpu.ingest, 2)} + client ${fmt(ingestClientCpu, 2)}, autovacuum ${fmt(cpu.autovacuum, 2)}` +
+          (skippedSlots > 0
+            ? `; ${skippedSlots} slot(s) ticked during the ingest or the previous tick, not measured`
+            : ""),
       );
       if (k > 0) ticks.push(figures);
     }
@@ -448,6 +460,7 @@ function summarize(c: ConfigFigures): Summary {
     valkey: sum((t) => t.cpu.valkey) / (pairs / 1e6),
     ingest: sum((t) => t.cpu.ingest) / (pairs / 1e6),
     ingestClient: sum((t) => t.ingestClientCpu) / (pairs / 1e6),
+    autovacuum: sum((t) => t.cpu.autovacuum) / (pairs / 1e6),
   };
   // Valkey's process CPU (not only command time: also network I/O) bounds it: one core.
   const valkeyCpuPerPair = sum((t) => t.cpu.valkey) / pairs;
@@ -486,6 +499,10 @@ function printTable(rows: Summary[]): void {
     [
       "ingest: the client (unnest batches), CPU-s per 1M",
       ...rows.map((r) => fmt(r.perMillion.ingestClient, 2)),
+    ],
+    [
+      "autovacuum of the database, CPU-s per 1M readings",
+      ...rows.map((r) => fmt(r.perMillion.autovacuum, 2)),
     ],
     ["ingest wall time per tick (s)", ...rows.map((r) => fmt(r.ingestSeconds, 1))],
     ["Valkey command time per tick (ms)", ...rows.map((r) => fmt(r.valkeyOwnMsPerTick))],
