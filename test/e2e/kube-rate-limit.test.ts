@@ -32,8 +32,9 @@ const BURST = 3;
  * The apiserver stamps a request when it receives it, some time after the operator took its token;
  * a request held up on its way (the first requests each open a TLS connection, slow on a loaded
  * machine) can land closer to the next ones than their tokens were. Windows are widened by this
- * much to allow for it: 3 more requests per window at 3/s. The same run with the limit lifted
- * (10000/10000) fails this check by far (see the test's report: about 15 requests within 0.5 s).
+ * much to allow for it: 3 more requests per window at 3/s. A run of this test with the limit
+ * lifted (10000/10000, and 6 sets of 4 shards) had the apiserver receive 15 requests within 0.5 s,
+ * where 7.5 pass here.
  */
 const SLACK_S = 1;
 const NAMESPACES = 2;
