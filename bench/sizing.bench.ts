@@ -96,6 +96,11 @@ if (CONCURRENCY !== undefined) positiveInt("BENCH_SIZING_CONCURRENCY", 8);
 const CLK_TCK = 100; // USER_HZ: 100 on every Linux architecture Node runs on
 const INGEST_APP = "sizing-ingest";
 
+/** Evaluator processes running now: an interrupted run stops them (see main). */
+const live = new Set<EvaluatorProcess>();
+/** Set by SIGINT/SIGTERM: the clean-up, after which the process exits. */
+let interrupted: Promise<void> | undefined;
+
 const tenantId = (i: number) => `tenant-${i}`;
 const sensorId = (j: number) => `sensor-${j}`;
 
@@ -357,6 +362,7 @@ async function runConfig(
       }),
     );
   }
+  for (const p of procs) live.add(p);
   const ticks: TickFigures[] = [];
   try {
     await Promise.all(procs.map((p) => p.waitForLog((l) => l.msg === "metrics_listening", 30_000)));
@@ -428,6 +434,7 @@ async function runConfig(
   } finally {
     for (const p of procs) sampler.untrack(p.child.pid!);
     await Promise.all(procs.map((p) => p.stop()));
+    for (const p of procs) live.delete(p);
   }
 }
 
@@ -544,8 +551,30 @@ async function main(): Promise<void> {
   const ingestClient = new pg.Client({ connectionString: dbUrl.toString(), application_name: INGEST_APP });
   const valkey = await startPrivateRedis();
   const stats = new Redis(valkey.url, { lazyConnect: true, maxRetriesPerRequest: 3 });
+  // Errors surface through the failing call; these only keep a dropped connection from crashing the run.
+  stats.on("error", () => undefined);
+  ingestClient.on("error", () => undefined);
+  admin.on("error", () => undefined);
   const sampler = new CpuSampler(admin, dbName);
   const results: ConfigFigures[] = [];
+  // Ctrl-C or SIGTERM: leave no evaluator, private Valkey or database behind (a second one exits at once).
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) process.exit(130);
+    sampler.stop();
+    console.error(`${signal}: stopping the evaluators and the private Valkey, dropping database ${dbName}`);
+    interrupted = (async () => {
+      for (const p of live) p.child.kill("SIGKILL");
+      await valkey.destroy().catch(() => undefined);
+      const c = new pg.Client({ connectionString: ADMIN_URL });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+      await c.end();
+    })()
+      .catch((err: Error) => console.error(`cleanup failed: ${err.message}`))
+      .finally(() => process.exit(130));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
     await stats.connect();
     await ingestClient.connect();
@@ -586,4 +615,10 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+try {
+  await main();
+} catch (err) {
+  // An interrupted run fails where it was (a process killed under it): finish the clean-up instead.
+  if (interrupted === undefined) throw err;
+  await interrupted;
+}
