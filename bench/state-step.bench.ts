@@ -5,7 +5,7 @@
  * bench/evaluator.bench.ts: 200 devices × 2 rules (threshold or anomaly; window or rising pattern),
  * one reading per device and tick.
  *
- *   node --expose-gc bench/evaluator-state.bench.ts
+ *   node --expose-gc bench/state-step.bench.ts
  *
  * Settings (environment): BENCH_TENANTS (300), BENCH_TICKS (10: a 10-minute window fills up at one
  * reading a minute), BENCH_ROUNDS (3: runs of each tree, alternating, each in a process of its own,
