@@ -1,12 +1,14 @@
 /**
- * Sizing benchmark: the product's seed scale — by default 1,000 tenants × 2,000 sensors, one
- * threshold rule per tenant over all its devices (2M device-rule pairs per tick), every sensor
- * sending one reading per tick — evaluated by real evaluator processes on 1, 2 and 4 shards
- * against ONE Valkey and ONE PostgreSQL, to read off what each process kind costs per million
- * pairs and where one Valkey stops being enough.
+ * Sizing benchmark: the product's seed scale — 1,000 tenants × 2,000 sensors, one threshold rule
+ * per tenant over all its devices (2M device-rule pairs per tick), every sensor sending one
+ * reading per tick — evaluated by real evaluator processes on 1, 2 and 4 shards against ONE Valkey
+ * and ONE PostgreSQL, to read off what each process kind costs per million pairs and where one
+ * Valkey stops being enough. By default a quarter of it (1,000 × 500 sensors: about 12 minutes on
+ * 2 shared cores); the full size is BENCH_SIZING_SENSORS=2000 (the ingest of 2M readings alone
+ * takes one to two minutes per tick there).
  *
  *   npm run bench -- sizing
- *   BENCH_SIZING_TENANTS=200 BENCH_SIZING_SENSORS=500 BENCH_SIZING_SHARDS=1,2 node bench/sizing.bench.ts
+ *   BENCH_SIZING_SENSORS=2000 BENCH_SIZING_SHARDS=4 node bench/sizing.bench.ts
  *
  * The processes: `node evaluator/bin/evaluator.ts run` with SHARD_INDEX, SHARD_SET, DATABASE_URL,
  * VALKEY_URL, TICK_INTERVAL_SECONDS, METRICS_PORT (a free port) and the host's PATH/HOME — what the
@@ -44,10 +46,11 @@
  * per tick (INFO commandstats usec delta) and the Valkey ceiling it implies (pairs/minute one core
  * serves), then ratios between configurations. The last line is `BENCH_RESULT {json}`.
  *
- * Settings (env): BENCH_SIZING_TENANTS (1000), BENCH_SIZING_SENSORS (2000 per tenant),
+ * Settings (env): BENCH_SIZING_TENANTS (1000), BENCH_SIZING_SENSORS (500 per tenant),
  * BENCH_SIZING_SHARDS (1,2,4), BENCH_SIZING_TICKS (3 steady ticks), BENCH_SIZING_INTERVAL_SECONDS
- * (TICK_INTERVAL_SECONDS of the evaluators; default pairs ÷ 50,000, between 5 and 60: the tick and
- * the next ingest must both fit, or the bench waits for a later slot), BENCH_SIZING_CONCURRENCY
+ * (TICK_INTERVAL_SECONDS of the evaluators; default 90 µs per pair, between 5 and 300 s — 45 s for
+ * 500,000 pairs: the tick and the next ingest must both fit, or the bench waits for a later slot
+ * and the ticks the evaluators run meanwhile are not measured), BENCH_SIZING_CONCURRENCY
  * (CONCURRENCY, default the evaluator's 8), BENCH_SIZING_BATCH (rows per insert statement, 20,000).
  */
 import { randomBytes } from "node:crypto";
@@ -72,7 +75,7 @@ function positiveInt(name: string, fallback: number): number {
 
 const ADMIN_URL = env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/test";
 const TENANTS = positiveInt("BENCH_SIZING_TENANTS", 1000);
-const SENSORS = positiveInt("BENCH_SIZING_SENSORS", 2000);
+const SENSORS = positiveInt("BENCH_SIZING_SENSORS", 500);
 const TICKS = positiveInt("BENCH_SIZING_TICKS", 3);
 const BATCH = positiveInt("BENCH_SIZING_BATCH", 20_000);
 const SHARDS = (env["BENCH_SIZING_SHARDS"] ?? "1,2,4").split(",").map((s) => {
@@ -84,7 +87,7 @@ const SHARDS = (env["BENCH_SIZING_SHARDS"] ?? "1,2,4").split(",").map((s) => {
 const PAIRS = TENANTS * SENSORS;
 const INTERVAL_S = (() => {
   const raw = env["BENCH_SIZING_INTERVAL_SECONDS"];
-  if (raw === undefined || raw === "") return Math.min(60, Math.max(5, Math.ceil(PAIRS / 50_000)));
+  if (raw === undefined || raw === "") return Math.min(300, Math.max(5, Math.ceil(PAIRS * 90e-6)));
   const n = Number(raw);
   if (!Number.isFinite(n) || n < 1 || n > 600)
     throw new Error(`BENCH_SIZING_INTERVAL_SECONDS must be 1..600, got "${raw}"`);
