@@ -90,8 +90,9 @@ export interface OperatorConfig {
  * A settled set costs nothing at a resync (a no-op apply is skipped by its input hash and an
  * unchanged status is not written), so the limit only paces bursts of real work, such as every set
  * resized at once: at 20/s, 50 sets growing by 16 shards (800 applies plus their status writes and
- * Events) take about 45 s, where an unlimited operator would send them as fast as the apiserver
- * answers, starving the other clients of its priority level.
+ * Events, about 1000 requests) take about 50 s, where an unlimited operator with many workers would
+ * send them as fast as the apiserver answers, crowding out the other clients of its priority level.
+ * With its default 4 workers the operator rarely reaches 20/s (see "Many shard sets" in the README).
  */
 export const KUBE_API_DEFAULTS = { qps: 20, burst: 30 } as const;
 
