@@ -128,9 +128,10 @@ describe("what breaks through transaction pooling", () => {
 });
 
 describe("the evaluator's connections", () => {
-  it("in the default mode, connect through session pooling with the pool's statement_timeout", async () => {
+  it("in the default mode, connect through session pooling with the pool's statement_timeout and JIT off", async () => {
     const { db } = clientsOf(evaluatorConfig({ databaseUrl: bouncer("session").through(fx.db.url) }));
     expect(await settingOf(db, "statement_timeout")).toBe("30s");
+    expect(await settingOf(db, "jit")).toBe("off");
   });
 
   it("with PG_POOL_MODE=transaction, connect through transaction pooling and leave no session setting behind", async () => {
