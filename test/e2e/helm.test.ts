@@ -194,6 +194,8 @@ describe("the chart, rendered", () => {
       "--metrics-bind-address=:8080",
       "--health-probe-bind-address=:8081",
       "--log-level=info",
+      "--kube-api-qps=20",
+      "--kube-api-burst=30",
     ]);
     expect(container.env).toEqual([
       { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
