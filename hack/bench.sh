@@ -2,7 +2,9 @@
 # Benchmarks: runs every bench/*.bench.ts in turn (each prints its own table of figures and ratios
 # measured side by side in one run). Does its own set-up like the other entry points.
 # Pass a file name fragment to run only some: `npm run bench -- planner`, `npm run bench -- many-sets`
-# (one operator at 1, 10 and 50 sets × 16 shards, two rate limits); `npm run bench -- autoscale`
+# (one operator at 1, 10 and 50 sets × 16 shards, two rate limits), `npm run bench -- sizing`
+# (evaluator processes on 1, 2 and 4 shards against one Valkey and one PostgreSQL, about 12 minutes;
+# README "Sizing"); `npm run bench -- autoscale`
 # runs the autoscaling-policy simulator (bench/autoscale.ts) alone. The evaluator benchmark
 # runs through bench/evaluator-baseline.sh, which also runs the last release before the fence's
 # and prints both side by side.
