@@ -15,11 +15,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AlertWrites, alertFingerprint } from "../../evaluator/src/store/alertWrites.ts";
 import { createPgStore, type EvaluatorStore } from "../../evaluator/src/store/pgStore.ts";
 import { migrateUp } from "../../operator/src/migrate/runMigrations.ts";
-import { type AlertEventRow, checkHistory, formatViolations } from "../support/history.ts";
+import { type AlertEventRow, checkHistory } from "../support/history.ts";
 import {
   type InterleavingOptions,
   RULES,
-  runSchedule,
+  runAndCheck,
   type Step,
   scheduleStep,
 } from "../support/interleavings.ts";
@@ -67,15 +67,6 @@ const options = (
   budgetMs: 5_000,
   rules,
 });
-
-async function runAndCheck(opts: InterleavingOptions, steps: readonly Step[]) {
-  const run = await runSchedule(opts, steps);
-  const result = checkHistory(run.check);
-  if (result.violations.length > 0) {
-    throw new Error(`${formatViolations(result.violations)}\n--- steps ---\n${run.log.join("\n")}`);
-  }
-  return run;
-}
 
 const ingest = (value: number, device = 0, tenant = 0): Step => ({ kind: "ingest", tenant, device, value });
 const tick = (pod = 0): Step => ({ kind: "tick", pod });

@@ -16,7 +16,13 @@ import { tenantStateField, tenantStateKey } from "../../evaluator/src/state/keys
 import { decodeAnomalyStats } from "../../evaluator/src/state/valueEncoding.ts";
 import { migrateUp } from "../../operator/src/migrate/runMigrations.ts";
 import { type AlertRow, checkHistory, formatViolations } from "../support/history.ts";
-import { type InterleavingOptions, runSchedule, type Step, scheduleStep } from "../support/interleavings.ts";
+import {
+  type InterleavingOptions,
+  runAndCheck,
+  runSchedule,
+  type Step,
+  scheduleStep,
+} from "../support/interleavings.ts";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
 import { connectValkey } from "../support/valkey.ts";
 
@@ -44,15 +50,6 @@ const options = (shards: number[] = [0, 1]): InterleavingOptions => ({
   intervalMs: I,
   budgetMs: 5_000,
 });
-
-async function runAndCheck(opts: InterleavingOptions, steps: readonly Step[]) {
-  const run = await runSchedule(opts, steps);
-  const result = checkHistory(run.check);
-  if (result.violations.length > 0) {
-    throw new Error(`${formatViolations(result.violations)}\n--- steps ---\n${run.log.join("\n")}`);
-  }
-  return { ...run, summary: result.summary };
-}
 
 const hotAlerts = (rows: readonly AlertRow[]) => rows.filter((r) => r.rule_id === "hot");
 const ingest = (value: number, device = 0): Step => ({ kind: "ingest", tenant: 0, device, value });

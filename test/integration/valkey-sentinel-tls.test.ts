@@ -19,8 +19,7 @@ import { connectValkey } from "../../evaluator/src/main.ts";
 import { migrateUp } from "../../operator/src/migrate/runMigrations.ts";
 import { useEvaluatorFixture } from "../support/evaluatorFixture.ts";
 import { eventually } from "../support/evaluatorProcess.ts";
-import { checkHistory, formatViolations } from "../support/history.ts";
-import { type InterleavingOptions, runSchedule, type Step } from "../support/interleavings.ts";
+import { runAndCheck, type Step } from "../support/interleavings.ts";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
 import { type PrivateRedis, startPrivateRedis } from "../support/privateServices.ts";
 import { createTestPki, type TestPki } from "../support/tls.ts";
@@ -69,15 +68,6 @@ afterAll(async () => {
 
 const I = 60_000;
 const ingest = (tenant: number, value: number): Step => ({ kind: "ingest", tenant, device: 0, value });
-
-async function runAndCheck(opts: InterleavingOptions, steps: readonly Step[]) {
-  const run = await runSchedule(opts, steps);
-  const result = checkHistory(run.check);
-  if (result.violations.length > 0) {
-    throw new Error(`${formatViolations(result.violations)}\n--- steps ---\n${run.log.join("\n")}`);
-  }
-  return { summary: result.summary, log: run.log };
-}
 
 describe("VALKEY_MODE=sentinel", () => {
   let sentinels: PrivateSentinelSet;

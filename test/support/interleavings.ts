@@ -33,11 +33,14 @@ import { isPostgresOutage } from "../../runtime/postgresOutage.ts";
 import {
   type AlertEventRow,
   type AlertRow,
+  checkHistory,
   type ExpectedReading,
+  formatViolations,
   HISTORY_ALERT_EVENTS_SQL,
   HISTORY_ALERTS_SQL,
   type HistoryInput,
   HistoryRecorder,
+  type HistorySummary,
 } from "./history.ts";
 import { deleteTenantKeys } from "./valkey.ts";
 
@@ -522,4 +525,20 @@ export async function runSchedule(
     log,
     maxOffsetMs: Math.max(...opts.shards.map((s) => shardOffsetMs(shardSet, s, I))),
   };
+}
+
+/**
+ * {@link runSchedule}, then the history checker over what it recorded: throws with the violations
+ * and the steps as they were applied when an invariant fails, else returns the run and its summary.
+ */
+export async function runAndCheck(
+  opts: InterleavingOptions,
+  steps: readonly Step[],
+): Promise<InterleavingRun & { readonly summary: HistorySummary }> {
+  const run = await runSchedule(opts, steps);
+  const result = checkHistory(run.check);
+  if (result.violations.length > 0) {
+    throw new Error(`${formatViolations(result.violations)}\n--- steps ---\n${run.log.join("\n")}`);
+  }
+  return { ...run, summary: result.summary };
 }

@@ -23,12 +23,7 @@ import { createServer } from "node:net";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { freePort } from "./ports.ts";
-import {
-  type PrivateRedis,
-  type PrivateRedisOptions,
-  startPrivateRedis,
-  waitFor,
-} from "./privateServices.ts";
+import { type PrivateRedis, startPrivateRedis, waitFor } from "./privateServices.ts";
 
 const run = promisify(execFile);
 

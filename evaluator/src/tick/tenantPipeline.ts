@@ -1,14 +1,8 @@
 import type { Clock } from "../../../runtime/clock.ts";
 import { isPostgresOutage } from "../../../runtime/postgresOutage.ts";
-import { evaluateTenant, type PairFailure, type TenantEvaluation } from "../rules/evaluateTenant.ts";
+import { evaluateTenant, type PairFailure } from "../rules/evaluateTenant.ts";
 import { parseRule } from "../rules/parseRule.ts";
-import {
-  pairKey,
-  planTenant,
-  type TenantInput,
-  type TenantPlan,
-  type TenantState,
-} from "../rules/planTenant.ts";
+import { planTenant, type TenantInput, type TenantPlan } from "../rules/planTenant.ts";
 import { groupReadings } from "../rules/readings.ts";
 import type { Reading, Rule } from "../rules/types.ts";
 import type { TickLease } from "../state/scriptProtocol.ts";
