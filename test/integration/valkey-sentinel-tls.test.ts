@@ -52,6 +52,14 @@ function ready(client: Redis | Cluster, timeoutMs = 10_000): Promise<void> {
   });
 }
 
+/** The port of the server the client talks to, when that server is a primary (else 0). */
+async function portOf(client: Redis): Promise<number> {
+  const role = (await client.call("ROLE")) as unknown[];
+  if (role[0] !== "master") return 0;
+  const [, port] = (await client.call("CONFIG", "GET", "port")) as string[];
+  return Number(port);
+}
+
 let db: TestDatabase;
 let pki: TestPki;
 
@@ -103,6 +111,14 @@ describe("VALKEY_MODE=sentinel", () => {
         topology: async () => {
           await sentinels.failover();
           failovers++;
+          // The client reconnects when the sentinels announce the switch: the change is over once
+          // it answers from the promoted primary (until then its calls fail like an outage).
+          const promoted = await sentinels.primaryPort();
+          await eventually(
+            async () => (await portOf(client).catch(() => 0)) === promoted,
+            20_000,
+            "the client on the promoted primary",
+          );
         },
       },
       [
@@ -133,8 +149,7 @@ describe("VALKEY_MODE=sentinel", () => {
     expect(await sentinels.primaryPort()).toBe(first);
     const role = (await client.call("ROLE")) as unknown[];
     expect(role[0]).toBe("master");
-    const [, port] = (await client.call("CONFIG", "GET", "port")) as string[];
-    expect(Number(port)).toBe(first);
+    expect(await portOf(client)).toBe(first);
   }, 180_000);
 });
 
