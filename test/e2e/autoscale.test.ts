@@ -311,15 +311,19 @@ async function holdsFor<T>(ms: number, probe: () => Promise<T>, check: (v: T) =>
   return seen;
 }
 
-/** The first `tick_done` of a shard process that evaluated at least one tenant: its time (ms). */
+/**
+ * The first `tick_done` of a shard process that had tenants to evaluate: its time (ms). Evaluated
+ * or cut at the budget alike: the planner may give a new shard only slow tenants, which the budget
+ * cuts every tick.
+ */
 function firstEvaluatingTick(w: World, shard: number): number | undefined {
   const file = join(w.shardLogs, `${shardDeploymentName(SET, shard)}.log`);
   if (!existsSync(file)) return undefined;
   for (const line of readFileSync(file, "utf8").split("\n")) {
     if (!line.includes('"tick_done"')) continue;
     try {
-      const l = JSON.parse(line) as { msg?: string; time?: number; evaluated?: number };
-      if (l.msg === "tick_done" && (l.evaluated ?? 0) > 0 && typeof l.time === "number") return l.time;
+      const l = JSON.parse(line) as { msg?: string; time?: number; tenants?: number };
+      if (l.msg === "tick_done" && (l.tenants ?? 0) > 0 && typeof l.time === "number") return l.time;
     } catch {
       // a partial last line
     }

@@ -15,7 +15,7 @@ import { seedTenants } from "../support/tenants.ts";
  * The operator's client-side rate limit, seen from the apiserver. The operator talks to a private
  * kube-apiserver of the plane that writes an audit log of every request it receives (Metadata
  * level; the apiserver's own loopback requests and health checks left out), and to nothing else.
- * With `--kube-api-qps 3 --kube-api-burst 3` it brings up 4 sets of 3 shards in 2 namespaces at
+ * With `--kube-api-qps 3 --kube-api-burst 3` it brings up 2 sets of 3 shards in 2 namespaces at
  * once (tenant assignments on: Secret reads and PostgreSQL), leader election on (the Lease's
  * requests count too), a 5 s resync, then grows every set to 5 shards at once. From the audit log:
  * no window of t seconds received more than burst + qps × (t + slack) requests, for windows from
@@ -38,7 +38,7 @@ const BURST = 3;
  */
 const SLACK_S = 1;
 const NAMESPACES = 2;
-const SETS_PER_NAMESPACE = 2;
+const SETS_PER_NAMESPACE = 1;
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
