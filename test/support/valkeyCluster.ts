@@ -276,11 +276,27 @@ export async function startValkeyCluster(): Promise<PrivateValkeyCluster> {
       const primary = await primaryOf(slot);
       const replica = (await nodes()).find((n) => n.primaryId === primary.id);
       if (!replica) throw new Error(`primary ${primary.port} has no replica`);
-      await admin(replica.port).call("CLUSTER", "FAILOVER", ...(takeover ? ["TAKEOVER"] : []));
-      await waitFor(async () => (await primaryOf(slot)).id === replica.id, {
-        timeoutMs: 20_000,
-        what: `replica ${replica.port} to take over slot ${slot}`,
-      });
+      // A graceful failover needs the replica's link up and caught up (a primary demoted a moment
+      // ago may still be syncing); Valkey gives up on one that cannot catch up in time without a
+      // word, so it is asked again, and forced after a few tries.
+      await waitFor(
+        async () => String(await admin(replica.port).info("replication")).includes("master_link_status:up"),
+        { timeoutMs: 20_000, what: `replica ${replica.port} to be in sync` },
+      );
+      const tookOver = async () => (await primaryOf(slot)).id === replica.id;
+      const modes = takeover ? [["TAKEOVER"]] : [[], [], ["FORCE"]];
+      for (const mode of modes) {
+        await admin(replica.port).call("CLUSTER", "FAILOVER", ...mode);
+        try {
+          await waitFor(tookOver, {
+            timeoutMs: 8_000,
+            what: `replica ${replica.port} to take over slot ${slot}`,
+          });
+          break;
+        } catch (err) {
+          if (mode === modes.at(-1)) throw err;
+        }
+      }
       await waitHealthy();
     },
     waitHealthy,
