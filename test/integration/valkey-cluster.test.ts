@@ -263,13 +263,7 @@ describe("an evaluator process with VALKEY_MODE=cluster", () => {
       TICK_INTERVAL_SECONDS: "1",
     });
     await eventually(
-      async () => {
-        const { rows } = await fx.pool.query<{ n: number }>(
-          "SELECT count(*)::int AS n FROM alerts WHERE tenant_id = ANY($1) AND state = 'open'",
-          [tenants],
-        );
-        return rows[0]!.n === 4;
-      },
+      async () => (await fx.openAlerts(tenants)) === 4,
       30_000,
       "an open alert of every tenant",
     );

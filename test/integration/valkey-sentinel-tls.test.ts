@@ -226,13 +226,7 @@ describe("TLS (rediss:// with TLS_CA_FILE)", () => {
       await fx.reading(tenants, 75);
       fx.start({ VALKEY_URL: server.url, TLS_CA_FILE: pki.caFile, TICK_INTERVAL_SECONDS: "1" });
       await eventually(
-        async () => {
-          const { rows } = await fx.pool.query<{ n: number }>(
-            "SELECT count(*)::int AS n FROM alerts WHERE tenant_id = ANY($1) AND state = 'open'",
-            [tenants],
-          );
-          return rows[0]!.n === 2;
-        },
+        async () => (await fx.openAlerts(tenants)) === 2,
         30_000,
         "an open alert of every tenant",
       );

@@ -144,6 +144,8 @@ export interface EvaluatorFixture {
    * through the test entry point that injects that fault (see `startEvaluator`).
    */
   start(extra?: Record<string, string>, options?: { shard?: number; args?: string[] }): EvaluatorProcess;
+  /** How many of these tenants' alerts are open. */
+  openAlerts(tenantIds: readonly string[]): Promise<number>;
   /** A client on the shared Valkey, disconnected after the test. */
   valkey(): Redis;
   /** A client of a port nothing listens on, failing fast (an unreachable Valkey); disconnected after the test. */
@@ -221,6 +223,13 @@ export function useEvaluatorFixture(
       const p = startEvaluator(current().env(shard, extra), args);
       processes.push(p);
       return p;
+    },
+    async openAlerts(ids) {
+      const { rows } = await current().db.pool.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM alerts WHERE tenant_id = ANY($1) AND state = 'open'",
+        [ids],
+      );
+      return rows[0]!.n;
     },
     valkey() {
       const client = connectValkey();
